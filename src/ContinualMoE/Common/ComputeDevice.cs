@@ -1,0 +1,33 @@
+using TorchSharp;
+
+namespace ContinualMoE;
+
+/// <summary>
+/// Where tensors live. A setting, never hard-coded: "cpu" here; "cuda" or "cuda:N" works only in a build that
+/// references TorchSharp's CUDA package instead of TorchSharp-cpu (not available on the project's machines, so
+/// that path is untested here).
+/// </summary>
+public static class ComputeDevice
+{
+    public static torch.Device Parse(string name)
+    {
+        var normalized = name.Trim().ToLowerInvariant();
+        if (normalized == "cpu") return torch.CPU;
+        if (normalized.StartsWith("cuda"))
+        {
+            if (!torch.cuda.is_available())
+                throw new ContinualMoEException(
+                    $"device '{name}' requested but CUDA is not available: this build references TorchSharp-cpu; " +
+                    "reference TorchSharp-cuda-linux (or -windows) instead of TorchSharp-cpu to train on a GPU");
+            return torch.device(normalized);
+        }
+        throw new ContinualMoEException($"unknown device '{name}': use cpu, cuda or cuda:N");
+    }
+
+    /// <summary>Uses every core for intra-op parallelism (libtorch defaults to the physical core count, which is right here).</summary>
+    public static void ConfigureThreads(int? threads = null)
+    {
+        var count = threads ?? Environment.ProcessorCount;
+        if (count > 0) torch.set_num_threads(count);
+    }
+}
