@@ -1,0 +1,83 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace ContinualMoE.Backbones;
+
+/// <summary>
+/// timm's <c>Attention</c>: fused qkv projection, softmax(q k^T / sqrt(d)) v, output projection; with the
+/// prefix hook every method of the project plugs into (see <see cref="AttentionPrefix"/>).
+/// </summary>
+public sealed class VitAttention : Module<Tensor, Tensor>
+{
+    private readonly Linear qkv;
+    private readonly Linear proj;
+    private readonly int heads;
+    private readonly int headDim;
+    private readonly double scale;
+
+    public VitAttention(long dim, int heads) : base(nameof(VitAttention))
+    {
+        this.heads = heads;
+        headDim = (int)(dim / heads);
+        scale = Math.Pow(headDim, -0.5);
+        qkv = Linear(dim, dim * 3, hasBias: true);
+        proj = Linear(dim, dim, hasBias: true);
+        register_module("qkv", qkv);
+        register_module("proj", proj);
+    }
+
+    public override Tensor forward(Tensor x) => Forward(x, null, -1);
+
+    /// <summary>x: [B, N, D]. With a provider, the provider's prefix for <paramref name="blockIndex"/> joins the attention.</summary>
+    public Tensor Forward(Tensor x, IAttentionPrefixProvider? prefixProvider, int blockIndex)
+    {
+        using var scope = NewDisposeScope();
+        long batch = x.shape[0], tokens = x.shape[1], dim = x.shape[2];
+        // [B, N, 3, H, d] -> [3, B, H, N, d]: permute (never reshape) so that samples and heads stay apart.
+        var qkvHeads = qkv.forward(x).reshape(batch, tokens, 3, heads, headDim).permute(2, 0, 3, 1, 4);
+        var q = qkvHeads[0];
+        var k = qkvHeads[1];
+        var v = qkvHeads[2];
+
+        var prefix = prefixProvider?.ForBlock(blockIndex, q);
+        Tensor attended;
+        if (prefix is null)
+        {
+            attended = functional.scaled_dot_product_attention(q, k, v);
+        }
+        else if (prefix.Logits is null && prefix.LogitTransform is null && prefix.ObserveLogits is null)
+        {
+            // Plain prefix tuning is attention over the concatenated keys: the fused kernel does it exactly.
+            var keys = torch.cat([ExpandBatch(prefix.Keys!, batch), k], dim: 2);
+            var values = torch.cat([ExpandBatch(prefix.Values, batch), v], dim: 2);
+            attended = functional.scaled_dot_product_attention(q, keys, values);
+        }
+        else
+        {
+            attended = AttendWithPrefixLogits(q, k, v, prefix, batch, tokens);
+        }
+        var merged = attended.transpose(1, 2).reshape(batch, tokens, dim);
+        return proj.forward(merged).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>One softmax over [prefix logits, token logits]; only real tokens act as queries.</summary>
+    private Tensor AttendWithPrefixLogits(Tensor q, Tensor k, Tensor v, AttentionPrefix prefix, long batch, long tokens)
+    {
+        var tokenLogits = torch.matmul(q * scale, k.transpose(-2, -1));                 // [B, H, N, N]
+        var prefixLogits = prefix.Logits is not null
+            ? prefix.Logits.expand(batch, heads, tokens, prefix.Length)
+            : torch.matmul(q * scale, ExpandBatch(prefix.Keys!, batch).transpose(-2, -1)); // [B, H, N, L]
+        if (prefix.LogitTransform is not null) prefixLogits = prefix.LogitTransform(prefixLogits);
+        prefix.ObserveLogits?.Invoke(prefixLogits);
+        var weights = torch.cat([prefixLogits, tokenLogits], dim: -1).softmax(-1);
+        var length = prefix.Length;
+        var prefixWeights = weights.narrow(-1, 0, length);
+        var tokenWeights = weights.narrow(-1, length, tokens);
+        return torch.matmul(prefixWeights, ExpandBatch(prefix.Values, batch)) + torch.matmul(tokenWeights, v);
+    }
+
+    private static Tensor ExpandBatch(Tensor t, long batch) =>
+        t.shape[0] == batch ? t : t.expand(batch, t.shape[1], t.shape[2], t.shape[3]);
+}
