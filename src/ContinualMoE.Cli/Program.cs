@@ -1,1 +1,22 @@
-return 0;
+using System.CommandLine;
+using ContinualMoE;
+using ContinualMoE.Cli.Commands;
+using Spectre.Console;
+
+// continual-moe: the command-line front end. The library does the work; this program owns printing, progress and files.
+// Piped output (CI logs, files) has no terminal width; use a wide one so tables stay readable.
+if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 200;
+
+var root = new RootCommand("ContinualMoE: continual learning for pretrained transformers with sparse mixtures of experts");
+root.Subcommands.Add(BenchCommand.Create());
+foreach (var command in CommandCatalog.Extra()) root.Subcommands.Add(command);
+
+try
+{
+    return await root.Parse(args).InvokeAsync();
+}
+catch (ContinualMoEException e)
+{
+    AnsiConsole.MarkupLine($"[red]error:[/] {Markup.Escape(e.Message)}");
+    return 1;
+}

@@ -1,0 +1,9 @@
+using System.CommandLine;
+
+namespace ContinualMoE.Cli.Commands;
+
+/// <summary>Subcommands beyond the benchmark, in the order they appear in --help.</summary>
+internal static class CommandCatalog
+{
+    public static IEnumerable<Command> Extra() => [];
+}

@@ -1,0 +1,82 @@
+using System.Reflection;
+using System.Text.Json;
+using ContinualMoE.Backbones;
+using ContinualMoE.Training;
+using static TorchSharp.torch;
+
+namespace ContinualMoE.Methods;
+
+/// <summary>Marks a class as a continual-learning method available by <see cref="Name"/>. The class implements
+/// <see cref="IContinualLearner"/> and has a constructor taking a <see cref="MethodContext"/>; adding a method means
+/// adding its file, nothing else.</summary>
+[AttributeUsage(AttributeTargets.Class, Inherited = false)]
+public sealed class ContinualMethodAttribute(string name, string summary) : Attribute
+{
+    public string Name { get; } = name;
+    public string Summary { get; } = summary;
+}
+
+/// <summary>What every method is built from.</summary>
+public sealed record MethodContext(
+    VisionTransformer Backbone,
+    int ClassCount,
+    int TaskCount,
+    Device Device,
+    int Seed,
+    TrainingSettings Training,
+    MethodSettings Settings);
+
+/// <summary>Run-level training settings that methods use as their defaults (a method's own settings may override).</summary>
+public sealed record TrainingSettings(int Epochs, double LearningRate, int BatchSize);
+
+/// <summary>Method-specific settings by name (from a JSON config or <c>--set key=value</c>), bound to a method's
+/// options record. Unknown keys are an error that lists the valid ones.</summary>
+public sealed class MethodSettings(IReadOnlyDictionary<string, JsonElement>? values = null)
+{
+    private static readonly JsonSerializerOptions Json = new() { PropertyNameCaseInsensitive = true };
+    public IReadOnlyDictionary<string, JsonElement> Values { get; } = values ?? new Dictionary<string, JsonElement>();
+
+    public static MethodSettings Empty { get; } = new();
+
+    /// <summary>Starts from <paramref name="defaults"/> and overrides the properties named in the settings.</summary>
+    public T Bind<T>(T defaults, string methodName) where T : class
+    {
+        var merged = JsonSerializer.SerializeToNode(defaults, Json)!.AsObject();
+        var known = merged.Select(p => p.Key).ToList();
+        foreach (var (key, value) in Values)
+        {
+            var match = known.FirstOrDefault(k => string.Equals(k, key, StringComparison.OrdinalIgnoreCase));
+            if (match is null)
+                throw new ContinualMoEException($"method '{methodName}' has no setting '{key}'; its settings: {string.Join(", ", known)}");
+            merged[match] = System.Text.Json.Nodes.JsonNode.Parse(value.GetRawText());
+        }
+        try { return merged.Deserialize<T>(Json)!; }
+        catch (JsonException e) { throw new ContinualMoEException($"method '{methodName}': bad setting value ({e.Message})"); }
+    }
+}
+
+/// <summary>All methods marked with <see cref="ContinualMethodAttribute"/> in this assembly.</summary>
+public static class MethodRegistry
+{
+    private static readonly Lazy<Dictionary<string, (Type Type, ContinualMethodAttribute Info)>> Methods = new(() =>
+        typeof(MethodRegistry).Assembly.GetTypes()
+            .Select(t => (Type: t, Info: t.GetCustomAttribute<ContinualMethodAttribute>()))
+            .Where(x => x.Info is not null)
+            .ToDictionary(x => x.Info!.Name, x => (x.Type, x.Info!), StringComparer.OrdinalIgnoreCase));
+
+    public static IReadOnlyList<string> Names => Methods.Value.Keys.Order().ToList();
+
+    public static string Summary(string name) => Methods.Value[name].Info.Summary;
+
+    public static IContinualLearner Create(string name, MethodContext context)
+    {
+        if (!Methods.Value.TryGetValue(name, out var entry))
+            throw new ContinualMoEException($"unknown method '{name}'; available: {string.Join(", ", Names)}");
+        try { return (IContinualLearner)Activator.CreateInstance(entry.Type, context)!; }
+        catch (TargetInvocationException e) when (e.InnerException is not null)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerException).Throw();
+            throw;
+        }
+    }
+}

@@ -1,0 +1,150 @@
+using System.Diagnostics;
+using ContinualMoE.Evaluation;
+using ContinualMoE.Scenarios;
+using static TorchSharp.torch;
+
+namespace ContinualMoE.Training;
+
+/// <summary>
+/// Runs a learner through a scenario: for each task, the learner's training phases (epochs, optimiser, schedule,
+/// clipping, masked cross-entropy), its end-of-task work, then evaluation on every task seen so far, recorded in
+/// the accuracy matrix A[i, t]. Deterministic for a seed: each task reseeds torch from (seed, task), so a run resumed
+/// between tasks continues exactly as an uninterrupted one.
+/// </summary>
+public sealed class ContinualTrainer(ClassIncrementalScenario scenario, DataSource data, int seed, ITrainingObserver? observer = null)
+{
+    private readonly ITrainingObserver observer = observer ?? new NullObserver();
+
+    /// <summary>Trains tasks <paramref name="startTask"/>.. and returns the filled matrix. <paramref name="afterTask"/>
+    /// runs after each task's evaluation (the CLI saves its checkpoint there).</summary>
+    public AccuracyMatrix Run(IContinualLearner learner, int startTask = 0, AccuracyMatrix? matrix = null,
+        Action<int, AccuracyMatrix>? afterTask = null, CancellationToken cancellation = default)
+    {
+        var taskCount = scenario.Tasks.Count;
+        matrix ??= new AccuracyMatrix(taskCount);
+        for (var t = startTask; t < taskCount; t++)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            observer.TaskStarted(t, taskCount);
+            torch.random.manual_seed(TaskSeed(t));
+            var context = Context(t);
+            var clock = Stopwatch.StartNew();
+            learner.BeginTask(context);
+            var phases = learner.TrainingPhases(context);
+            for (var p = 0; p < phases.Count; p++) RunPhase(learner, context, phases[p], p, cancellation);
+            learner.EndTask(context);
+            var trainSeconds = clock.Elapsed.TotalSeconds;
+            var evaluation = Evaluate(learner, t, trainSeconds);
+            for (var i = 0; i <= t; i++) matrix.Record(i, t, evaluation.Correct[i], evaluation.Counts[i]);
+            if (evaluation.TaskIdentityAccuracy is double tii) matrix.RecordTaskIdentity(t, tii);
+            observer.TaskEvaluated(new TaskEvaluation(t, evaluation.Accuracy, evaluation.Counts, evaluation.TaskIdentityAccuracy,
+                evaluation.ImagesPerSecond, trainSeconds));
+            afterTask?.Invoke(t, matrix);
+        }
+        return matrix;
+    }
+
+    public int TaskSeed(int task) => unchecked(seed * 7919 + 1000 * (task + 1));
+
+    public TaskContext Context(int t)
+    {
+        var task = scenario.Tasks[t];
+        return new TaskContext(t, scenario.Tasks.Count, scenario.ClassCount, task.Classes, scenario.ClassMask(t),
+            scenario.SeenClassMask(t), task.Train,
+            scenario.Tasks.Take(t + 1).Select(x => x.Train).ToList(), data, data.Device, TaskSeed(t));
+    }
+
+    private void RunPhase(IContinualLearner learner, TaskContext context, TrainingPhase phase, int phaseIndex, CancellationToken cancellation)
+    {
+        var dataset = phase.Data ?? context.Train;
+        var loader = data.Loader(dataset, phase.Augment, shuffle: true);
+        var optimizer = Optimizers.Create(phase.Parameters, phase.Optimizer);
+        var trainable = phase.Parameters.SelectMany(g => g.Parameters).ToList();
+        var logitMask = phase.LogitMask ?? context.TaskClassMask;
+        observer.PhaseStarted(context.TaskIndex, phase.Name, phase.Epochs, loader.BatchesPerEpoch);
+        for (var epoch = 0; epoch < phase.Epochs; epoch++)
+        {
+            var factor = Optimizers.ScheduleFactor(phase.Optimizer, epoch, phase.Epochs);
+            Optimizers.ApplyFactor(optimizer, phase.Parameters, phase.Optimizer, factor);
+            phase.OnEpochStart?.Invoke(epoch);
+            var clock = Stopwatch.StartNew();
+            double lossSum = 0; long seen = 0, correct = 0; var batchIndex = 0;
+            foreach (var batch in loader.Epoch(context.TaskIndex * 10_000 + phaseIndex * 1_000 + epoch))
+            {
+                cancellation.ThrowIfCancellationRequested();
+                using (batch)
+                using (var scope = NewDisposeScope())
+                {
+                    optimizer.zero_grad();
+                    var output = phase.Step(batch);
+                    var loss = output.Logits is null
+                        ? output.AuxiliaryLoss ?? throw new InvalidOperationException($"phase {phase.Name} returned no loss")
+                        : Losses.MaskedCrossEntropy(output.Logits, batch.Labels, logitMask) + (output.AuxiliaryLoss ?? zeros(1, device: batch.Labels.device).squeeze());
+                    var value = loss.item<float>();
+                    if (!float.IsFinite(value))
+                        throw new ContinualMoEException(
+                            $"loss is {value} at task {context.TaskIndex + 1}, phase '{phase.Name}', epoch {epoch + 1}, batch {batchIndex + 1}: lower the learning rate or check the input data");
+                    loss.backward();
+                    if (phase.Optimizer.ClipGradNorm is double clip) nn.utils.clip_grad_norm_(trainable, clip);
+                    optimizer.step();
+                    var count = batch.Labels.shape[0];
+                    lossSum += value * count;
+                    seen += count;
+                    if (output.Logits is not null)
+                        correct += Losses.MaskLogits(output.Logits.detach(), logitMask).argmax(-1).eq(batch.Labels).sum().item<long>();
+                }
+                batchIndex++;
+                observer.BatchFinished(context.TaskIndex, phase.Name, epoch, batchIndex, lossSum / Math.Max(1, seen), seen / clock.Elapsed.TotalSeconds);
+            }
+            observer.EpochFinished(new EpochRecord(context.TaskIndex, phase.Name, epoch, phase.Epochs, lossSum / Math.Max(1, seen),
+                seen == 0 ? 0 : 100.0 * correct / seen, seen / clock.Elapsed.TotalSeconds, clock.Elapsed.TotalSeconds,
+                phase.Optimizer.LearningRate * factor));
+        }
+        optimizer.Dispose();
+    }
+
+    private sealed record EvaluationResult(double[] Accuracy, long[] Correct, int[] Counts, double? TaskIdentityAccuracy, double ImagesPerSecond);
+
+    /// <summary>Accuracy on every task seen so far, with logits restricted to seen classes (class-incremental) or to the
+    /// true task's classes (task-incremental).</summary>
+    private EvaluationResult Evaluate(IContinualLearner learner, int afterTask, double trainSeconds)
+    {
+        var seenMask = scenario.SeenClassMask(afterTask);
+        var correct = new long[afterTask + 1];
+        var counts = new int[afterTask + 1];
+        long taskIdentityCorrect = 0, taskIdentityTotal = 0, images = 0;
+        var clock = Stopwatch.StartNew();
+        using var noGrad = torch.no_grad();
+        for (var i = 0; i <= afterTask; i++)
+        {
+            var testSet = scenario.Tasks[i].Test;
+            var loader = data.Loader(testSet, augment: false, shuffle: false);
+            var taskMask = scenario.ClassMask(i);
+            var evalContext = new EvaluationContext(afterTask + 1, seenMask,
+                scenario.TaskIncremental ? i : null, scenario.TaskIncremental ? taskMask : null);
+            foreach (var batch in loader.Epoch(0))
+            {
+                using (batch)
+                using (var scope = NewDisposeScope())
+                using (var prediction = learner.Predict(batch.Images, evalContext))
+                {
+                    var mask = scenario.TaskIncremental ? taskMask : seenMask;
+                    var predicted = Losses.MaskLogits(prediction.Logits, mask).argmax(-1);
+                    correct[i] += predicted.eq(batch.Labels).sum().item<long>();
+                    counts[i] += (int)batch.Labels.shape[0];
+                    images += batch.Labels.shape[0];
+                    if (prediction.PredictedTask is not null)
+                    {
+                        taskIdentityCorrect += prediction.PredictedTask.eq((long)i).sum().item<long>();
+                        taskIdentityTotal += batch.Labels.shape[0];
+                    }
+                }
+            }
+        }
+        var accuracy = correct.Select((c, i) => counts[i] == 0 ? 0 : 100.0 * c / counts[i]).ToArray();
+        double? tii = taskIdentityTotal > 0 ? 100.0 * taskIdentityCorrect / taskIdentityTotal : null;
+        return new EvaluationResult(accuracy, correct, counts, tii, images / clock.Elapsed.TotalSeconds);
+    }
+
+    private sealed class NullObserver : ITrainingObserver { }
+}

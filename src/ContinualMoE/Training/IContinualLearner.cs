@@ -1,0 +1,93 @@
+using ContinualMoE.Data;
+using static TorchSharp.torch;
+
+namespace ContinualMoE.Training;
+
+/// <summary>
+/// A continual-learning method. The trainer calls, for every task in order:
+/// <see cref="BeginTask"/>, then runs each of <see cref="TrainingPhases"/> (epochs of <see cref="TrainingPhase.Step"/>
+/// over the task's data with the phase's optimiser), then <see cref="EndTask"/> (statistics, classifier alignment),
+/// then evaluates <see cref="Predict"/> on every task seen so far. Prediction gets no task identity unless the
+/// scenario is task-incremental.
+/// </summary>
+public interface IContinualLearner : IDisposable
+{
+    /// <summary>The registry name (e.g. "smope").</summary>
+    string Name { get; }
+
+    void BeginTask(TaskContext task);
+
+    /// <summary>The phases that train this task, in order. Each gets a fresh optimiser (as the papers' code does),
+    /// which is why checkpoints between tasks need no optimiser state.</summary>
+    IReadOnlyList<TrainingPhase> TrainingPhases(TaskContext task);
+
+    void EndTask(TaskContext task);
+
+    /// <summary>Logits over all classes of the scenario for a batch of evaluation images.</summary>
+    Prediction Predict(Tensor images, EvaluationContext context);
+
+    /// <summary>Everything that defines the learner after a task (parameters, buffers, statistics, counters),
+    /// by name. The frozen backbone is not part of it. Used for checkpoints and resume.</summary>
+    IReadOnlyDictionary<string, Tensor> State();
+
+    void LoadState(IReadOnlyDictionary<string, Tensor> state);
+
+    /// <summary>Method-specific cost figures (trainable parameters, passes per test image, ...).</summary>
+    MethodCost Cost(int tasksTrained);
+}
+
+/// <summary>What a learner knows about the task it trains.</summary>
+public sealed record TaskContext(
+    int TaskIndex,
+    int TaskCount,
+    int ClassCount,
+    IReadOnlyList<int> TaskClasses,
+    bool[] TaskClassMask,
+    bool[] SeenClassMask,
+    IImageDataset Train,
+    IReadOnlyList<IImageDataset> SeenTrainSets,
+    DataSource Data,
+    Device Device,
+    int Seed)
+{
+    public bool IsFirstTask => TaskIndex == 0;
+    public IEnumerable<int> SeenClasses => Enumerable.Range(0, ClassCount).Where(c => SeenClassMask[c]);
+}
+
+/// <summary>What prediction may know: the classes seen so far, and the true task only in task-incremental scenarios.</summary>
+public sealed record EvaluationContext(int TasksTrained, bool[] SeenClassMask, int? TrueTask, bool[]? TrueTaskClassMask);
+
+/// <summary>Class logits [B, C]; methods that infer the task (HiDe-Prompt, NoRGa) also return it [B] for reporting.</summary>
+public sealed record Prediction(Tensor Logits, Tensor? PredictedTask = null) : IDisposable
+{
+    public void Dispose() { Logits.Dispose(); PredictedTask?.Dispose(); }
+}
+
+/// <summary>What one training step produced. With <see cref="Logits"/>, the trainer adds the cross-entropy over the
+/// phase's class mask (old classes' logits masked out); <see cref="AuxiliaryLoss"/> is added as is.
+/// A step that computes its whole loss itself sets <see cref="Logits"/> to null.</summary>
+public sealed record StepOutput(Tensor? Logits, Tensor? AuxiliaryLoss = null);
+
+/// <summary>One stretch of training: which parameters, how, for how long, on what data.</summary>
+public sealed record TrainingPhase
+{
+    public required string Name { get; init; }
+    public required int Epochs { get; init; }
+    public required IReadOnlyList<ParameterGroup> Parameters { get; init; }
+    public required OptimizerSettings Optimizer { get; init; }
+    public required Func<Data.Batch, StepOutput> Step { get; init; }
+    /// <summary>Data to train on; null means the task's training set.</summary>
+    public IImageDataset? Data { get; init; }
+    /// <summary>Classes whose logits take part in the cross-entropy; null means the task's classes.</summary>
+    public bool[]? LogitMask { get; init; }
+    public bool Augment { get; init; } = true;
+    /// <summary>Called once before the first epoch and after each epoch (e.g. to switch modes).</summary>
+    public Action<int>? OnEpochStart { get; init; }
+}
+
+/// <summary>Cost accounting reported in every run's summary and metrics.json.</summary>
+public sealed record MethodCost(
+    long TrainableParameters,
+    long ParametersAddedPerTask,
+    long StateBytes,
+    int BackbonePassesPerTestImage);
