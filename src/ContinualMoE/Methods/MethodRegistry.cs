@@ -33,7 +33,7 @@ public sealed record TrainingSettings(int Epochs, double LearningRate, int Batch
 /// options record. Unknown keys are an error that lists the valid ones.</summary>
 public sealed class MethodSettings(IReadOnlyDictionary<string, JsonElement>? values = null)
 {
-    private static readonly JsonSerializerOptions Json = new() { PropertyNameCaseInsensitive = true };
+    private static readonly JsonSerializerOptions Json = new() { PropertyNameCaseInsensitive = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
     public IReadOnlyDictionary<string, JsonElement> Values { get; } = values ?? new Dictionary<string, JsonElement>();
 
     public static MethodSettings Empty { get; } = new();

@@ -1,0 +1,68 @@
+using ContinualMoE.Backbones;
+using ContinualMoE.Methods;
+using ContinualMoE.Tests.Backbones;
+using ContinualMoE.Training;
+using static TorchSharp.torch;
+
+namespace ContinualMoE.Tests.Methods;
+
+public class SmopeTests
+{
+    private static MethodContext Context(int taskCount, int classCount = 10, MethodSettings? settings = null) =>
+        new(new VisionTransformer(VitTestModels.Tiny, seed: 1), classCount, taskCount, CPU, 3,
+            new TrainingSettings(Epochs: 1, LearningRate: 0.01, BatchSize: 8), settings ?? MethodSettings.Empty);
+
+    [Fact]
+    public void ParameterCountDoesNotDependOnTheNumberOfTasks()
+    {
+        using var five = (Smope)MethodRegistry.Create("smope", Context(5));
+        using var twenty = (Smope)MethodRegistry.Create("smope", Context(20));
+        Assert.Equal(five.Cost(5).TrainableParameters, twenty.Cost(20).TrainableParameters);
+        Assert.Equal(0, five.Cost(5).ParametersAddedPerTask);
+        Assert.Equal(1, five.Cost(5).BackbonePassesPerTestImage);
+        // 3 blocks of the tiny backbone x 3 heads x 25 experts x (key + value) x head width 8, plus a 24x10 head.
+        Assert.Equal(3 * 3 * 25 * 2 * 8 + 24 * 10 + 10, five.Cost(5).TrainableParameters);
+    }
+
+    [Fact]
+    public void FrequenciesAndPreviousKeysSurviveStateRoundTrip()
+    {
+        using var original = (Smope)MethodRegistry.Create("smope", Context(3));
+        using (no_grad())
+        {
+            original.Experts.Frequencies.copy_(rand_like(original.Experts.Frequencies) * 100);
+            original.Experts.SnapshotKeys();
+        }
+        var state = original.State().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+        using var restored = (Smope)MethodRegistry.Create("smope", Context(3));
+        restored.LoadState(state);
+        Assert.True(restored.Experts.Frequencies.equal(original.Experts.Frequencies).all().item<bool>());
+        Assert.True(restored.Experts.PreviousKeys.equal(original.Experts.Keys).all().item<bool>());
+        Assert.True(restored.Experts.Keys.equal(original.Experts.Keys).all().item<bool>());
+    }
+
+    [Fact]
+    public void NoNoiseAtTestTime()
+    {
+        using var smope = (Smope)MethodRegistry.Create("smope", Context(3));
+        using (no_grad())
+        {
+            smope.Experts.Frequencies.fill_(1);
+            using var prediction = smope.Predict(randn(2, 3, 16, 16), new EvaluationContext(2, Enumerable.Repeat(true, 10).ToArray(), null, null));
+            Assert.Equal(new long[] { 2, 10 }, prediction.Logits.shape);
+        }
+        Assert.False(smope.Experts.Routing.NoiseActive);
+    }
+
+    [Fact]
+    public void UnknownSettingListsTheValidOnes()
+    {
+        var settings = new MethodSettings(new Dictionary<string, System.Text.Json.JsonElement>
+        {
+            ["top_kk"] = System.Text.Json.JsonDocument.Parse("3").RootElement,
+        });
+        var error = Assert.Throws<ContinualMoEException>(() => MethodRegistry.Create("smope", Context(3, settings: settings)));
+        Assert.Contains("top_kk", error.Message);
+        Assert.Contains("top_k", error.Message);
+    }
+}
