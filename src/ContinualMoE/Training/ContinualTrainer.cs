@@ -15,13 +15,13 @@ public sealed class ContinualTrainer(ClassIncrementalScenario scenario, DataSour
 {
     private readonly ITrainingObserver observer = observer ?? new NullObserver();
 
-    /// <summary>Trains tasks <paramref name="startTask"/>.. and returns the filled matrix. <paramref name="afterTask"/>
-    /// runs after each task's evaluation (the CLI saves its checkpoint there).</summary>
-    public AccuracyMatrix Run(IContinualLearner learner, int startTask = 0, AccuracyMatrix? matrix = null,
-        Action<int, AccuracyMatrix>? afterTask = null, CancellationToken cancellation = default)
+    /// <summary>Trains tasks <paramref name="startTask"/>.. and fills <paramref name="results"/> (new when null).
+    /// <paramref name="afterTask"/> runs after each task's evaluation (the CLI saves its checkpoint there).</summary>
+    public RunResults Run(IContinualLearner learner, int startTask = 0, RunResults? results = null,
+        Action<int, RunResults>? afterTask = null, CancellationToken cancellation = default)
     {
         var taskCount = scenario.Tasks.Count;
-        matrix ??= new AccuracyMatrix(taskCount);
+        results ??= new RunResults(new AccuracyMatrix(taskCount), new AccuracyMatrix(taskCount));
         for (var t = startTask; t < taskCount; t++)
         {
             cancellation.ThrowIfCancellationRequested();
@@ -35,13 +35,16 @@ public sealed class ContinualTrainer(ClassIncrementalScenario scenario, DataSour
             learner.EndTask(context);
             var trainSeconds = clock.Elapsed.TotalSeconds;
             var evaluation = Evaluate(learner, t, trainSeconds);
-            for (var i = 0; i <= t; i++) matrix.Record(i, t, evaluation.Correct[i], evaluation.Counts[i]);
-            if (evaluation.TaskIdentityAccuracy is double tii) matrix.RecordTaskIdentity(t, tii);
+            for (var i = 0; i <= t; i++)
+            {
+                results.Accuracy.Record(i, t, evaluation.Correct[i], evaluation.Counts[i]);
+                if (evaluation.TaskIdentityCorrect is { } identity) results.TaskIdentity.Record(i, t, identity[i], evaluation.Counts[i]);
+            }
             observer.TaskEvaluated(new TaskEvaluation(t, evaluation.Accuracy, evaluation.Counts, evaluation.TaskIdentityAccuracy,
                 evaluation.ImagesPerSecond, trainSeconds));
-            afterTask?.Invoke(t, matrix);
+            afterTask?.Invoke(t, results);
         }
-        return matrix;
+        return results;
     }
 
     public int TaskSeed(int task) => unchecked(seed * 7919 + 1000 * (task + 1));
@@ -103,7 +106,8 @@ public sealed class ContinualTrainer(ClassIncrementalScenario scenario, DataSour
         optimizer.Dispose();
     }
 
-    private sealed record EvaluationResult(double[] Accuracy, long[] Correct, int[] Counts, double? TaskIdentityAccuracy, double ImagesPerSecond);
+    private sealed record EvaluationResult(double[] Accuracy, long[] Correct, int[] Counts, long[]? TaskIdentityCorrect,
+        double? TaskIdentityAccuracy, double ImagesPerSecond);
 
     /// <summary>Accuracy on every task seen so far, with logits restricted to seen classes (class-incremental) or to the
     /// true task's classes (task-incremental).</summary>
@@ -112,7 +116,8 @@ public sealed class ContinualTrainer(ClassIncrementalScenario scenario, DataSour
         var seenMask = scenario.SeenClassMask(afterTask);
         var correct = new long[afterTask + 1];
         var counts = new int[afterTask + 1];
-        long taskIdentityCorrect = 0, taskIdentityTotal = 0, images = 0;
+        var identityCorrect = new long[afterTask + 1];
+        long taskIdentityTotal = 0, images = 0;
         var clock = Stopwatch.StartNew();
         using var noGrad = torch.no_grad();
         for (var i = 0; i <= afterTask; i++)
@@ -135,16 +140,23 @@ public sealed class ContinualTrainer(ClassIncrementalScenario scenario, DataSour
                     images += batch.Labels.shape[0];
                     if (prediction.PredictedTask is not null)
                     {
-                        taskIdentityCorrect += prediction.PredictedTask.eq((long)i).sum().item<long>();
+                        identityCorrect[i] += prediction.PredictedTask.eq((long)i).sum().item<long>();
                         taskIdentityTotal += batch.Labels.shape[0];
                     }
                 }
             }
         }
         var accuracy = correct.Select((c, i) => counts[i] == 0 ? 0 : 100.0 * c / counts[i]).ToArray();
-        double? tii = taskIdentityTotal > 0 ? 100.0 * taskIdentityCorrect / taskIdentityTotal : null;
-        return new EvaluationResult(accuracy, correct, counts, tii, images / clock.Elapsed.TotalSeconds);
+        var hasIdentity = taskIdentityTotal > 0;
+        double? tii = hasIdentity ? 100.0 * identityCorrect.Sum() / taskIdentityTotal : null;
+        return new EvaluationResult(accuracy, correct, counts, hasIdentity ? identityCorrect : null, tii, images / clock.Elapsed.TotalSeconds);
     }
 
     private sealed class NullObserver : ITrainingObserver { }
+}
+
+/// <summary>The accuracy matrix, and the task-identity matrix for methods that predict the task (empty otherwise).</summary>
+public sealed record RunResults(AccuracyMatrix Accuracy, AccuracyMatrix TaskIdentity)
+{
+    public bool HasTaskIdentity => TaskIdentity.TasksTrained > 0;
 }

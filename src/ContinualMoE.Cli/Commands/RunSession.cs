@@ -1,0 +1,116 @@
+using System.Diagnostics;
+using System.Text.Json;
+using ContinualMoE.Checkpoints;
+using ContinualMoE.Cli.Reporting;
+using ContinualMoE.Evaluation;
+using ContinualMoE.Experiments;
+using ContinualMoE.Training;
+using Spectre.Console;
+using static TorchSharp.torch;
+
+namespace ContinualMoE.Cli.Commands;
+
+/// <summary>
+/// Runs (or resumes) one experiment and owns everything it writes: config.json, accuracy_matrix.csv, metrics.json,
+/// epochs.jsonl, plots, and checkpoint.safetensors after every task (learner state plus, in its metadata, the config,
+/// the finished tasks and the matrices). Every file is written atomically.
+/// </summary>
+internal static class RunSession
+{
+    public const string CheckpointFileName = "checkpoint.safetensors";
+    private const string CheckpointFormat = "continual-moe-checkpoint/1";
+
+    public static int Start(RunConfig config, string folderPath, bool force, CancellationToken cancellation)
+    {
+        var folder = RunFolder.Create(folderPath, force);
+        folder.WriteConfig(config);
+        return Execute(config, folder, startTask: 0, results: null, state: null, cancellation);
+    }
+
+    public static int Resume(string folderPath, string? configFile, IReadOnlyList<string> overrides, CancellationToken cancellation)
+    {
+        var checkpointPath = Path.Combine(folderPath, CheckpointFileName);
+        if (!File.Exists(checkpointPath))
+            throw ContinualMoEException.ForFile(checkpointPath, "no checkpoint to resume from (the run stopped before its first task finished, or this is not a run folder)");
+        var state = SafeTensorsFile.Read(checkpointPath, out var metadata);
+        if (!metadata.TryGetValue("format", out var format) || format != CheckpointFormat)
+            throw ContinualMoEException.ForFile(checkpointPath, $"not a {CheckpointFormat} checkpoint");
+        var saved = RunConfig.FromJson(metadata["config"], checkpointPath);
+        if (configFile is not null || overrides.Count > 0)
+        {
+            var requested = (configFile is null ? saved : RunConfig.FromJson(File.ReadAllText(configFile), configFile)).WithOverrides(overrides);
+            var differences = saved.Differences(requested);
+            if (differences.Count > 0)
+                throw ContinualMoEException.ForFile(checkpointPath, $"--resume with a different config; differing settings: {string.Join("; ", differences)}");
+        }
+        var finished = int.Parse(metadata["finished_tasks"]);
+        var results = new RunResults(AccuracyMatrix.FromCsv(metadata["accuracy_matrix"]), AccuracyMatrix.FromCsv(metadata["task_identity_matrix"]));
+        var folder = RunFolder.Open(folderPath);
+        AnsiConsole.MarkupLine($"Resuming [bold]{Markup.Escape(folderPath)}[/] after task {finished} of {saved.Tasks}.");
+        return Execute(saved, folder, finished, results, state, cancellation);
+    }
+
+    private static int Execute(RunConfig config, RunFolder folder, int startTask, RunResults? results,
+        IReadOnlyDictionary<string, Tensor>? state, CancellationToken cancellation)
+    {
+        ComputeDevice.ConfigureThreads();
+        var weights = BackboneWeights.Resolve(config, cancellation);
+        using var experiment = Experiment.Build(config, weights);
+        if (state is not null)
+            experiment.Learner.LoadState(state.Where(kv => kv.Key.StartsWith("learner.")).ToDictionary(kv => kv.Key["learner.".Length..], kv => kv.Value));
+        PrintHeader(experiment);
+
+        var observer = new ConsoleObserver(folder);
+        var trainer = experiment.Trainer(observer);
+        var expertHistory = new List<double[,]>();
+        var clock = Stopwatch.StartNew();
+        var final = observer.Run(() => trainer.Run(experiment.Learner, startTask, results, (task, soFar) =>
+        {
+            SaveCheckpoint(folder, experiment, task + 1, soFar);
+            folder.WriteAccuracyMatrix(soFar.Accuracy);
+            if (experiment.Learner is IExpertUsage usage) ExpertPlots.Record(folder, usage, task);
+        }, cancellation));
+
+        var metrics = ContinualMetrics.Compute(final.Accuracy, experiment.Scenario.Tasks.Select(t => t.Test.Count).ToList(),
+            final.HasTaskIdentity ? final.TaskIdentity : null);
+        var cost = experiment.Learner.Cost(config.Tasks);
+        var summary = new RunSummary(config.Method, experiment.BackboneDescription, metrics, cost,
+            observer.TrainImagesPerSecond, observer.TestImagesPerSecond, clock.Elapsed.TotalSeconds);
+        folder.WriteMetrics(summary);
+        Plots.AccuracyHeatmap(final.Accuracy, folder.ResultPath("accuracy_matrix.png"), $"{config.Method}: accuracy (%) of task i after task t");
+        Plots.AverageAccuracyCurve(new Dictionary<string, double[]> { [config.Method] = metrics.AverageAccuracyCurve },
+            folder.ResultPath("average_accuracy.png"));
+
+        AnsiConsole.Write(SummaryTable.AccuracyGrid(final.Accuracy));
+        AnsiConsole.Write(SummaryTable.Metrics(metrics));
+        AnsiConsole.MarkupLine($"Trainable parameters {cost.TrainableParameters:N0}, backbone passes per test image {cost.BackbonePassesPerTestImage}, " +
+                               $"train {observer.TrainImagesPerSecond:F0} img/s, test {observer.TestImagesPerSecond:F0} img/s, wall time {clock.Elapsed.TotalSeconds:F0} s.");
+        AnsiConsole.MarkupLine($"Results: [bold]{Markup.Escape(folder.Path)}[/]");
+        return 0;
+    }
+
+    private static void PrintHeader(Experiment experiment)
+    {
+        var c = experiment.Config;
+        AnsiConsole.MarkupLine($"[bold]{Markup.Escape(c.Method)}[/] on [bold]{Markup.Escape(c.Dataset)}[/]: {experiment.Scenario.Tasks.Count} tasks, " +
+                               $"{experiment.Scenario.ClassCount} classes, backbone {Markup.Escape(experiment.BackboneDescription)}, seed {c.Seed}");
+    }
+
+    private static void SaveCheckpoint(RunFolder folder, Experiment experiment, int finishedTasks, RunResults results)
+    {
+        var tensors = experiment.Learner.State().ToDictionary(kv => "learner." + kv.Key, kv => kv.Value);
+        var metadata = new Dictionary<string, string>
+        {
+            ["format"] = CheckpointFormat,
+            ["config"] = experiment.Config.ToJson(),
+            ["finished_tasks"] = finishedTasks.ToString(),
+            ["accuracy_matrix"] = results.Accuracy.ToCsv(),
+            ["task_identity_matrix"] = results.TaskIdentity.ToCsv(),
+        };
+        SafeTensorsFile.Write(folder.ResultPath(CheckpointFileName), tensors, metadata);
+    }
+}
+
+/// <summary>metrics.json: the metrics, the method's cost, and measured speed.</summary>
+internal sealed record RunSummary(string Method, string Backbone, ContinualMetrics Metrics, MethodCost Cost,
+    double TrainImagesPerSecond, double TestImagesPerSecond, double WallSeconds);

@@ -1,0 +1,101 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+
+namespace ContinualMoE.Experiments;
+
+/// <summary>
+/// Everything that defines a continual-learning run. Written to the run folder as config.json, read back from
+/// --config files; JSON names are snake_case. The defaults are the embedded default run.
+/// </summary>
+public sealed record RunConfig
+{
+    public string Method { get; init; } = "smope";
+    public string Dataset { get; init; } = "generated";
+    /// <summary>Dataset folder; null means the dataset's default place (cache, or the Debian package for Fashion-MNIST).</summary>
+    public string? DataRoot { get; init; }
+    public bool Download { get; init; }
+    /// <summary>Backbone config name from the registry.</summary>
+    public string Backbone { get; init; } = DefaultBackbone;
+    /// <summary>Weights file; "pretrained-default" means the cached backbone pretrained on the generated upstream classes.</summary>
+    public string? BackboneWeights { get; init; } = PretrainedDefault;
+    public int Tasks { get; init; } = 5;
+    public int? FirstTaskClasses { get; init; }
+    public string? ClassOrderFile { get; init; }
+    public bool TaskIncremental { get; init; }
+    public int Epochs { get; init; } = 3;
+    public int BatchSize { get; init; } = 64;
+    public double LearningRate { get; init; } = 0.005;
+    public int Seed { get; init; } = 1993;
+    public string Device { get; init; } = "cpu";
+    public int? Workers { get; init; }
+    /// <summary>Generated benchmark: continual classes, images per class (train / test).</summary>
+    public int GeneratedClasses { get; init; } = 20;
+    public int GeneratedTrainPerClass { get; init; } = 100;
+    public int GeneratedTestPerClass { get; init; } = 50;
+    /// <summary>Use at most this many training images per class (data-scarce runs and quick experiments); null: all.</summary>
+    public int? TrainPerClassLimit { get; init; }
+    public int? TestPerClassLimit { get; init; }
+    public Dictionary<string, JsonElement> MethodSettings { get; init; } = [];
+
+    public const string DefaultBackbone = "vit_micro_patch4_32";
+    public const string PretrainedDefault = "pretrained-default";
+
+    public static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        PropertyNameCaseInsensitive = true,
+        WriteIndented = true,
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    };
+
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+
+    public static RunConfig FromJson(string json, string source)
+    {
+        try { return JsonSerializer.Deserialize<RunConfig>(json, Json) ?? throw new JsonException("empty"); }
+        catch (JsonException e) { throw ContinualMoEException.ForFile(source, $"not a valid run config: {e.Message}"); }
+    }
+
+    /// <summary>Applies "key=value" overrides (snake_case keys; values parsed as JSON, else taken as strings;
+    /// "method.key=value" sets a method setting).</summary>
+    public RunConfig WithOverrides(IEnumerable<string> assignments)
+    {
+        var node = JsonSerializer.SerializeToNode(this, Json)!.AsObject();
+        foreach (var assignment in assignments)
+        {
+            var split = assignment.IndexOf('=');
+            if (split <= 0) throw new ContinualMoEException($"override '{assignment}' is not key=value");
+            var key = assignment[..split].Trim();
+            var value = ParseValue(assignment[(split + 1)..]);
+            if (key.StartsWith("method."))
+            {
+                var settings = node["method_settings"] as JsonObject ?? new JsonObject();
+                settings[key["method.".Length..]] = value;
+                node["method_settings"] = settings;
+                continue;
+            }
+            if (!node.ContainsKey(key))
+                throw new ContinualMoEException($"unknown setting '{key}'; settings: {string.Join(", ", node.Select(p => p.Key))}");
+            node[key] = value;
+        }
+        return FromJson(node.ToJsonString(), "overrides");
+    }
+
+    private static JsonNode? ParseValue(string text)
+    {
+        try { return JsonNode.Parse(text); }
+        catch (JsonException) { return JsonValue.Create(text); }
+    }
+
+    /// <summary>Settings that differ between two configs, for --resume refusals.</summary>
+    public IReadOnlyList<string> Differences(RunConfig other)
+    {
+        var a = JsonSerializer.SerializeToNode(this, Json)!.AsObject();
+        var b = JsonSerializer.SerializeToNode(other, Json)!.AsObject();
+        return a.Select(p => p.Key)
+            .Where(k => !JsonNode.DeepEquals(a[k], b[k]))
+            .Select(k => $"{k}: {a[k]?.ToJsonString() ?? "null"} vs {b[k]?.ToJsonString() ?? "null"}")
+            .ToList();
+    }
+}
