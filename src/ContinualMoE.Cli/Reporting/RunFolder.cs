@@ -71,8 +71,12 @@ public sealed class RunFolder
     public void WriteConfig(object config)
     {
         ArgumentNullException.ThrowIfNull(config);
-        var json = JsonSerializer.Serialize(config, config.GetType(), ReportJson.Indented);
-        AtomicFile.WriteAllText(ResultPath(ConfigFileName), json + "\n");
+        // Serialised straight into the temporary file: if a property throws part-way, the old config.json survives.
+        AtomicFile.Write(ResultPath(ConfigFileName), stream =>
+        {
+            JsonSerializer.Serialize(stream, config, config.GetType(), ReportJson.Indented);
+            stream.WriteByte((byte)'\n');
+        });
     }
 
     public void WriteAccuracyMatrix(AccuracyMatrix matrix)
