@@ -119,10 +119,10 @@ public static class Plots
                     if (double.IsNaN(value)) continue;
                     var text = plot.Add.Text(value.ToString(format, CultureInfo.InvariantCulture), c, rows - 1 - r);
                     text.Alignment = Alignment.MiddleCenter;
-                    text.FontSize = fontSize;
+                    text.LabelFontSize = fontSize;
                     // Viridis is dark at the low end and yellow at the high end: pick the readable text colour.
                     var position = high > low ? (value - low) / (high - low) : 1;
-                    text.FontColor = position < 0.6 ? Colors.White : Colors.Black;
+                    text.LabelFontColor = position < 0.6 ? Colors.White : Colors.Black;
                 }
         }
 
