@@ -1,0 +1,151 @@
+using System.Globalization;
+using ContinualMoE.Evaluation;
+using ScottPlot;
+
+namespace ContinualMoE.Cli.Reporting;
+
+/// <summary>
+/// PNG figures of a run (ScottPlot 5). Every figure is rendered in memory and written atomically, so a reader never
+/// sees a half-written PNG.
+/// </summary>
+public static class Plots
+{
+    /// <summary>
+    /// Heatmap of the accuracy matrix laid out as in the CSV: row <c>i</c> (top to bottom) is the evaluated task,
+    /// column <c>t</c> is "after training task t". Cells show the accuracy; undefined cells are left blank.
+    /// The colour scale is fixed at 0..100 % so heatmaps of different runs compare by eye.
+    /// </summary>
+    public static void AccuracyHeatmap(AccuracyMatrix matrix, string path, string title = "Accuracy matrix (%)")
+    {
+        ArgumentNullException.ThrowIfNull(matrix);
+        var n = matrix.TaskCount;
+        var values = new double[n, n];
+        for (var i = 0; i < n; i++)
+            for (var t = 0; t < n; t++)
+                values[i, t] = matrix[i, t];
+
+        var taskLabels = Enumerable.Range(0, n).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToArray();
+        SaveHeatmap(values, rowLabels: taskLabels, columnLabels: taskLabels, path, title,
+            xLabel: "after training task", yLabel: "evaluated task", colorBarLabel: "accuracy (%)",
+            range: new ScottPlot.Range(0, 100), format: "F1");
+    }
+
+    /// <summary>
+    /// Average accuracy after each task, one line per method. X is the number of tasks learned (1..T),
+    /// so curve element <c>t</c> is drawn at <c>t + 1</c>.
+    /// </summary>
+    public static void AverageAccuracyCurve(IReadOnlyDictionary<string, double[]> curves, string path,
+        string title = "Average accuracy after each task")
+    {
+        ArgumentNullException.ThrowIfNull(curves);
+        if (curves.Count == 0) throw new ContinualMoEException("no accuracy curves to plot");
+
+        using var plot = new Plot();
+        var longest = 0;
+        foreach (var (method, curve) in curves)
+        {
+            if (curve.Length == 0) throw new ContinualMoEException($"accuracy curve of '{method}' is empty");
+            longest = Math.Max(longest, curve.Length);
+            var xs = Enumerable.Range(1, curve.Length).Select(x => (double)x).ToArray();
+            var line = plot.Add.Scatter(xs, curve);
+            line.LegendText = method;
+            line.LineWidth = 2;
+            line.MarkerSize = 7;
+        }
+
+        // Integer ticks only: "2.5 tasks learned" means nothing.
+        var ticks = Enumerable.Range(1, longest).ToArray();
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
+            ticks.Select(x => (double)x).ToArray(), ticks.Select(x => x.ToString(CultureInfo.InvariantCulture)).ToArray());
+        plot.Axes.SetLimitsX(0.5, longest + 0.5);
+        plot.Title(title);
+        plot.XLabel("tasks learned");
+        plot.YLabel("average accuracy (%)");
+        plot.ShowLegend(Alignment.LowerLeft);
+        Save(plot, path, width: 800, height: 500);
+    }
+
+    /// <summary>
+    /// Expert activation frequency as a heatmap: one row per series (e.g. per task), one column per expert.
+    /// A heatmap rather than grouped bars because tasks x experts quickly exceeds what bars can show legibly.
+    /// The colour scale spans the data; cell labels are shown while cells are large enough to hold them.
+    /// </summary>
+    public static void ExpertUtilisation(double[,] frequency, string[] seriesLabels, string path,
+        string title = "Expert utilisation")
+    {
+        ArgumentNullException.ThrowIfNull(frequency);
+        ArgumentNullException.ThrowIfNull(seriesLabels);
+        var series = frequency.GetLength(0);
+        var experts = frequency.GetLength(1);
+        if (series == 0 || experts == 0) throw new ContinualMoEException("expert utilisation matrix is empty");
+        if (seriesLabels.Length != series)
+            throw new ContinualMoEException($"{seriesLabels.Length} series labels for {series} series of expert utilisation");
+
+        // Fractions read best with two decimals; counts or percentages with three significant digits.
+        var fractions = frequency.Cast<double>().All(v => double.IsNaN(v) || v is >= 0 and <= 1);
+        var expertLabels = Enumerable.Range(0, experts).Select(e => e.ToString(CultureInfo.InvariantCulture)).ToArray();
+        SaveHeatmap(frequency, seriesLabels, expertLabels, path, title,
+            xLabel: "expert", yLabel: "", colorBarLabel: "activation frequency",
+            range: null, format: fractions ? "F2" : "G3");
+    }
+
+    private static void SaveHeatmap(double[,] values, string[] rowLabels, string[] columnLabels, string path,
+        string title, string xLabel, string yLabel, string colorBarLabel, ScottPlot.Range? range, string format)
+    {
+        var rows = values.GetLength(0);
+        var columns = values.GetLength(1);
+
+        // Cells shrink as the grid grows so a 20-task matrix still fits a screen; labels are dropped once they would overlap.
+        var cell = Math.Clamp(720 / Math.Max(rows, columns), 24, 80);
+        var showLabels = cell >= 32;
+        var fontSize = Math.Clamp(cell / 4f, 9f, 16f);
+
+        using var plot = new Plot();
+        var heatmap = plot.Add.Heatmap(values);
+        heatmap.Colormap = new ScottPlot.Colormaps.Viridis();
+        heatmap.ManualRange = range;
+        heatmap.NaNCellColor = Colors.Transparent;
+        // Cell (r, c) is centred on x = c, y = rows-1-r: row 0 at the top, like the matrix as printed.
+        heatmap.Rectangle = new CoordinateRect(-0.5, columns - 0.5, -0.5, rows - 0.5);
+
+        var finite = values.Cast<double>().Where(double.IsFinite).DefaultIfEmpty(0).ToArray();
+        var (low, high) = range is { } r0 ? (r0.Min, r0.Max) : (finite.Min(), finite.Max());
+        if (showLabels)
+        {
+            for (var r = 0; r < rows; r++)
+                for (var c = 0; c < columns; c++)
+                {
+                    var value = values[r, c];
+                    if (double.IsNaN(value)) continue;
+                    var text = plot.Add.Text(value.ToString(format, CultureInfo.InvariantCulture), c, rows - 1 - r);
+                    text.Alignment = Alignment.MiddleCenter;
+                    text.LabelFontSize = fontSize;
+                    // Viridis is dark at the low end and yellow at the high end: pick the readable text colour.
+                    var position = high > low ? (value - low) / (high - low) : 1;
+                    text.LabelFontColor = position < 0.6 ? Colors.White : Colors.Black;
+                }
+        }
+
+        var colorBar = plot.Add.ColorBar(heatmap);
+        colorBar.Label = colorBarLabel;
+
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
+            Enumerable.Range(0, columns).Select(c => (double)c).ToArray(), columnLabels);
+        plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
+            Enumerable.Range(0, rows).Select(r => (double)(rows - 1 - r)).ToArray(), rowLabels);
+        plot.Axes.SetLimits(-0.5, columns - 0.5, -0.5, rows - 0.5);
+        plot.HideGrid();
+        plot.Title(title);
+        plot.XLabel(xLabel);
+        if (yLabel.Length > 0) plot.YLabel(yLabel);
+
+        var labelWidth = rowLabels.Max(l => l.Length) * 8;
+        Save(plot, path, width: columns * cell + 220 + labelWidth, height: rows * cell + 150);
+    }
+
+    private static void Save(Plot plot, string path, int width, int height)
+    {
+        var png = plot.GetImageBytes(width, height, ImageFormat.Png);
+        AtomicFile.WriteAllBytes(path, png);
+    }
+}
