@@ -1,3 +1,4 @@
+using ContinualMoE.Training;
 using System.Text;
 using System.Text.Json;
 using ContinualMoE.Evaluation;
@@ -85,17 +86,18 @@ public sealed class RunFolder
         AtomicFile.WriteAllText(ResultPath(AccuracyMatrixFileName), matrix.ToCsv());
     }
 
-    public void WriteMetrics(ContinualMetrics metrics)
+    /// <summary>Writes <c>metrics.json</c>: the metrics record, or a summary that contains it (with cost and speed).</summary>
+    public void WriteMetrics(object metrics)
     {
         ArgumentNullException.ThrowIfNull(metrics);
-        AtomicFile.WriteAllText(ResultPath(MetricsFileName), JsonSerializer.Serialize(metrics, ReportJson.Indented) + "\n");
+        AtomicFile.WriteAllText(ResultPath(MetricsFileName), JsonSerializer.Serialize(metrics, metrics.GetType(), ReportJson.Indented) + "\n");
     }
 
     /// <summary>
     /// Appends one line to <c>epochs.jsonl</c>. The whole line goes out in one write and is flushed to disk, so readers
     /// (and a crash) see complete lines only. Rewriting the file atomically per epoch would also work but costs O(n).
     /// </summary>
-    public void AppendEpoch(EpochLogEntry entry)
+    public void AppendEpoch(EpochRecord entry)
     {
         ArgumentNullException.ThrowIfNull(entry);
         var path = ResultPath(EpochLogFileName);

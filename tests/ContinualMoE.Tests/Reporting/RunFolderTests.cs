@@ -1,3 +1,4 @@
+using ContinualMoE.Training;
 using System.Text.Json;
 using ContinualMoE.Cli.Reporting;
 using ContinualMoE.Evaluation;
@@ -25,8 +26,8 @@ public class RunFolderTests
         run.WriteConfig(new { Method = "smope", Tasks = 2, Seed = 1 });
         run.WriteAccuracyMatrix(Matrix());
         run.WriteMetrics(ContinualMetrics.Compute(Matrix(), testSetSizes: [10, 30]));
-        run.AppendEpoch(new EpochLogEntry(0, 0, 1.5, 40, 120.5, 8.25, 0.01));
-        run.AppendEpoch(new EpochLogEntry(0, 1, double.NaN, 55, 121, 8, 0.005));
+        run.AppendEpoch(new EpochRecord(0, "train", 0, 2, 1.5, 40, 120.5, 8.25, 0.01));
+        run.AppendEpoch(new EpochRecord(0, "train", 1, 2, double.NaN, 55, 121, 8, 0.005));
 
         Assert.Equal(
             ["accuracy_matrix.csv", "config.json", "epochs.jsonl", "metrics.json", "run_manifest.json"],
@@ -84,7 +85,7 @@ public class RunFolderTests
         using var temp = new TemporaryFolder();
         var first = RunFolder.Create(temp.Path);
         first.WriteAccuracyMatrix(Matrix());
-        first.AppendEpoch(new EpochLogEntry(0, 0, 1, 1, 1, 1, 1));
+        first.AppendEpoch(new EpochRecord(0, "train", 0, 2, 1, 1, 1, 1, 1));
         File.WriteAllBytes(first.ResultPath("heatmap.png"), [1, 2, 3]);
         File.WriteAllText(temp.File("notes.txt"), "mine");
 
@@ -93,7 +94,7 @@ public class RunFolderTests
         Assert.Empty(second.Files);
 
         // The new run starts a fresh epoch log instead of appending to the old one.
-        second.AppendEpoch(new EpochLogEntry(1, 0, 1, 1, 1, 1, 1));
+        second.AppendEpoch(new EpochRecord(1, "train", 0, 2, 1, 1, 1, 1, 1));
         Assert.Single(File.ReadAllLines(temp.File("epochs.jsonl")));
     }
 
@@ -142,7 +143,7 @@ public class RunFolderTests
         using var temp = new TemporaryFolder();
         var run = RunFolder.Create(temp.Path);
         File.WriteAllText(run.ResultPath(RunFolder.EpochLogFileName), "{\"task\":0,\"ep");
-        run.AppendEpoch(new EpochLogEntry(0, 1, 1, 1, 1, 1, 1));
+        run.AppendEpoch(new EpochRecord(0, "train", 1, 2, 1, 1, 1, 1, 1));
         var lines = File.ReadAllLines(temp.File("epochs.jsonl"));
         Assert.Equal(2, lines.Length);
         using var parsed = JsonDocument.Parse(lines[1]);
