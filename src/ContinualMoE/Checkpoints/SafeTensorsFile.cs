@@ -1,0 +1,145 @@
+using System.Text;
+using System.Text.Json;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ContinualMoE.Checkpoints;
+
+/// <summary>
+/// Reads and writes Hugging Face safetensors files: an 8-byte little-endian header length, a JSON header
+/// <c>{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {string: string}}</c>, then the raw tensor bytes.
+/// </summary>
+public static class SafeTensorsFile
+{
+    /// <summary>Reads every tensor as a CPU tensor of the stored dtype.</summary>
+    public static Dictionary<string, Tensor> Read(string path) => Read(path, out _);
+
+    /// <summary>Reads every tensor, and the header's <c>__metadata__</c> (empty if absent).</summary>
+    public static Dictionary<string, Tensor> Read(string path, out Dictionary<string, string> metadata)
+    {
+        using var stream = OpenForReading(path);
+        var header = SafeTensorsHeader.Read(stream, path);
+        metadata = header.Metadata;
+        var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        try
+        {
+            // Entries come sorted by offset, so the file is read front to back in one pass.
+            foreach (var entry in header.Entries)
+            {
+                var tensor = empty(entry.Shape, entry.Type, CPU);
+                tensors.Add(entry.Name, tensor);
+                ReadInto(stream, header.DataStart + entry.Begin, entry.End - entry.Begin, tensor, path, entry.Name);
+            }
+        }
+        catch
+        {
+            foreach (var t in tensors.Values) t.Dispose();
+            throw;
+        }
+        return tensors;
+    }
+
+    /// <summary>Reads only the header's <c>__metadata__</c>, without touching the tensor data.</summary>
+    public static Dictionary<string, string> ReadMetadata(string path)
+    {
+        using var stream = OpenForReading(path);
+        return SafeTensorsHeader.Read(stream, path).Metadata;
+    }
+
+    /// <summary>
+    /// Writes the tensors (sorted by name, as contiguous CPU copies) atomically. The header is padded with spaces to a
+    /// multiple of 8 bytes, as the reference implementation does, so the data buffer starts aligned.
+    /// </summary>
+    public static void Write(string path, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var names = tensors.Keys.OrderBy(n => n, StringComparer.Ordinal).ToList();
+        var header = BuildHeader(path, names, tensors, metadata);
+        AtomicFile.Write(path, stream =>
+        {
+            stream.Write(BitConverter.GetBytes((ulong)header.Length));
+            stream.Write(header);
+            foreach (var name in names)
+            {
+                // The scope disposes the temporary detached/CPU/contiguous aliases, never the caller's tensors.
+                using var scope = NewDisposeScope();
+                var cpu = tensors[name].detach().cpu().contiguous();
+                if (cpu.numel() > 0) stream.Write(cpu.bytes);
+            }
+        });
+    }
+
+    private static byte[] BuildHeader(string path, List<string> names, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata)
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            if (metadata is { Count: > 0 })
+            {
+                json.WriteStartObject("__metadata__");
+                foreach (var (key, value) in metadata.OrderBy(p => p.Key, StringComparer.Ordinal)) json.WriteString(key, value);
+                json.WriteEndObject();
+            }
+            long offset = 0;
+            foreach (var name in names)
+            {
+                if (name == "__metadata__")
+                    throw ContinualMoEException.ForFile(path, "a tensor cannot be named __metadata__ in a safetensors file");
+                var tensor = tensors[name];
+                if (!SafeTensorsDType.TryGetName(tensor.dtype, out var dtypeName))
+                    throw ContinualMoEException.ForFile(path, $"tensor '{name}' has dtype {tensor.dtype}, which safetensors writing does not support ({SafeTensorsDType.SupportedNames})");
+                var size = tensor.numel() * tensor.ElementSize;
+                json.WriteStartObject(name);
+                json.WriteString("dtype", dtypeName);
+                json.WriteStartArray("shape");
+                foreach (var d in tensor.shape) json.WriteNumberValue(d);
+                json.WriteEndArray();
+                json.WriteStartArray("data_offsets");
+                json.WriteNumberValue(offset);
+                json.WriteNumberValue(offset + size);
+                json.WriteEndArray();
+                json.WriteEndObject();
+                offset += size;
+            }
+            json.WriteEndObject();
+        }
+        var padding = (int)((8 - buffer.Length % 8) % 8);
+        for (var i = 0; i < padding; i++) buffer.WriteByte((byte)' ');
+        return buffer.ToArray();
+    }
+
+    private static FileStream OpenForReading(string path)
+    {
+        if (!File.Exists(path)) throw ContinualMoEException.ForFile(path, "file not found");
+        try
+        {
+            // No FileStream buffer: tensor reads go straight from the OS into the tensor's memory.
+            return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0, FileOptions.SequentialScan);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw ContinualMoEException.ForFile(path, $"cannot open: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Copies <paramref name="length"/> file bytes directly into the tensor's storage (no intermediate array).</summary>
+    private static void ReadInto(Stream stream, long position, long length, Tensor tensor, string path, string name)
+    {
+        if (length == 0) return;
+        if (length > int.MaxValue)
+            throw ContinualMoEException.ForFile(path, $"tensor '{name}' is {length} bytes; tensors over 2 GiB are not supported");
+        stream.Position = position;
+        try
+        {
+            stream.ReadExactly(tensor.bytes);
+        }
+        catch (EndOfStreamException e)
+        {
+            throw ContinualMoEException.ForFile(path, $"file is truncated inside tensor '{name}'", e);
+        }
+        catch (IOException e)
+        {
+            throw ContinualMoEException.ForFile(path, $"cannot read tensor '{name}': {e.Message}", e);
+        }
+    }
+}
