@@ -114,11 +114,10 @@ public static class IdxLoader
     private static void CheckHeader(string path, byte[] data, int magic, int dimensions)
     {
         var header = 4 + 4 * dimensions;
+        if (data.Length >= 4 && BinaryPrimitives.ReadInt32BigEndian(data) is var actual && actual != magic)
+            throw ContinualMoEException.ForFile(path, $"not an IDX {(magic == ImagesMagic ? "image" : "label")} file: magic number 0x{actual:X8}, expected 0x{magic:X8}");
         if (data.Length < header)
             throw ContinualMoEException.ForFile(path, $"truncated: {data.Length} bytes is shorter than the {header}-byte IDX header");
-        var actual = BinaryPrimitives.ReadInt32BigEndian(data);
-        if (actual != magic)
-            throw ContinualMoEException.ForFile(path, $"not an IDX {(magic == ImagesMagic ? "image" : "label")} file: magic number 0x{actual:X8}, expected 0x{magic:X8}");
         for (var d = 0; d < dimensions; d++)
             if (ReadDim(data, d) < 0) throw ContinualMoEException.ForFile(path, "negative dimension size in IDX header");
     }
