@@ -1,0 +1,71 @@
+using TorchSharp;
+
+namespace ContinualMoE.Data.Transforms;
+
+/// <summary>
+/// An ordered list of transforms turning a <see cref="RawImage"/> into a float CHW array of fixed size.
+/// Randomness is reproducible: sample <c>i</c> in an epoch with seed <c>s</c> always uses
+/// <c>new Random(Seeds.Combine(s, i))</c>, so results do not depend on which thread processes which sample.
+/// Pipelines are immutable and safe to share between threads.
+/// </summary>
+public sealed class ImagePipeline
+{
+    /// <summary>timm's normalisation for the AugReg ViT checkpoints (e.g. vit_base_patch16_224.augreg_in21k): mean = std = 0.5.</summary>
+    public static readonly IReadOnlyList<float> VitMean = [0.5f, 0.5f, 0.5f];
+    public static readonly IReadOnlyList<float> VitStd = [0.5f, 0.5f, 0.5f];
+
+    /// <summary>The usual ImageNet statistics (torchvision / timm IMAGENET_DEFAULT_MEAN / STD).</summary>
+    public static readonly IReadOnlyList<float> ImageNetMean = [0.485f, 0.456f, 0.406f];
+    public static readonly IReadOnlyList<float> ImageNetStd = [0.229f, 0.224f, 0.225f];
+
+    private readonly IImageTransform[] _transforms;
+
+    public ImagePipeline(IEnumerable<IImageTransform> transforms) => _transforms = transforms.ToArray();
+    public ImagePipeline(params IImageTransform[] transforms) : this((IEnumerable<IImageTransform>)transforms) { }
+
+    public IReadOnlyList<IImageTransform> Transforms => _transforms;
+
+    /// <summary>A new pipeline with <paramref name="transform"/> appended.</summary>
+    public ImagePipeline Then(IImageTransform transform) => new(_transforms.Append(transform));
+
+    /// <summary>
+    /// Training preset. With augmentation: RandomResizedCrop(size) (torchvision defaults), horizontal flip p=0.5; without:
+    /// a plain resize to size x size. Both then convert grey to RGB, scale to [0,1] and normalise.
+    /// </summary>
+    public static ImagePipeline ForTraining(int size, bool augment, IReadOnlyList<float>? mean = null, IReadOnlyList<float>? std = null)
+    {
+        var steps = new List<IImageTransform> { new GreyToRgb() };
+        if (augment)
+        {
+            steps.Add(new RandomResizedCrop(size));
+            steps.Add(new HorizontalFlip(0.5));
+        }
+        else steps.Add(new Resize(size, size));
+        steps.Add(new ScaleToUnit());
+        steps.Add(new Normalize(mean ?? VitMean, std ?? VitStd));
+        return new ImagePipeline(steps);
+    }
+
+    /// <summary>Evaluation preset: grey to RGB, bilinear resize to size x size, scale to [0,1], normalise.</summary>
+    public static ImagePipeline ForEvaluation(int size, IReadOnlyList<float>? mean = null, IReadOnlyList<float>? std = null) =>
+        new(new GreyToRgb(), new Resize(size, size), new ScaleToUnit(), new Normalize(mean ?? VitMean, std ?? VitStd));
+
+    /// <summary>Runs the transforms on one image; <paramref name="epochSeed"/> and <paramref name="sampleIndex"/> seed the randomness.</summary>
+    public ImageBuffer Apply(RawImage image, int epochSeed, int sampleIndex)
+    {
+        var random = new Random(Seeds.Combine(epochSeed, sampleIndex));
+        var buffer = ImageBuffer.FromRaw(image);
+        foreach (var transform in _transforms) buffer = transform.Apply(buffer, random);
+        return buffer;
+    }
+
+    /// <summary>The processed image as a CHW float array.</summary>
+    public float[] Process(RawImage image, int epochSeed, int sampleIndex) => Apply(image, epochSeed, sampleIndex).Data;
+
+    /// <summary>The processed image as a [C,H,W] float32 tensor.</summary>
+    public torch.Tensor ProcessToTensor(RawImage image, int epochSeed, int sampleIndex)
+    {
+        var buffer = Apply(image, epochSeed, sampleIndex);
+        return torch.tensor(buffer.Data, [buffer.Channels, buffer.Height, buffer.Width]);
+    }
+}

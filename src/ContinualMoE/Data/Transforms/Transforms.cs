@@ -1,0 +1,152 @@
+namespace ContinualMoE.Data.Transforms;
+
+/// <summary>Replicates a grey channel to three, so grey datasets (MNIST) fit RGB models. RGB passes through.</summary>
+public sealed class GreyToRgb : IImageTransform
+{
+    public ImageBuffer Apply(ImageBuffer image, Random random)
+    {
+        if (image.Channels == 3) return image;
+        if (image.Channels != 1) throw new ContinualMoEException($"GreyToRgb expects 1 or 3 channels, got {image.Channels}");
+        var plane = image.Height * image.Width;
+        var data = new float[3 * plane];
+        for (var c = 0; c < 3; c++) Array.Copy(image.Data, 0, data, c * plane, plane);
+        return image.With(3, image.Height, image.Width, data);
+    }
+}
+
+/// <summary>Resizes to exactly height x width (aspect ratio not kept; see <see cref="Interpolation"/> for the semantics).</summary>
+public sealed class Resize(int height, int width, InterpolationMode mode = InterpolationMode.Bilinear) : IImageTransform
+{
+    public ImageBuffer Apply(ImageBuffer image, Random random) => Interpolation.Resize(image, height, width, mode);
+    public (int Height, int Width)? OutputSize => (height, width);
+}
+
+/// <summary>Crops the centre height x width (torchvision CenterCrop rounding: offset = round((in - out) / 2)).</summary>
+public sealed class CenterCrop(int height, int width) : IImageTransform
+{
+    public ImageBuffer Apply(ImageBuffer image, Random random)
+    {
+        if (height > image.Height || width > image.Width)
+            throw new ContinualMoEException($"CenterCrop {height}x{width} is larger than the {image.Height}x{image.Width} image");
+        var top = (int)Math.Round((image.Height - height) / 2.0);
+        var left = (int)Math.Round((image.Width - width) / 2.0);
+        return Interpolation.Crop(image, top, left, height, width);
+    }
+
+    public (int Height, int Width)? OutputSize => (height, width);
+}
+
+/// <summary>
+/// torchvision's RandomResizedCrop: up to 10 tries to draw a crop whose area is a uniform fraction in
+/// <paramref name="scaleMin"/>..<paramref name="scaleMax"/> of the image and whose aspect ratio is log-uniform in
+/// ratio range; if none fits, falls back to the largest central crop with the ratio clamped into range. The crop is
+/// then resized to size x size.
+/// </summary>
+public sealed class RandomResizedCrop(int size, double scaleMin = 0.08, double scaleMax = 1.0,
+    double ratioMin = 3.0 / 4.0, double ratioMax = 4.0 / 3.0, InterpolationMode mode = InterpolationMode.Bilinear) : IImageTransform
+{
+    public ImageBuffer Apply(ImageBuffer image, Random random)
+    {
+        var (top, left, h, w) = SampleCrop(image.Height, image.Width, random);
+        return Interpolation.Resize(Interpolation.Crop(image, top, left, h, w), size, size, mode);
+    }
+
+    public (int Height, int Width)? OutputSize => (size, size);
+
+    public (int Top, int Left, int Height, int Width) SampleCrop(int height, int width, Random random)
+    {
+        double area = height * width;
+        double logMin = Math.Log(ratioMin), logMax = Math.Log(ratioMax);
+        for (var attempt = 0; attempt < 10; attempt++)
+        {
+            var targetArea = area * (scaleMin + random.NextDouble() * (scaleMax - scaleMin));
+            var aspect = Math.Exp(logMin + random.NextDouble() * (logMax - logMin));
+            var w = (int)Math.Round(Math.Sqrt(targetArea * aspect));
+            var h = (int)Math.Round(Math.Sqrt(targetArea / aspect));
+            if (w > 0 && h > 0 && w <= width && h <= height)
+                return (random.Next(height - h + 1), random.Next(width - w + 1), h, w);
+        }
+        // Fallback: central crop of the whole image, aspect ratio clamped into range.
+        var inRatio = (double)width / height;
+        int cropW, cropH;
+        if (inRatio < ratioMin) { cropW = width; cropH = (int)Math.Round(cropW / ratioMin); }
+        else if (inRatio > ratioMax) { cropH = height; cropW = (int)Math.Round(cropH * ratioMax); }
+        else { cropW = width; cropH = height; }
+        cropH = Math.Clamp(cropH, 1, height);
+        cropW = Math.Clamp(cropW, 1, width);
+        return ((height - cropH) / 2, (width - cropW) / 2, cropH, cropW);
+    }
+}
+
+/// <summary>Mirrors left-right with probability <paramref name="probability"/>.</summary>
+public sealed class HorizontalFlip(double probability = 0.5) : IImageTransform
+{
+    public ImageBuffer Apply(ImageBuffer image, Random random)
+    {
+        if (random.NextDouble() >= probability) return image;
+        var data = new float[image.Data.Length];
+        for (var row = 0; row < image.Channels * image.Height; row++)
+        {
+            var start = row * image.Width;
+            for (var x = 0; x < image.Width; x++) data[start + x] = image.Data[start + image.Width - 1 - x];
+        }
+        return image.With(image.Channels, image.Height, image.Width, data);
+    }
+}
+
+/// <summary>
+/// torchvision ColorJitter(brightness=s): multiplies every value by a factor uniform in [max(0, 1 - s), 1 + s] and
+/// clamps to [0, MaxValue].
+/// </summary>
+public sealed class BrightnessJitter(double strength) : IImageTransform
+{
+    public ImageBuffer Apply(ImageBuffer image, Random random)
+    {
+        var low = Math.Max(0, 1 - strength);
+        var factor = (float)(low + random.NextDouble() * (1 + strength - low));
+        var data = new float[image.Data.Length];
+        for (var i = 0; i < data.Length; i++) data[i] = Math.Clamp(image.Data[i] * factor, 0f, image.MaxValue);
+        return image.With(image.Channels, image.Height, image.Width, data);
+    }
+}
+
+/// <summary>Scales byte values 0..255 to 0..1 (torchvision ToTensor). Put it before <see cref="Normalize"/>.</summary>
+public sealed class ScaleToUnit : IImageTransform
+{
+    public ImageBuffer Apply(ImageBuffer image, Random random)
+    {
+        if (image.MaxValue == 1f) return image;
+        var scale = 1f / image.MaxValue;
+        var data = new float[image.Data.Length];
+        for (var i = 0; i < data.Length; i++) data[i] = image.Data[i] * scale;
+        return new ImageBuffer(image.Channels, image.Height, image.Width, data, 1f);
+    }
+}
+
+/// <summary>Per-channel (x - mean) / std, on values already scaled to 0..1.</summary>
+public sealed class Normalize : IImageTransform
+{
+    private readonly float[] _mean, _std;
+
+    public Normalize(IReadOnlyList<float> mean, IReadOnlyList<float> std)
+    {
+        if (mean.Count != std.Count) throw new ArgumentException("mean and std differ in length");
+        if (std.Any(s => s <= 0)) throw new ArgumentException("std must be positive");
+        _mean = mean.ToArray();
+        _std = std.ToArray();
+    }
+
+    public ImageBuffer Apply(ImageBuffer image, Random random)
+    {
+        if (image.Channels != _mean.Length)
+            throw new ContinualMoEException($"Normalize has {_mean.Length} channel statistics but the image has {image.Channels} channels");
+        var plane = image.Height * image.Width;
+        var data = new float[image.Data.Length];
+        for (var c = 0; c < image.Channels; c++)
+        {
+            float mean = _mean[c], inverse = 1f / _std[c];
+            for (var p = c * plane; p < (c + 1) * plane; p++) data[p] = (image.Data[p] - mean) * inverse;
+        }
+        return image.With(image.Channels, image.Height, image.Width, data);
+    }
+}
