@@ -89,6 +89,8 @@ public static class SafeTensorsFile
                 if (!SafeTensorsDType.TryGetName(tensor.dtype, out var dtypeName))
                     throw ContinualMoEException.ForFile(path, $"tensor '{name}' has dtype {tensor.dtype}, which safetensors writing does not support ({SafeTensorsDType.SupportedNames})");
                 var size = tensor.numel() * tensor.ElementSize;
+                if (size > int.MaxValue)
+                    throw ContinualMoEException.ForFile(path, $"tensor '{name}' is {size} bytes; tensors over 2 GiB are not supported");
                 json.WriteStartObject(name);
                 json.WriteString("dtype", dtypeName);
                 json.WriteStartArray("shape");
