@@ -61,13 +61,13 @@ internal static class RunCommand
 
             var resumeFolder = parse.GetValue(resume);
             if (resumeFolder is not null)
-                return RunSession.Resume(resumeFolder, parse.GetValue(configFile)?.FullName, overrides, cancellation);
+                return Task.FromResult(RunSession.Resume(resumeFolder, parse.GetValue(configFile)?.FullName, overrides, cancellation));
             var config = parse.GetValue(configFile) is { } file
                 ? RunConfig.FromJson(ReadText(file.FullName), file.FullName)
                 : new RunConfig();
             config = config.WithOverrides(overrides);
             var folder = parse.GetValue(output) ?? Path.Combine("runs", $"{config.Method}-{config.Dataset}-{DateTime.Now:yyyyMMdd-HHmmss}");
-            return RunSession.Start(config, folder, parse.GetValue(force), cancellation);
+            return Task.FromResult(RunSession.Start(config, folder, parse.GetValue(force), cancellation));
         });
         return command;
     }

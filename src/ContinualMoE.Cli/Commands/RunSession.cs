@@ -62,13 +62,13 @@ internal static class RunSession
 
         var observer = new ConsoleObserver(folder);
         var trainer = experiment.Trainer(observer);
-        var expertHistory = new List<double[,]>();
+        var expertPlots = new ExpertPlots(folder);
         var clock = Stopwatch.StartNew();
         var final = observer.Run(() => trainer.Run(experiment.Learner, startTask, results, (task, soFar) =>
         {
             SaveCheckpoint(folder, experiment, task + 1, soFar);
             folder.WriteAccuracyMatrix(soFar.Accuracy);
-            if (experiment.Learner is IExpertUsage usage) ExpertPlots.Record(folder, usage, task);
+            if (experiment.Learner is IExpertUsage usage) expertPlots.Record(usage, task);
         }, cancellation));
 
         var metrics = ContinualMetrics.Compute(final.Accuracy, experiment.Scenario.Tasks.Select(t => t.Test.Count).ToList(),

@@ -121,29 +121,44 @@ public sealed class RunFolder
             JsonSerializer.Serialize(manifest, ReportJson.Indented) + "\n");
     }
 
-    private static void DeletePreviousResults(string folder)
+    /// <summary>Opens the folder of an earlier run (for --resume): its manifest's files stay registered.</summary>
+    public static RunFolder Open(string path)
+    {
+        var fullPath = System.IO.Path.GetFullPath(path);
+        var manifest = ReadManifest(fullPath)
+            ?? throw ContinualMoEException.ForFile(fullPath, $"not a run folder (no {ManifestFileName})");
+        var folder = new RunFolder(fullPath);
+        foreach (var name in manifest.Files.Where(IsPlainFileName)) folder._files.Add(name);
+        return folder;
+    }
+
+    private static Manifest? ReadManifest(string folder)
     {
         var manifestPath = System.IO.Path.Combine(folder, ManifestFileName);
-        if (!File.Exists(manifestPath)) return; // nothing we know we wrote: leave every file alone
-
-        Manifest? manifest;
+        if (!File.Exists(manifestPath)) return null;
         try
         {
-            manifest = JsonSerializer.Deserialize<Manifest>(File.ReadAllText(manifestPath), ReportJson.Indented);
+            return JsonSerializer.Deserialize<Manifest>(File.ReadAllText(manifestPath), ReportJson.Indented) ?? new Manifest([]);
         }
         catch (JsonException e)
         {
             throw ContinualMoEException.ForFile(manifestPath, $"unreadable run manifest ({e.Message}); delete the folder by hand", e);
         }
+    }
+
+    private static void DeletePreviousResults(string folder)
+    {
+        // Nothing we know we wrote: leave every file alone.
+        if (ReadManifest(folder) is not { } manifest) return;
 
         // Only plain names inside this folder: a hand-edited manifest must not make us delete anything elsewhere.
-        foreach (var name in manifest?.Files ?? [])
+        foreach (var name in manifest.Files)
         {
             if (!IsPlainFileName(name)) continue;
             var file = System.IO.Path.Combine(folder, name);
             if (File.Exists(file)) File.Delete(file);
         }
-        File.Delete(manifestPath);
+        File.Delete(System.IO.Path.Combine(folder, ManifestFileName));
     }
 
     private static bool IsPlainFileName(string name) =>

@@ -1,3 +1,5 @@
+using TorchSharp;
+using ContinualMoE.Data.Transforms;
 using System.Diagnostics;
 using ContinualMoE.Backbones;
 using ContinualMoE.Data;

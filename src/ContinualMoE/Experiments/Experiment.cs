@@ -1,3 +1,5 @@
+using TorchSharp;
+using ContinualMoE.Data.Transforms;
 using ContinualMoE.Backbones;
 using ContinualMoE.Data;
 using ContinualMoE.Methods;
@@ -55,10 +57,14 @@ public sealed class Experiment : IDisposable
     {
         Root = config.DataRoot,
         Download = config.Download,
-        Seed = config.Seed,
-        GeneratedClasses = config.GeneratedClasses,
-        GeneratedTrainPerClass = config.GeneratedTrainPerClass,
-        GeneratedTestPerClass = config.GeneratedTestPerClass,
+        // The generated data is one fixed dataset (like a real one); the run seed only orders its classes.
+        Generated = new GeneratedOptions
+        {
+            Seed = DefaultBackbone.DataSeed,
+            ContinualClasses = config.GeneratedClasses,
+            TrainPerClass = config.GeneratedTrainPerClass,
+            TestPerClass = config.GeneratedTestPerClass,
+        },
     });
 
     /// <summary>Keeps the first N images of each class (in dataset order) for data-scarce or quick runs.</summary>

@@ -33,8 +33,8 @@ public sealed class NearestClassMean : LearnerBase
             using (var scope = NewDisposeScope())
             {
                 var features = FrozenFeatures(batch.Images);
-                sums.index_add_(0, batch.Labels, features);
-                counts.index_add_(0, batch.Labels, ones_like(batch.Labels, dtype: float32));
+                sums.index_add_(0, batch.Labels, features, 1);
+                counts.index_add_(0, batch.Labels, ones_like(batch.Labels, dtype: float32), 1);
             }
         }
         foreach (var c in task.TaskClasses)

@@ -218,7 +218,7 @@ public sealed class SparsePromptExperts : nn.Module, IAttentionPrefixProvider
         foreach (var r in records)
         {
             var counts = zeros(r.Scores.shape[0], Heads, ExpertCount, device: frequencies.device)
-                .scatter_add_(2, r.Selected, ones_like(r.Selected, dtype: float32)).sum(0);  // [H, N_p]
+                .scatter_add_(2, r.Selected, ones_like(r.Selected, dtype: float32)).sum(dim: 0);  // [H, N_p]
             frequencies[r.PromptedBlock].add_(counts);
         }
         ClearRecords();

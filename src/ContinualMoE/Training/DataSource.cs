@@ -1,3 +1,5 @@
+using TorchSharp;
+using ContinualMoE.Data.Transforms;
 using ContinualMoE.Data;
 using static TorchSharp.torch;
 

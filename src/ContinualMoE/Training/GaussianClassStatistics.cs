@@ -48,7 +48,7 @@ public sealed class GaussianClassStatistics : nn.Module
         if (Kind == CovarianceKind.Full)
             covariances[label].copy_(centred.t().matmul(centred) / denominator + eye(f.shape[1], device: f.device) * Ridge);
         else
-            covariances[label].copy_(centred.square().sum(0) / denominator + Ridge);
+            covariances[label].copy_(centred.square().sum(dim: 0) / denominator + Ridge);
         known[label].fill_(true);
     }
 

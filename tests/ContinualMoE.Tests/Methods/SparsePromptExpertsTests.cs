@@ -77,8 +77,8 @@ public class SparsePromptExpertsTests
         using var sparse = vit.ForwardFeatures(images, new VitForwardOptions { Prefixes = experts });
         experts.Routing = new ExpertRouting { Sparse = false };
         using var dense = vit.ForwardFeatures(images, new VitForwardOptions { Prefixes = experts });
-        Assert.True(sparse.Tokens.allclose(dense.Tokens, rtol: 1e-4, atol: 1e-5));
-        // With fewer experts the output differs: selection matters.
+        Assert.True(sparse.Tokens.allclose(dense.Tokens, rtol: 1e-4, atol: 1e-4), $"max difference {(sparse.Tokens - dense.Tokens).abs().max().item<float>()}");
+        // Only the summation order differs (float32 rounding). With fewer experts the output differs: selection matters.
         experts.Routing = new ExpertRouting { Sparse = true, TopK = 2 };
         using var fewer = vit.ForwardFeatures(images, new VitForwardOptions { Prefixes = experts });
         Assert.False(fewer.Tokens.allclose(dense.Tokens, rtol: 1e-4, atol: 1e-5));
