@@ -58,7 +58,7 @@ public sealed class DataLoader
     public int[] Order(int epoch)
     {
         var order = Enumerable.Range(0, _dataset.Count).ToArray();
-        if (_shuffle) new Random(Seeds.Combine(_seed, epoch)).Shuffle(order);
+        if (_shuffle) Seeds.Shuffle(new Random(Seeds.Combine(_seed, epoch)), order);
         return order;
     }
 

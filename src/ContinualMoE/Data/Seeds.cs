@@ -13,6 +13,20 @@ public static class Seeds
         return (int)(state ^ (state >> 32));
     }
 
+    /// <summary>
+    /// Fisher–Yates shuffle spelled out (i from n-1 down to 1, swap with <c>random.Next(i + 1)</c>) rather than
+    /// <see cref="Random.Shuffle{T}(T[])"/>, whose algorithm the runtime does not promise to keep: class orders and
+    /// splits must stay the same across .NET versions.
+    /// </summary>
+    public static void Shuffle<T>(Random random, T[] items)
+    {
+        for (var i = items.Length - 1; i > 0; i--)
+        {
+            var j = random.Next(i + 1);
+            (items[i], items[j]) = (items[j], items[i]);
+        }
+    }
+
     private static ulong Mix(ulong z)
     {
         z += 0x9E3779B97F4A7C15UL;

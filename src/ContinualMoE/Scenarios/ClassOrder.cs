@@ -1,3 +1,4 @@
+using ContinualMoE.Data;
 using System.Globalization;
 
 namespace ContinualMoE.Scenarios;
@@ -5,8 +6,8 @@ namespace ContinualMoE.Scenarios;
 /// <summary>
 /// Class orders for class-incremental scenarios: which original class ids come first.
 /// A random order is a Fisher–Yates shuffle of 0..n-1 with <c>new Random(seed)</c> (i from n-1 down to 1, swap with
-/// <c>Next(i + 1)</c>, i.e. <see cref="Random.Shuffle{T}(T[])"/>). The literature (iCaRL, PILOT, L2P) commonly uses seed 1993, but with
-/// numpy's generator: the same seed gives a different order here, so to reproduce a paper's exact order, write it to a file
+/// <c>Next(i + 1)</c>; see <see cref="Seeds.Shuffle{T}"/>). The literature (iCaRL's code, PyCIL/PILOT) commonly uses seed 1993, but
+/// shuffles with numpy's generator: the same seed gives a different order here, so to reproduce a paper's exact order, write it to a file
 /// and use <see cref="ReadFile"/>.
 /// </summary>
 public static class ClassOrder
@@ -17,7 +18,7 @@ public static class ClassOrder
     public static int[] Random(int classCount, int seed)
     {
         var order = Enumerable.Range(0, classCount).ToArray();
-        new Random(seed).Shuffle(order);
+        Seeds.Shuffle(new Random(seed), order);
         return order;
     }
 

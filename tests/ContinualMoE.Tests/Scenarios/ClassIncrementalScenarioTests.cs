@@ -75,6 +75,13 @@ public class ClassIncrementalScenarioTests : IDisposable
     }
 
     [Fact]
+    public void RandomOrderIsPinned()
+    {
+        // Fisher–Yates with new Random(1993); pinned so that a runtime or code change that alters orders is noticed.
+        Assert.Equal(new[] { 2, 4, 8, 3, 1, 0, 7, 6, 5, 9 }, ClassOrder.Random(10, ClassOrder.PaperSeed));
+    }
+
+    [Fact]
     public void ExplicitOrderAndLargerFirstTask()
     {
         int[] order = [9, 8, 7, 6, 5, 4, 3, 2, 1, 0];

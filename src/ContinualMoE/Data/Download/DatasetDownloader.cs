@@ -17,6 +17,8 @@ namespace ContinualMoE.Data.Download;
 /// </summary>
 public sealed class DatasetDownloader
 {
+    // One client for the process: HttpClient is meant to be reused (it pools connections).
+    private static readonly Lazy<HttpClient> SharedClient = new(() => new HttpClient { Timeout = TimeSpan.FromHours(2) });
     private readonly HttpClient _http;
     private readonly string? _baseUrlOverride;
 
@@ -27,7 +29,7 @@ public sealed class DatasetDownloader
     {
         CacheDirectory = Path.GetFullPath(cacheDirectory ?? DefaultCacheDirectory);
         _baseUrlOverride = baseUrlOverride;
-        _http = http ?? new HttpClient { Timeout = TimeSpan.FromHours(2) };
+        _http = http ?? SharedClient.Value;
     }
 
     /// <summary><c>$CONTINUAL_MOE_CACHE</c> if set, else <c>~/.cache/continual-moe/datasets</c>.</summary>

@@ -43,7 +43,7 @@ public static class ImageFolderLoader
         {
             var files = perClass[c].ToArray();
             var random = new Random(Seeds.Combine(splitSeed, c));
-            random.Shuffle(files);
+            Seeds.Shuffle(random, files);
             var testCount = (int)Math.Round(files.Length * testFraction, MidpointRounding.AwayFromZero);
             // Keep at least one training image per class, otherwise the class would be unlearnable.
             testCount = Math.Min(testCount, files.Length - 1);

@@ -1,6 +1,6 @@
 namespace ContinualMoE.Data.Transforms;
 
-public enum InterpolationMode { Bilinear, Bicubic }
+public enum ResampleMode { Bilinear, Bicubic }
 
 /// <summary>
 /// Resampling with the semantics of <c>torch.nn.functional.interpolate(..., align_corners=False, antialias=False)</c>:
@@ -12,12 +12,12 @@ public static class Interpolation
 {
     private const float CubicA = -0.75f;
 
-    public static ImageBuffer Resize(ImageBuffer image, int height, int width, InterpolationMode mode)
+    public static ImageBuffer Resize(ImageBuffer image, int height, int width, ResampleMode mode)
     {
         if (height <= 0 || width <= 0) throw new ArgumentOutOfRangeException(nameof(height), "resize target must be positive");
         if (height == image.Height && width == image.Width) return image;
         var output = new float[image.Channels * height * width];
-        if (mode == InterpolationMode.Bilinear) Bilinear(image, height, width, output);
+        if (mode == ResampleMode.Bilinear) Bilinear(image, height, width, output);
         else Bicubic(image, height, width, output);
         return image.With(image.Channels, height, width, output);
     }

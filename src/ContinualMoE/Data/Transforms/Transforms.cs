@@ -15,7 +15,7 @@ public sealed class GreyToRgb : IImageTransform
 }
 
 /// <summary>Resizes to exactly height x width (aspect ratio not kept; see <see cref="Interpolation"/> for the semantics).</summary>
-public sealed class Resize(int height, int width, InterpolationMode mode = InterpolationMode.Bilinear) : IImageTransform
+public sealed class Resize(int height, int width, ResampleMode mode = ResampleMode.Bilinear) : IImageTransform
 {
     public ImageBuffer Apply(ImageBuffer image, Random random) => Interpolation.Resize(image, height, width, mode);
     public (int Height, int Width)? OutputSize => (height, width);
@@ -43,7 +43,7 @@ public sealed class CenterCrop(int height, int width) : IImageTransform
 /// then resized to size x size.
 /// </summary>
 public sealed class RandomResizedCrop(int size, double scaleMin = 0.08, double scaleMax = 1.0,
-    double ratioMin = 3.0 / 4.0, double ratioMax = 4.0 / 3.0, InterpolationMode mode = InterpolationMode.Bilinear) : IImageTransform
+    double ratioMin = 3.0 / 4.0, double ratioMax = 4.0 / 3.0, ResampleMode mode = ResampleMode.Bilinear) : IImageTransform
 {
     public ImageBuffer Apply(ImageBuffer image, Random random)
     {
