@@ -20,14 +20,17 @@ internal static class RunSession
     public const string CheckpointFileName = "checkpoint.safetensors";
     private const string CheckpointFormat = "continual-moe-checkpoint/1";
 
-    public static int Start(RunConfig config, string folderPath, bool force, CancellationToken cancellation)
+    /// <summary>Starts a run. <paramref name="taskFinished"/> is called after each task's checkpoint is saved.</summary>
+    public static int Start(RunConfig config, string folderPath, bool force, CancellationToken cancellation, Action<int>? taskFinished = null)
     {
+        Validate(config);
         var folder = RunFolder.Create(folderPath, force);
         folder.WriteConfig(config);
-        return Execute(config, folder, startTask: 0, results: null, state: null, cancellation);
+        return Execute(config, folder, startTask: 0, results: null, state: null, cancellation, taskFinished);
     }
 
-    public static int Resume(string folderPath, string? configFile, IReadOnlyList<string> overrides, CancellationToken cancellation)
+    public static int Resume(string folderPath, string? configFile, IReadOnlyList<string> overrides, CancellationToken cancellation,
+        Action<int>? taskFinished = null)
     {
         var checkpointPath = Path.Combine(folderPath, CheckpointFileName);
         if (!File.Exists(checkpointPath))
@@ -47,12 +50,17 @@ internal static class RunSession
         var results = new RunResults(AccuracyMatrix.FromCsv(metadata["accuracy_matrix"]), AccuracyMatrix.FromCsv(metadata["task_identity_matrix"]));
         var folder = RunFolder.Open(folderPath);
         AnsiConsole.MarkupLine($"Resuming [bold]{Markup.Escape(folderPath)}[/] after task {finished} of {saved.Tasks}.");
-        return Execute(saved, folder, finished, results, state, cancellation);
+        return Execute(saved, folder, finished, results, state, cancellation, taskFinished);
     }
 
     private static int Execute(RunConfig config, RunFolder folder, int startTask, RunResults? results,
-        IReadOnlyDictionary<string, Tensor>? state, CancellationToken cancellation)
+        IReadOnlyDictionary<string, Tensor>? state, CancellationToken cancellation, Action<int>? taskFinished)
     {
+        if (startTask >= config.Tasks)
+        {
+            AnsiConsole.MarkupLine($"The run in [bold]{Markup.Escape(folder.Path)}[/] has finished all {config.Tasks} tasks; nothing to resume.");
+            return 0;
+        }
         ComputeDevice.ConfigureThreads();
         var weights = BackboneWeights.Resolve(config, cancellation);
         using var experiment = Experiment.Build(config, weights);
@@ -64,12 +72,22 @@ internal static class RunSession
         var trainer = experiment.Trainer(observer);
         var expertPlots = new ExpertPlots(folder);
         var clock = Stopwatch.StartNew();
-        var final = observer.Run(() => trainer.Run(experiment.Learner, startTask, results, (task, soFar) =>
+        RunResults final;
+        try
         {
-            SaveCheckpoint(folder, experiment, task + 1, soFar);
-            folder.WriteAccuracyMatrix(soFar.Accuracy);
-            if (experiment.Learner is IExpertUsage usage) expertPlots.Record(usage, task);
-        }, cancellation));
+            final = observer.Run(() => trainer.Run(experiment.Learner, startTask, results, (task, soFar) =>
+            {
+                SaveCheckpoint(folder, experiment, task + 1, soFar);
+                folder.WriteAccuracyMatrix(soFar.Accuracy);
+                if (experiment.Learner is IExpertUsage usage) expertPlots.Record(usage, task);
+                taskFinished?.Invoke(task);
+            }, cancellation));
+        }
+        catch (OperationCanceledException)
+        {
+            AnsiConsole.MarkupLine($"[yellow]Interrupted.[/] Finished tasks are saved; continue with: continual-moe run --resume {Markup.Escape(folder.Path)}");
+            return 130;
+        }
 
         var metrics = ContinualMetrics.Compute(final.Accuracy, experiment.Scenario.Tasks.Select(t => t.Test.Count).ToList(),
             final.HasTaskIdentity ? final.TaskIdentity : null);
@@ -87,6 +105,16 @@ internal static class RunSession
                                $"train {observer.TrainImagesPerSecond:F0} img/s, test {observer.TestImagesPerSecond:F0} img/s, wall time {clock.Elapsed.TotalSeconds:F0} s.");
         AnsiConsole.MarkupLine($"Results: [bold]{Markup.Escape(folder.Path)}[/]");
         return 0;
+    }
+
+    /// <summary>Checks names before anything is written, so a typo leaves no half-made run folder behind.</summary>
+    private static void Validate(RunConfig config)
+    {
+        if (!Methods.MethodRegistry.Names.Contains(config.Method, StringComparer.OrdinalIgnoreCase))
+            throw new ContinualMoEException($"unknown method '{config.Method}'; available: {string.Join(", ", Methods.MethodRegistry.Names)}");
+        if (!Data.DatasetCatalog.Names.Contains(config.Dataset, StringComparer.OrdinalIgnoreCase))
+            throw new ContinualMoEException($"unknown dataset '{config.Dataset}'; available: {string.Join(", ", Data.DatasetCatalog.Names)}");
+        Backbones.VitRegistry.Get(config.Backbone);
     }
 
     private static void PrintHeader(Experiment experiment)

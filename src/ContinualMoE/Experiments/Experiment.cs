@@ -42,7 +42,7 @@ public sealed class Experiment : IDisposable
         backbone.to(device);
         backbone.eval();
         var dataSource = new DataSource(backbone.Config.ImageSize, [.. ImagePipeline.VitMean], [.. ImagePipeline.VitStd],
-            config.BatchSize, config.Seed, device, config.Workers);
+            config.BatchSize, config.Seed, device, config.Workers, config.CropScaleMin);
         var settings = new MethodSettings(config.MethodSettings);
         var learner = MethodRegistry.Create(config.Method, new MethodContext(backbone, scenario.ClassCount, config.Tasks, device,
             config.Seed, new TrainingSettings(config.Epochs, config.LearningRate, config.BatchSize), settings));

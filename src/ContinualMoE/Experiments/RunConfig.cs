@@ -29,6 +29,9 @@ public sealed record RunConfig
     public int Seed { get; init; } = 1993;
     public string Device { get; init; } = "cpu";
     public int? Workers { get; init; }
+    /// <summary>Smallest area fraction of RandomResizedCrop during training. 0.08 (torchvision, the papers at 224 px)
+    /// leaves a few pixels of a 32 px image, so the small-image default is 0.5.</summary>
+    public double CropScaleMin { get; init; } = 0.5;
     /// <summary>Generated benchmark: continual classes, images per class (train / test).</summary>
     public int GeneratedClasses { get; init; } = 20;
     public int GeneratedTrainPerClass { get; init; } = 100;

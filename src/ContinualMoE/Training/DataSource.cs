@@ -9,7 +9,8 @@ namespace ContinualMoE.Training;
 /// Makes data loaders with the run's image size, normalisation, batch size and workers, so that methods that need
 /// an extra pass over data (statistics, expert frequencies, prototypes) load it exactly as the trainer does.
 /// </summary>
-public sealed class DataSource(int imageSize, float[] mean, float[] std, int batchSize, int seed, Device device, int? workers = null)
+public sealed class DataSource(int imageSize, float[] mean, float[] std, int batchSize, int seed, Device device, int? workers = null,
+    double cropScaleMin = 0.08)
 {
     public int BatchSize => batchSize;
     public Device Device => device;
@@ -18,9 +19,9 @@ public sealed class DataSource(int imageSize, float[] mean, float[] std, int bat
     public DataLoader Loader(IImageDataset dataset, bool augment, bool shuffle, int? batchSizeOverride = null)
     {
         var pipeline = augment
-            ? ImagePipeline.ForTraining(imageSize, augment: true, mean, std)
+            ? ImagePipeline.ForTraining(imageSize, augment: true, mean, std, cropScaleMin)
             : ImagePipeline.ForEvaluation(imageSize, mean, std);
         return new DataLoader(dataset, pipeline, batchSizeOverride ?? batchSize, shuffle, seed,
-            workers ?? Environment.ProcessorCount, device);
+            workers ?? 0, device);
     }
 }

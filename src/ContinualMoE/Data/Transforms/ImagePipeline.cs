@@ -29,15 +29,18 @@ public sealed class ImagePipeline
     public ImagePipeline Then(IImageTransform transform) => new(_transforms.Append(transform));
 
     /// <summary>
-    /// Training preset. With augmentation: RandomResizedCrop(size) (torchvision defaults), horizontal flip p=0.5; without:
-    /// a plain resize to size x size. Both then convert grey to RGB, scale to [0,1] and normalise.
+    /// Training preset. With augmentation: RandomResizedCrop(size, scale (cropScaleMin, 1)) and horizontal flip p=0.5;
+    /// without: a plain resize to size x size. Both then convert grey to RGB, scale to [0,1] and normalise.
+    /// torchvision's crop default, 0.08, is what the papers use at 224 px; on 28-32 px images such crops keep a few
+    /// pixels of the object, so small-image runs use a larger minimum (see RunConfig.CropScaleMin).
     /// </summary>
-    public static ImagePipeline ForTraining(int size, bool augment, IReadOnlyList<float>? mean = null, IReadOnlyList<float>? std = null)
+    public static ImagePipeline ForTraining(int size, bool augment, IReadOnlyList<float>? mean = null, IReadOnlyList<float>? std = null,
+        double cropScaleMin = 0.08)
     {
         var steps = new List<IImageTransform> { new GreyToRgb() };
         if (augment)
         {
-            steps.Add(new RandomResizedCrop(size));
+            steps.Add(new RandomResizedCrop(size, cropScaleMin));
             steps.Add(new HorizontalFlip(0.5));
         }
         else steps.Add(new Resize(size, size));
