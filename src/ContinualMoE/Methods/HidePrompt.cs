@@ -1,0 +1,353 @@
+using ContinualMoE.Backbones;
+using ContinualMoE.Prompts;
+using ContinualMoE.Training;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace ContinualMoE.Methods;
+
+/// <summary>Settings of the HiDe-Prompt pipeline (and of NoRGa, which is the same pipeline plus the gate).
+/// Null epochs and rates fall back to the run's <c>epochs</c> and <c>learning_rate</c>; the official values are in the
+/// presets under configs/ and in docs/methods/hide-norga.md.</summary>
+public sealed record HideOptions
+{
+    // Within-task prediction (WTP): task prompts and the classifier head.
+    /// <summary>Prompted blocks (official: 0-4).</summary>
+    public int[] Blocks { get; init; } = [0, 1, 2, 3, 4];
+    /// <summary>Prefix length (official: 5 for CIFAR-100, 20 for ImageNet-R).</summary>
+    public int Length { get; init; } = 5;
+    public double PromptMomentum { get; init; } = 0.01;
+    /// <summary>Weight of the contrastive regulariser (official: 0.1 CIFAR-100, 0.5 ImageNet-R).</summary>
+    public double Reg { get; init; } = 0.1;
+    public double ContrastiveTemperature { get; init; } = 0.8;
+    public int? Epochs { get; init; }
+    /// <summary>The prompts' learning rate (official: 0.03 x batch / 256); the head trains at <see cref="HeadRateMultiplier"/> x it.</summary>
+    public double? LearningRate { get; init; }
+    public double HeadRateMultiplier { get; init; } = 0.1;
+    /// <summary>constant, step or cosine (official: step x0.1 at epoch 30 for CIFAR-100, cosine for ImageNet-R).</summary>
+    public string Schedule { get; init; } = "constant";
+    public int[] StepMilestones { get; init; } = [30];
+    public double ClipGradNorm { get; init; } = 1.0;
+
+    // Task-identity inference (TII).
+    public int? TiiEpochs { get; init; }
+    /// <summary>Official: 5e-4 x batch / 256, Adam, constant.</summary>
+    public double? TiiLearningRate { get; init; }
+    /// <summary>The official code trains the TII network on augmented images (its training loader); false trains on the
+    /// un-augmented frozen features, computed once per image and cached.</summary>
+    public bool TiiAugment { get; init; } = true;
+    public int TiiHiddenMultiplier { get; init; } = 2;
+    public bool TiiAlignment { get; init; } = true;
+    public int TiiAlignmentEpochs { get; init; } = 30;
+    public double TiiAlignmentLearningRate { get; init; } = 0.005;
+    /// <summary>Gaussian samples per class and epoch (official: the batch size, 128); null means the run's batch size.</summary>
+    public int? TiiAlignmentSamplesPerClass { get; init; }
+
+    // Task-adaptive prediction (TAP).
+    /// <summary>False skips TAP: a run with method.tap=false reports the accuracy matrix before TAP.</summary>
+    public bool Tap { get; init; } = true;
+    public int TapEpochs { get; init; } = 30;
+    /// <summary>Official CIFAR-100: 0.005 for HiDe-Prompt, 0.05 for NoRGa.</summary>
+    public double TapLearningRate { get; init; } = 0.005;
+    /// <summary>Samples per class and epoch, and TAP's batch size (official: 5 x batch size); null means 5 x the run's batch size.</summary>
+    public int? TapSamplesPerClass { get; init; }
+    /// <summary>SGD weight decay of both alignments (official: 5e-4).</summary>
+    public double AlignmentWeightDecay { get; init; } = 5e-4;
+
+    // NoRGa.
+    /// <summary>The non-linear residual gate on the prefix logits (true makes the pipeline NoRGa).</summary>
+    public bool Gate { get; init; }
+    /// <summary>tanh, sigmoid or gelu (the official NoRGa scripts use sigmoid).</summary>
+    public string GateActivation { get; init; } = "tanh";
+}
+
+/// <summary>
+/// HiDe-Prompt (Wang et al., "Hierarchical Decomposition of Prompt-Based Continual Learning: Rethinking Obscured
+/// Sub-optimality", NeurIPS 2023), as the official code runs it:
+///   TII   a residual MLP + head on frozen un-prompted features, trained per task with masked cross-entropy (Adam), then
+///         from the second task re-aligned (SGD, cosine) on Gaussian samples of all seen classes' backbone features;
+///   WTP   one prefix prompt per task (copied from the previous task's), trained with the true task's prompt mixed with
+///         the mean of the earlier prompts (prompt momentum), masked cross-entropy + reg x a contrastive regulariser
+///         against the stored class means;
+///   TAP   after the task, the new classes' prompted-feature Gaussians are stored and, from the second task, the head is
+///         retrained on samples of all seen classes;
+///   test  TII picks a class, its task's prompt conditions the backbone, the head classifies over the seen classes.
+/// NoRGa (<see cref="Norga"/>) is this pipeline with the non-linear residual gate.
+/// </summary>
+[ContinualMethod("hide-prompt", "HiDe-Prompt: task prompts with task-identity inference and task-adaptive prediction (NeurIPS 2023)")]
+public class HidePrompt : LearnerBase
+{
+    private readonly HideOptions options;
+    private readonly HideModel model;
+    private readonly string name;
+    private readonly Dictionary<int, Tensor> featureCache = [];
+    private IReadOnlyList<int> oldClasses = [];
+
+    public HidePrompt(MethodContext context) : this(context, context.Settings.Bind(new HideOptions(), "hide-prompt"), "hide-prompt") { }
+
+    protected HidePrompt(MethodContext context, HideOptions options, string name) : this(context, options, name, new HideModel(context, options)) { }
+
+    private HidePrompt(MethodContext context, HideOptions options, string name, HideModel model) : base(context, model)
+    {
+        this.options = options;
+        this.model = model;
+        this.name = name;
+        if (options.Length < 1) throw new ContinualMoEException($"{name}: length must be at least 1");
+        if (options.PromptMomentum is < 0 or >= 1) throw new ContinualMoEException($"{name}: prompt_momentum must be in [0, 1)");
+    }
+
+    public override string Name => name;
+    public HideOptions Options => options;
+    public TaskPrefixPrompts Prompts => model.Prompts;
+    public Linear Head => model.Head;
+    public TaskIdentityInference TaskIdentity => model.Tii;
+    public GaussianClassStatistics PromptedStatistics => model.Statistics;
+
+    private int Epochs => options.Epochs ?? Context.Training.Epochs;
+    private double PromptRate => options.LearningRate ?? Context.Training.LearningRate;
+    private int BatchSize => Context.Training.BatchSize;
+
+    private ScheduleKind Schedule => options.Schedule.Trim().ToLowerInvariant() switch
+    {
+        "constant" => ScheduleKind.Constant,
+        "step" => ScheduleKind.Step,
+        "cosine" => ScheduleKind.Cosine,
+        _ => throw new ContinualMoEException($"{name}: schedule must be constant, step or cosine, got '{options.Schedule}'"),
+    };
+
+    public override void BeginTask(TaskContext task)
+    {
+        foreach (var t in featureCache.Values) t.Dispose();
+        featureCache.Clear();
+        model.Tii.AssignTask(task.TaskClasses, task.TaskIndex);
+        oldClasses = Enumerable.Range(0, task.ClassCount).Where(c => task.SeenClassMask[c] && !task.TaskClassMask[c] && model.Statistics.IsKnown(c)).ToList();
+        // NoRGa: (tau, alpha) learn during the first task only.
+        if (model.Prompts.Gate is { } gate) gate.Trainable = task.IsFirstTask;
+        model.Prompts.CopyFromPrevious(task.TaskIndex);
+    }
+
+    public override IReadOnlyList<TrainingPhase> TrainingPhases(TaskContext task)
+    {
+        var promptGroup = new List<Parameter> { model.Prompts.Prompts };
+        if (model.Prompts.Gate is { Trainable: true } gate) promptGroup.Add(gate.Scales);
+        return
+        [
+            new TrainingPhase
+            {
+                Name = "tii",
+                Epochs = options.TiiEpochs ?? Epochs,
+                Parameters = [new ParameterGroup("tii", model.Tii.NetworkParameters)],
+                Optimizer = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = options.TiiLearningRate ?? PromptRate, ClipGradNorm = options.ClipGradNorm },
+                Augment = options.TiiAugment,
+                Step = batch => new StepOutput(model.Tii.Logits(TiiFeatures(batch))),
+            },
+            new TrainingPhase
+            {
+                Name = "wtp",
+                Epochs = Epochs,
+                Parameters =
+                [
+                    new ParameterGroup("prompts", promptGroup),
+                    new ParameterGroup("head", TrainableParameters(model.Head), options.HeadRateMultiplier),
+                ],
+                Optimizer = new OptimizerSettings
+                {
+                    Kind = OptimizerKind.Adam, LearningRate = PromptRate, Schedule = Schedule,
+                    StepMilestones = options.StepMilestones, ClipGradNorm = options.ClipGradNorm,
+                },
+                OnEpochStart = _ => model.Prompts.UseTask(task.TaskIndex, options.PromptMomentum),
+                Step = batch => WtpStep(batch),
+            },
+        ];
+    }
+
+    /// <summary>Frozen un-prompted features; cached per image when the TII phase trains without augmentation.</summary>
+    private Tensor TiiFeatures(Data.Batch batch)
+    {
+        if (options.TiiAugment) return FrozenFeatures(batch.Images);
+        var missing = batch.Indices.Any(i => !featureCache.ContainsKey(i));
+        if (missing)
+        {
+            using var features = FrozenFeatures(batch.Images);
+            for (var i = 0; i < batch.Indices.Length; i++)
+                if (!featureCache.ContainsKey(batch.Indices[i]))
+                    featureCache[batch.Indices[i]] = features[i].clone().DetachFromDisposeScope();
+        }
+        return stack(batch.Indices.Select(i => featureCache[i]).ToArray());
+    }
+
+    private StepOutput WtpStep(Data.Batch batch)
+    {
+        var features = PromptedFeatures(batch.Images);
+        var logits = model.Head.forward(features);
+        Tensor? auxiliary = null;
+        if (options.Reg > 0)
+        {
+            using var means = oldClasses.Count > 0
+                ? model.Statistics.Means.index_select(0, tensor(oldClasses.Select(c => (long)c).ToArray(), device: features.device))
+                : null;
+            auxiliary = ContrastiveRegulariser(features, means, options.ContrastiveTemperature) * options.Reg;
+        }
+        return new StepOutput(logits, auxiliary);
+    }
+
+    /// <summary>
+    /// The official code's regulariser: M = [stored old-class means; batch features] (no normalisation),
+    /// S = M M^T / temperature, cross-entropy of every row of S against its own index (each row most similar to itself),
+    /// averaged over all rows, mean rows included (they carry gradient through their columns). Without stored means (first
+    /// task) M is the batch features alone.
+    /// </summary>
+    public static Tensor ContrastiveRegulariser(Tensor features, Tensor? oldMeans, double temperature)
+    {
+        using var scope = NewDisposeScope();
+        var m = oldMeans is null ? features : cat([oldMeans.to(features.dtype), features], 0);
+        var similarities = m.matmul(m.t()) / temperature;
+        var targets = arange(m.shape[0], dtype: int64, device: m.device);
+        return nn.functional.cross_entropy(similarities, targets).MoveToOuterDisposeScope();
+    }
+
+    private Tensor PromptedFeatures(Tensor images)
+    {
+        using var output = Backbone.ForwardFeatures(images, new VitForwardOptions { Prefixes = model.Prompts });
+        return output.Cls.clone();
+    }
+
+    public override void EndTask(TaskContext task)
+    {
+        model.Prompts.CommitMomentum(task.TaskIndex, options.PromptMomentum);
+        model.Prompts.UseTask(task.TaskIndex);
+        // One pass over the un-augmented training data: backbone features (TII) and prompted features (TAP) per class.
+        var frozen = new Dictionary<int, List<Tensor>>();
+        var prompted = new Dictionary<int, List<Tensor>>();
+        using (no_grad())
+        {
+            foreach (var batch in task.Data.Loader(task.Train, augment: false, shuffle: false).Epoch(0))
+            {
+                using (batch)
+                using (var scope = NewDisposeScope())
+                {
+                    var f = FrozenFeatures(batch.Images);
+                    var p = PromptedFeatures(batch.Images);
+                    var labels = batch.Labels.data<long>().ToArray();
+                    for (var i = 0; i < labels.Length; i++)
+                    {
+                        Add(frozen, (int)labels[i], f[i]);
+                        Add(prompted, (int)labels[i], p[i]);
+                    }
+                }
+            }
+        }
+        SetStatistics(model.Tii.Statistics, frozen);
+        SetStatistics(model.Statistics, prompted);
+        foreach (var t in featureCache.Values) t.Dispose();
+        featureCache.Clear();
+
+        if (task.IsFirstTask) return;
+        var seen = task.SeenClasses.ToList();
+        if (options.TiiAlignment)
+        {
+            var perClass = options.TiiAlignmentSamplesPerClass ?? BatchSize;
+            ClassifierAlignment.Run(model.Tii.Logits, [new ParameterGroup("tii", model.Tii.NetworkParameters)],
+                model.Tii.Statistics, seen.Where(model.Tii.Statistics.IsKnown).ToList(), task.SeenClassMask,
+                new AlignmentSettings(options.TiiAlignmentEpochs, perClass, BatchSize, AlignmentOptimizer(options.TiiAlignmentLearningRate)),
+                task.Seed + 1);
+        }
+        if (options.Tap) RunTap(task);
+    }
+
+    /// <summary>Task-adaptive prediction: retrains the classifier head only, on Gaussian samples of every seen class's
+    /// prompted features (prompts and the NoRGa gate stay fixed).</summary>
+    public void RunTap(TaskContext task)
+    {
+        var perClass = options.TapSamplesPerClass ?? 5 * BatchSize;
+        var seen = task.SeenClasses.Where(model.Statistics.IsKnown).ToList();
+        ClassifierAlignment.Run(model.Head.forward, [new ParameterGroup("head", TrainableParameters(model.Head))],
+            model.Statistics, seen, task.SeenClassMask,
+            new AlignmentSettings(options.TapEpochs, perClass, perClass, AlignmentOptimizer(options.TapLearningRate)),
+            task.Seed + 2);
+    }
+
+    private OptimizerSettings AlignmentOptimizer(double rate) => new()
+    {
+        Kind = OptimizerKind.Sgd, LearningRate = rate, Momentum = 0.9, WeightDecay = options.AlignmentWeightDecay, Schedule = ScheduleKind.Cosine,
+    };
+
+    private static void Add(Dictionary<int, List<Tensor>> lists, int label, Tensor feature)
+    {
+        if (!lists.TryGetValue(label, out var list)) lists[label] = list = [];
+        list.Add(feature.clone().DetachFromDisposeScope());
+    }
+
+    private static void SetStatistics(GaussianClassStatistics statistics, Dictionary<int, List<Tensor>> features)
+    {
+        foreach (var (label, list) in features)
+        {
+            using (var stacked = stack(list)) statistics.Set(label, stacked);
+            foreach (var t in list) t.Dispose();
+        }
+    }
+
+    public override Prediction Predict(Tensor images, EvaluationContext context)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        Tensor tasks;
+        if (context.TrueTask is int trueTask)
+        {
+            tasks = full(images.shape[0], (long)trueTask, dtype: int64, device: images.device);
+        }
+        else
+        {
+            var frozen = FrozenFeatures(images);
+            tasks = model.Tii.Infer(frozen, context.SeenClassMask).Tasks;
+        }
+        // Guard: a class without an assigned task cannot be predicted (masked), but keep indices valid.
+        tasks = tasks.clamp(0, model.Prompts.Tasks - 1);
+        model.Prompts.UsePerSample(tasks);
+        var logits = model.Head.forward(PromptedFeatures(images));
+        return new Prediction(logits.MoveToOuterDisposeScope(), tasks.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Per test image: one frozen pass (TII) and one prompted pass. Statistics are state, not parameters.</summary>
+    public override MethodCost Cost(int tasksTrained)
+    {
+        var trainable = model.Prompts.Prompts.numel() + (model.Prompts.Gate?.Scales.numel() ?? 0)
+            + model.Head.parameters().Sum(p => p.numel()) + model.Tii.NetworkParameters.Sum(p => p.numel());
+        var bytes = model.state_dict().Values.Sum(t => t.numel() * t.element_size());
+        return new MethodCost(trainable, model.Prompts.ParametersPerTask, bytes, 2);
+    }
+
+    public override void Dispose()
+    {
+        foreach (var t in featureCache.Values) t.Dispose();
+        featureCache.Clear();
+        base.Dispose();
+    }
+
+    /// <summary>Everything the pipeline learns or keeps: task prompts (+ gate), head, prompted-feature statistics, TII network and its statistics.</summary>
+    private sealed class HideModel : nn.Module
+    {
+        public readonly TaskPrefixPrompts Prompts;
+        public readonly Linear Head;
+        public readonly GaussianClassStatistics Statistics;
+        public readonly TaskIdentityInference Tii;
+
+        public HideModel(MethodContext context, HideOptions options) : base(nameof(HideModel))
+        {
+            var config = context.Backbone.Config;
+            var blocks = options.Blocks.Where(b => b >= 0 && b < config.Depth).Distinct().Order().ToList();
+            if (blocks.Count == 0) throw new ContinualMoEException($"hide-prompt: none of the blocks [{string.Join(", ", options.Blocks)}] exists in a {config.Depth}-block backbone");
+            torch.random.manual_seed(context.Seed);
+            var gate = options.Gate ? new NonLinearResidualGate(blocks.Count, NonLinearResidualGate.Parse(options.GateActivation)) : null;
+            Prompts = new TaskPrefixPrompts(blocks, context.TaskCount, options.Length, config.Heads, config.HeadDim, gate);
+            Head = nn.Linear(config.EmbedDim, context.ClassCount);
+            Statistics = new GaussianClassStatistics(context.ClassCount, config.EmbedDim, CovarianceKind.Full);
+            Tii = new TaskIdentityInference(config.EmbedDim, context.ClassCount, options.TiiHiddenMultiplier);
+            register_module("prompts", Prompts);
+            register_module("head", Head);
+            register_module("statistics", Statistics);
+            register_module("tii", Tii);
+        }
+    }
+}
