@@ -5,14 +5,6 @@ namespace ContinualMoE.Tests.HideNorga;
 
 public class HideNorgaConfigTests
 {
-    private static string ConfigDirectory()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (Directory.Exists(Path.Combine(dir.FullName, "configs")) && File.Exists(Path.Combine(dir.FullName, "configs", "norga-cifar100-sup21k.json")))
-                return Path.Combine(dir.FullName, "configs");
-        throw new DirectoryNotFoundException("configs/");
-    }
-
     [Theory]
     [InlineData("hide-prompt-cifar100-sup21k.json", 0.005, 30)]
     [InlineData("norga-cifar100-sup21k.json", 0.05, 80)]
@@ -22,7 +14,7 @@ public class HideNorgaConfigTests
     [InlineData("norga-generated-quick.json", 0.05, 10)]
     public void PresetsParseAndBind(string file, double tapRate, int tapEpochs)
     {
-        var path = Path.Combine(ConfigDirectory(), file);
+        var path = Path.Combine(RepositoryPaths.Configs, file);
         var config = RunConfig.FromJson(File.ReadAllText(path), path);
         var settings = new MethodSettings(config.MethodSettings);
         var options = config.Method == "norga" ? settings.Bind(Norga.Defaults, "norga") : settings.Bind(new HideOptions(), "hide-prompt");

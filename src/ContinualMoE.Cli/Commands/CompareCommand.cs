@@ -1,0 +1,73 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using ContinualMoE.Cli.Reporting;
+using ContinualMoE.Methods;
+using Spectre.Console;
+
+namespace ContinualMoE.Cli.Commands;
+
+/// <summary>
+/// <c>continual-moe compare</c>: the same run (data, backbone, seed, epochs) for several methods, one after another,
+/// each in its own subfolder; then one table, comparison.csv and one average-accuracy plot with a curve per method.
+/// </summary>
+internal static class CompareCommand
+{
+    public static Command Create()
+    {
+        var runOptions = new RunOptions();
+        var methods = new Option<string[]>("--methods") { Description = "methods to compare (comma or space separated)", Required = true, AllowMultipleArgumentsPerToken = true };
+        var output = new Option<string?>("--output", "-o") { Description = "comparison folder (default: runs/compare-<dataset>-<time>)" };
+        var force = new Option<bool>("--force") { Description = "replace earlier results in the output folder" };
+        var command = new Command("compare", "run several methods on the same scenario and tabulate accuracy, forgetting, cost and speed");
+        runOptions.AddTo(command);
+        command.Options.Add(methods);
+        command.Options.Add(output);
+        command.Options.Add(force);
+        command.SetAction((parse, cancellation) =>
+        {
+            var names = parse.GetValue(methods)!.SelectMany(m => m.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
+            foreach (var name in names)
+                if (!MethodRegistry.Names.Contains(name, StringComparer.OrdinalIgnoreCase))
+                    throw new ContinualMoEException($"unknown method '{name}'; available: {string.Join(", ", MethodRegistry.Names)}");
+            var baseConfig = runOptions.Resolve(parse);
+            var folder = RunFolder.Create(parse.GetValue(output) ?? Path.Combine("runs", $"compare-{baseConfig.Dataset}-{DateTime.Now:yyyyMMdd-HHmmss}"), parse.GetValue(force));
+            var summaries = new List<RunSummary>();
+            foreach (var name in names)
+            {
+                AnsiConsole.Write(new Rule(Markup.Escape(name)));
+                var runFolder = Path.Combine(folder.Path, name);
+                var code = RunSession.Start(baseConfig with { Method = name }, runFolder, parse.GetValue(force), cancellation);
+                if (code != 0) return Task.FromResult(code);
+                summaries.Add(JsonSerializer.Deserialize<RunSummary>(File.ReadAllText(Path.Combine(runFolder, RunFolder.MetricsFileName)), ReportJson.Indented)!);
+            }
+            Write(folder, summaries);
+            return Task.FromResult(0);
+        });
+        return command;
+    }
+
+    private static void Write(RunFolder folder, IReadOnlyList<RunSummary> summaries)
+    {
+        var columns = new[] { "method", "final avg acc (%)", "cumulative avg acc (%)", "forgetting (pp)", "task identity (%)", "trainable params",
+            "params added / task", "passes / test image", "train img/s", "test img/s", "wall s" };
+        static string F(double? v, string format = "F2") => v is double d ? d.ToString(format, CultureInfo.InvariantCulture) : "";
+        var rows = summaries.Select(s => new[]
+        {
+            s.Method, F(s.Metrics.FinalAverageAccuracy), F(s.Metrics.CumulativeAverageAccuracy), F(s.Metrics.Forgetting),
+            F(s.Metrics.TaskIdentity?.FinalAverage), s.Cost.TrainableParameters.ToString(CultureInfo.InvariantCulture),
+            s.Cost.ParametersAddedPerTask.ToString(CultureInfo.InvariantCulture), s.Cost.BackbonePassesPerTestImage.ToString(CultureInfo.InvariantCulture),
+            F(s.TrainImagesPerSecond, "F0"), F(s.TestImagesPerSecond, "F0"), F(s.WallSeconds, "F0"),
+        }).ToList();
+        var csv = new StringBuilder().AppendLine(string.Join(',', columns.Select(c => c.Replace(",", ""))));
+        foreach (var row in rows) csv.AppendLine(string.Join(',', row));
+        AtomicFile.WriteAllText(folder.ResultPath("comparison.csv"), csv.ToString());
+        Plots.AverageAccuracyCurve(summaries.ToDictionary(s => s.Method, s => s.Metrics.AverageAccuracyCurve), folder.ResultPath("average_accuracy.png"));
+        var table = new Table().Title("Comparison (same data, backbone and seed)");
+        foreach (var c in columns) table.AddColumn(c);
+        foreach (var row in rows) table.AddRow(row.Select(Markup.Escape).ToArray());
+        AnsiConsole.Write(table);
+        AnsiConsole.MarkupLine($"Comparison: [bold]{Markup.Escape(folder.Path)}[/]");
+    }
+}
