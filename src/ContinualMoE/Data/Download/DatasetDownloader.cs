@@ -32,11 +32,8 @@ public sealed class DatasetDownloader
         _http = http ?? SharedClient.Value;
     }
 
-    /// <summary><c>$CONTINUAL_MOE_CACHE</c> if set, else <c>~/.cache/continual-moe/datasets</c>.</summary>
-    public static string DefaultCacheDirectory =>
-        Environment.GetEnvironmentVariable("CONTINUAL_MOE_CACHE") is { Length: > 0 } fromEnvironment
-            ? fromEnvironment
-            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "continual-moe", "datasets");
+    /// <summary>The <c>datasets</c> folder of the project's cache (<see cref="ContinualMoE.CacheDirectory"/>).</summary>
+    public static string DefaultCacheDirectory => ContinualMoE.CacheDirectory.Sub("datasets");
 
     public string CacheDirectory { get; }
 
