@@ -10,7 +10,7 @@ namespace ContinualMoE.Experiments;
 
 /// <summary>Settings of supervised pretraining from scratch.</summary>
 public sealed record PretrainSettings(int Epochs = 12, int BatchSize = 128, double LearningRate = 1e-3, double WeightDecay = 0.05,
-    double LabelSmoothing = 0.1, int Seed = 0, double CropScaleMin = 0.35, double GrayscaleProbability = 0.5);
+    double LabelSmoothing = 0.1, int Seed = 0, double CropScaleMin = 0.08);
 
 /// <summary>Progress of pretraining, one report per batch.</summary>
 public sealed record PretrainProgress(int Epoch, int Epochs, int Batch, int Batches, double Loss, double Accuracy, double ImagesPerSecond);
@@ -38,8 +38,7 @@ public static class BackbonePretraining
         };
         var groups = new[] { new ParameterGroup("backbone", parameters) };
         using var optimizer = Optimizers.Create(groups, optimizerSettings);
-        var loader = new DataLoader(data.Train, ImagePipeline.ForTraining(config.ImageSize, augment: true, ImagePipeline.VitMean, ImagePipeline.VitStd, settings.CropScaleMin)
-                .Then(new RandomGrayscale(settings.GrayscaleProbability)),
+        var loader = new DataLoader(data.Train, ImagePipeline.ForTraining(config.ImageSize, augment: true, ImagePipeline.VitMean, ImagePipeline.VitStd, settings.CropScaleMin),
             settings.BatchSize, shuffle: true, settings.Seed, device: device);
         var allClasses = Enumerable.Repeat(true, data.Train.ClassNames.Count).ToArray();
         for (var epoch = 0; epoch < settings.Epochs; epoch++)

@@ -13,10 +13,10 @@ public static class DefaultBackbone
     public const int TrainPerClass = 120;
     public const int TestPerClass = 25;
     public const int DataSeed = 7;
-    public static readonly PretrainSettings Settings = new(Epochs: 6, BatchSize: 128, LearningRate: 1e-3, WeightDecay: 0.05, LabelSmoothing: 0.1, Seed: 0);
+    public static readonly PretrainSettings Settings = new(Epochs: 8, BatchSize: 128, LearningRate: 1e-3, WeightDecay: 0.05, LabelSmoothing: 0.1, Seed: 0);
 
     public static string CachePath(string config) =>
-        Path.Combine(CacheDirectory.Sub("backbones"), $"{config}-generated-upstream-v2.safetensors");
+        Path.Combine(CacheDirectory.Sub("backbones"), $"{config}-generated-upstream-v3.safetensors");
 
     public static GeneratedBenchmark UpstreamData(int imageSize) =>
         GeneratedBenchmark.Create(DataSeed, UpstreamClasses, continualClasses: 1, TrainPerClass, TestPerClass, imageSize);

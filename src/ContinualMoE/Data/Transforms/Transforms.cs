@@ -150,24 +150,3 @@ public sealed class Normalize : IImageTransform
         return image.With(image.Channels, image.Height, image.Width, data);
     }
 }
-
-/// <summary>
-/// torchvision RandomGrayscale(p): with probability p replaces RGB by its luminance (ITU-R 601: 0.299 R + 0.587 G +
-/// 0.114 B) in all three channels. Used when pretraining on colourful generated data, so the backbone also learns
-/// shape and texture that transfer to grey datasets such as Fashion-MNIST.
-/// </summary>
-public sealed class RandomGrayscale(double probability) : IImageTransform
-{
-    public ImageBuffer Apply(ImageBuffer image, Random random)
-    {
-        if (image.Channels != 3 || random.NextDouble() >= probability) return image;
-        var plane = image.Height * image.Width;
-        var data = new float[image.Data.Length];
-        for (var i = 0; i < plane; i++)
-        {
-            var luminance = 0.299f * image.Data[i] + 0.587f * image.Data[plane + i] + 0.114f * image.Data[2 * plane + i];
-            data[i] = data[plane + i] = data[2 * plane + i] = luminance;
-        }
-        return image.With(3, image.Height, image.Width, data);
-    }
-}
