@@ -65,10 +65,10 @@ public sealed class VitAttention : Module<Tensor, Tensor>
     /// <summary>One softmax over [prefix logits, token logits]; only real tokens act as queries.</summary>
     private Tensor AttendWithPrefixLogits(Tensor q, Tensor k, Tensor v, AttentionPrefix prefix, long batch, long tokens)
     {
-        var tokenLogits = torch.matmul(q * scale, k.transpose(-2, -1));                 // [B, H, N, N]
+        var tokenLogits = torch.matmul(q.mul(Scalars.Of(scale)), k.transpose(-2, -1));                 // [B, H, N, N]
         var prefixLogits = prefix.Logits is not null
             ? prefix.Logits.expand(batch, heads, tokens, prefix.Length)
-            : torch.matmul(q * scale, ExpandBatch(prefix.Keys!, batch).transpose(-2, -1)); // [B, H, N, L]
+            : torch.matmul(q.mul(Scalars.Of(scale)), ExpandBatch(prefix.Keys!, batch).transpose(-2, -1)); // [B, H, N, L]
         if (prefix.LogitTransform is not null) prefixLogits = prefix.LogitTransform(prefixLogits);
         prefix.ObserveLogits?.Invoke(prefixLogits);
         var weights = torch.cat([prefixLogits, tokenLogits], dim: -1).softmax(-1);

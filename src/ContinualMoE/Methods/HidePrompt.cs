@@ -336,8 +336,7 @@ public class HidePrompt : LearnerBase
         public HideModel(MethodContext context, HideOptions options) : base(nameof(HideModel))
         {
             var config = context.Backbone.Config;
-            var blocks = options.Blocks.Where(b => b >= 0 && b < config.Depth).Distinct().Order().ToList();
-            if (blocks.Count == 0) throw new ContinualMoEException($"hide-prompt: none of the blocks [{string.Join(", ", options.Blocks)}] exists in a {config.Depth}-block backbone");
+            var blocks = context.PromptBlocks(options.Blocks, "hide-prompt");
             torch.random.manual_seed(context.Seed);
             var gate = options.Gate ? new NonLinearResidualGate(blocks.Count, NonLinearResidualGate.Parse(options.GateActivation)) : null;
             Prompts = new TaskPrefixPrompts(blocks, context.TaskCount, options.Length, config.Heads, config.HeadDim, gate);

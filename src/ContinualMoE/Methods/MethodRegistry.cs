@@ -26,6 +26,22 @@ public sealed record MethodContext(
     TrainingSettings Training,
     MethodSettings Settings);
 
+/// <summary>Helpers for building a method's modules.</summary>
+public static class MethodContextExtensions
+{
+    /// <summary>The requested prompt blocks that exist in the backbone, sorted (paper settings name blocks 0-5 of a
+    /// 12-block ViT-B; smaller backbones keep the ones they have). None left is an error naming the method.</summary>
+    public static IReadOnlyList<int> PromptBlocks(this MethodContext context, IEnumerable<int> requested, string method)
+    {
+        var depth = context.Backbone.Config.Depth;
+        var wanted = requested.ToList();
+        var blocks = wanted.Where(b => b >= 0 && b < depth).Distinct().Order().ToList();
+        if (blocks.Count == 0)
+            throw new ContinualMoEException($"{method}: none of the blocks [{string.Join(", ", wanted)}] exists in a {depth}-block backbone");
+        return blocks;
+    }
+}
+
 /// <summary>Run-level training settings that methods use as their defaults (a method's own settings may override).</summary>
 public sealed record TrainingSettings(int Epochs, double LearningRate, int BatchSize);
 

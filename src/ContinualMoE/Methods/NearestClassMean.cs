@@ -50,7 +50,7 @@ public sealed class NearestClassMean : LearnerBase
         using var scope = NewDisposeScope();
         var features = nn.functional.normalize(FrozenFeatures(images), dim: -1);
         var prototypes = nn.functional.normalize(store.prototypes, dim: -1);
-        var similarity = features.matmul(prototypes.t()).masked_fill(store.known.logical_not(), float.NegativeInfinity);
+        var similarity = features.matmul(prototypes.t()).masked_fill(store.known.logical_not(), Scalars.NegativeInfinity);
         return new Prediction(similarity.MoveToOuterDisposeScope());
     }
 

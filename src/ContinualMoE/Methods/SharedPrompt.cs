@@ -76,7 +76,7 @@ public sealed class SharedPrompt : LearnerBase, IAttentionPrefixProvider
         public Model(MethodContext context, Options options) : base("SharedPrompt")
         {
             var config = context.Backbone.Config;
-            var blocks = options.Blocks.Where(b => b >= 0 && b < config.Depth).Distinct().Order().ToList();
+            var blocks = context.PromptBlocks(options.Blocks, "shared-prompt");
             index = blocks.Select((b, i) => (b, i)).ToDictionary(x => x.b, x => x.i);
             torch.random.manual_seed(context.Seed);
             Keys = new Parameter(rand(blocks.Count, config.Heads, options.Length, config.HeadDim));

@@ -215,8 +215,7 @@ public sealed class Smope : LearnerBase, IExpertUsage
         public SmopeModel(MethodContext context, Options options) : base(nameof(SmopeModel))
         {
             var config = context.Backbone.Config;
-            var blocks = options.Blocks.Where(b => b >= 0 && b < config.Depth).Distinct().Order().ToList();
-            if (blocks.Count == 0) throw new ContinualMoEException($"smope: none of the blocks [{string.Join(", ", options.Blocks)}] exists in a {config.Depth}-block backbone");
+            var blocks = context.PromptBlocks(options.Blocks, "smope");
             torch.random.manual_seed(context.Seed);
             Experts = new SparsePromptExperts(blocks, config.Heads, config.HeadDim, options.Experts);
             Head = nn.Linear(config.EmbedDim, context.ClassCount);

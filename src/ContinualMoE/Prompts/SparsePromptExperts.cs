@@ -98,7 +98,7 @@ public sealed class SparsePromptExperts : nn.Module, IAttentionPrefixProvider
         {
             Remember(p, scores, arange(ExpertCount, device: scores.device).expand(batch, Heads, ExpertCount));
             return Routing.AggregatedLogits
-                ? new AttentionPrefix { Logits = (scores * scale).unsqueeze(2), Values = blockValues.unsqueeze(0) }
+                ? new AttentionPrefix { Logits = scores.mul(Scalars.Of(scale)).unsqueeze(2), Values = blockValues.unsqueeze(0) }
                 : AttentionPrefix.FromKeysAndValues(blockKeys.unsqueeze(0), blockValues.unsqueeze(0));
         }
 
@@ -114,7 +114,7 @@ public sealed class SparsePromptExperts : nn.Module, IAttentionPrefixProvider
             return AttentionPrefix.FromKeysAndValues(selectedKeys, selectedValues);
         }
         var selectedScores = gather(scores, 2, selected);           // [B, H, K]: gradients reach selected keys only
-        return new AttentionPrefix { Logits = (selectedScores * scale).view(batch, Heads, 1, k), Values = selectedValues };
+        return new AttentionPrefix { Logits = selectedScores.mul(Scalars.Of(scale)).view(batch, Heads, 1, k), Values = selectedValues };
     }
 
     /// <summary>Top-K of s - eps per sample and head (noise from <see cref="NoisePenalty"/>); never-used experts
@@ -129,7 +129,7 @@ public sealed class SparsePromptExperts : nn.Module, IAttentionPrefixProvider
         {
             var unused = frequencies[prompted].eq(0);                // [H, N_p]
             var usedCount = unused.logical_not().sum(-1).min().item<long>();
-            if (usedCount >= Routing.TopK) routingScores = routingScores.masked_fill(unused.unsqueeze(0), float.NegativeInfinity);
+            if (usedCount >= Routing.TopK) routingScores = routingScores.masked_fill(unused.unsqueeze(0), Scalars.NegativeInfinity);
         }
         return routingScores.topk(Math.Min(Routing.TopK, ExpertCount), dim: -1).indexes;
     }

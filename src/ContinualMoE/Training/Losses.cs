@@ -8,7 +8,7 @@ public static class Losses
     public static Tensor MaskLogits(Tensor logits, bool[] mask)
     {
         using var allowed = tensor(mask, device: logits.device);
-        return logits.masked_fill(allowed.logical_not(), float.NegativeInfinity);
+        return logits.masked_fill(allowed.logical_not(), Scalars.NegativeInfinity);
     }
 
     /// <summary>Cross-entropy over the classes in <paramref name="mask"/> only (the other logits are masked out,
