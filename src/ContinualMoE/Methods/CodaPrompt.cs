@@ -82,9 +82,9 @@ public sealed class CodaPrompt : LearnerBase
     ];
 
     /// <summary>Logits using components [0, end); components [0, trainFrom) are detached (frozen).</summary>
-    public (Tensor Logits, Tensor? Penalty) Forward(Tensor images, int trainFrom, int end, bool training)
+    public (Tensor Logits, Tensor? Penalty) Forward(Tensor images, int trainFrom, int end, bool training, EvaluationContext? context = null)
     {
-        using var query = FrozenFeatures(images);                                         // [B, D]
+        using var query = FrozenFeatures(images, context);                                         // [B, D]
         var prefixes = new PrefixPrompts(Backbone.Config.Heads);
         Tensor? penalty = null;
         for (var b = 0; b < model.Blocks.Count; b++)
@@ -122,7 +122,7 @@ public sealed class CodaPrompt : LearnerBase
     public override Prediction Predict(Tensor images, EvaluationContext context)
     {
         var end = Math.Min(options.Components, Math.Max(1, context.TasksTrained) * perTask);
-        return new Prediction(Forward(images, end, end, training: false).Logits);
+        return new Prediction(Forward(images, end, end, training: false, context).Logits);
     }
 
     protected override int BackbonePassesPerTestImage => 2;

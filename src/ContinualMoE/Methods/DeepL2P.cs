@@ -66,9 +66,9 @@ public sealed class DeepL2P : LearnerBase
         },
     ];
 
-    public (Tensor Logits, Tensor? KeyLoss) Forward(Tensor images, bool training)
+    public (Tensor Logits, Tensor? KeyLoss) Forward(Tensor images, bool training, EvaluationContext? context = null)
     {
-        using var query = FrozenFeatures(images);
+        using var query = FrozenFeatures(images, context);
         var batch = query.shape[0];
         var prefixes = new PrefixPrompts(Backbone.Config.Heads);
         Tensor? loss = null;
@@ -91,15 +91,15 @@ public sealed class DeepL2P : LearnerBase
     }
 
     /// <summary>The prompts each block picks for each image, [blocks, B, K].</summary>
-    public Tensor SelectForTest(Tensor images)
+    public Tensor SelectForTest(Tensor images, EvaluationContext? context = null)
     {
         using var noGrad = no_grad();
-        using var query = FrozenFeatures(images);
+        using var query = FrozenFeatures(images, context);
         return stack(Enumerable.Range(0, model.Blocks.Count)
             .Select(b => PromptMatching.TopK(PromptMatching.Cosine(query, model.Keys[b]), options.TopK, options.BatchwisePrompt)).ToArray());
     }
 
-    public override Prediction Predict(Tensor images, EvaluationContext context) => new(Forward(images, training: false).Logits);
+    public override Prediction Predict(Tensor images, EvaluationContext context) => new(Forward(images, training: false, context).Logits);
 
     protected override int BackbonePassesPerTestImage => 2;
 

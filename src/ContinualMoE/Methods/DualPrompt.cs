@@ -86,9 +86,9 @@ public sealed class DualPrompt : LearnerBase
     }
 
     /// <summary>The E-prompt (= task) each image's query picks, [B, 1].</summary>
-    public Tensor SelectForTest(Tensor images, int tasksTrained)
+    public Tensor SelectForTest(Tensor images, int tasksTrained, EvaluationContext? context = null)
     {
-        using var query = FrozenFeatures(images);
+        using var query = FrozenFeatures(images, context);
         using var similarity = PromptMatching.Cosine(query, model.Keys);
         return PromptMatching.TopK(similarity, 1, options.BatchwisePrompt, options.MatchTrainedKeysOnly ? Math.Max(1, tasksTrained) : null);
     }
@@ -111,7 +111,7 @@ public sealed class DualPrompt : LearnerBase
 
     public override Prediction Predict(Tensor images, EvaluationContext context)
     {
-        var selected = SelectForTest(images, context.TasksTrained);
+        var selected = SelectForTest(images, context.TasksTrained, context);
         return new Prediction(Forward(images, selected), selected.select(1, 0).clone());
     }
 

@@ -37,5 +37,5 @@ public sealed class FineTuneHead : LearnerBase
         },
     ];
 
-    public override Prediction Predict(Tensor images, EvaluationContext context) => new(head.forward(FrozenFeatures(images)));
+    public override Prediction Predict(Tensor images, EvaluationContext context) => new(head.forward(FrozenFeatures(images, context)));
 }

@@ -299,7 +299,7 @@ public class HidePrompt : LearnerBase
         }
         else
         {
-            var frozen = FrozenFeatures(images);
+            var frozen = FrozenFeatures(images, context);
             tasks = model.Tii.Infer(frozen, context.SeenClassMask).Tasks;
         }
         // Guard: a class without an assigned task cannot be predicted (masked), but keep indices valid.

@@ -41,5 +41,5 @@ public sealed class JointTraining : LearnerBase
         },
     ];
 
-    public override Prediction Predict(Tensor images, EvaluationContext context) => new(head.forward(FrozenFeatures(images)));
+    public override Prediction Predict(Tensor images, EvaluationContext context) => new(head.forward(FrozenFeatures(images, context)));
 }

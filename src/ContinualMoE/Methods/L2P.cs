@@ -80,9 +80,9 @@ public sealed class L2P : LearnerBase
     }
 
     /// <summary>Indices of the prompts the query picks at test time, [B, K].</summary>
-    public Tensor SelectForTest(Tensor images)
+    public Tensor SelectForTest(Tensor images, EvaluationContext? context = null)
     {
-        using var query = FrozenFeatures(images);
+        using var query = FrozenFeatures(images, context);
         using var similarity = PromptMatching.Cosine(query, model.Keys);
         return PromptMatching.TopK(similarity, options.TopK, options.BatchwisePrompt);
     }
@@ -100,7 +100,7 @@ public sealed class L2P : LearnerBase
 
     public override Prediction Predict(Tensor images, EvaluationContext context)
     {
-        using var selected = SelectForTest(images);
+        using var selected = SelectForTest(images, context);
         return new Prediction(Forward(images, selected));
     }
 

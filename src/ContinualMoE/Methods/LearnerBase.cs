@@ -30,13 +30,18 @@ public abstract class LearnerBase : IContinualLearner
     public virtual void EndTask(TaskContext task) { }
     public abstract Prediction Predict(Tensor images, EvaluationContext context);
 
-    /// <summary>The frozen backbone's pre-logits class token, without gradients.</summary>
-    protected Tensor FrozenFeatures(Tensor images)
+    /// <summary>The frozen backbone's pre-logits class token, without gradients. With an evaluation context that
+    /// names the samples, each image's feature is computed once per run and reused (it never changes), which saves the
+    /// query pass of two-pass methods on every evaluation after the first.</summary>
+    protected Tensor FrozenFeatures(Tensor images, EvaluationContext? context = null)
     {
+        if (context?.Samples is { } samples) return frozenFeatureCache.GetOrCompute(samples, () => FrozenFeatures(images));
         using var noGrad = no_grad();
         using var output = Backbone.ForwardFeatures(images);
         return output.Cls.clone();
     }
+
+    private readonly FrozenFeatureCache frozenFeatureCache = new();
 
     public virtual IReadOnlyDictionary<string, Tensor> State() =>
         Trainable.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value);
@@ -73,6 +78,7 @@ public abstract class LearnerBase : IContinualLearner
 
     public virtual void Dispose()
     {
+        frozenFeatureCache.Dispose();
         Trainable.Dispose();
         GC.SuppressFinalize(this);
     }

@@ -133,7 +133,7 @@ public sealed class ContinualTrainer(ClassIncrementalScenario scenario, DataSour
             {
                 using (batch)
                 using (var scope = NewDisposeScope())
-                using (var prediction = learner.Predict(batch.Images, evalContext))
+                using (var prediction = learner.Predict(batch.Images, evalContext with { Samples = new SampleIdentity(testSet, batch.Indices) }))
                 {
                     var mask = scenario.TaskIncremental ? taskMask : seenMask;
                     var predicted = Losses.MaskLogits(prediction.Logits, mask).argmax(-1);

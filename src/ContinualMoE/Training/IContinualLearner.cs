@@ -54,8 +54,14 @@ public sealed record TaskContext(
     public IEnumerable<int> SeenClasses => Enumerable.Range(0, ClassCount).Where(c => SeenClassMask[c]);
 }
 
-/// <summary>What prediction may know: the classes seen so far, and the true task only in task-incremental scenarios.</summary>
-public sealed record EvaluationContext(int TasksTrained, bool[] SeenClassMask, int? TrueTask, bool[]? TrueTaskClassMask);
+/// <summary>What prediction may know: the classes seen so far, and the true task only in task-incremental scenarios.
+/// <see cref="Samples"/> says which un-augmented images the batch holds, so features of the frozen backbone (which never
+/// change for them) can be computed once and reused; it never carries labels.</summary>
+public sealed record EvaluationContext(int TasksTrained, bool[] SeenClassMask, int? TrueTask, bool[]? TrueTaskClassMask,
+    SampleIdentity? Samples = null);
+
+/// <summary>The dataset and indices of a batch's images.</summary>
+public sealed record SampleIdentity(IImageDataset Dataset, int[] Indices);
 
 /// <summary>Class logits [B, C]; methods that infer the task (HiDe-Prompt, NoRGa) also return it [B] for reporting.</summary>
 public sealed record Prediction(Tensor Logits, Tensor? PredictedTask = null) : IDisposable
