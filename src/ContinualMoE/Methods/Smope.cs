@@ -130,10 +130,10 @@ public sealed class Smope : LearnerBase, IExpertUsage
         var logits = model.Head.forward(PromptedFeatures(batch.Images));
         experts.Record = false;
         Tensor? auxiliary = null;
-        if (useRouter) auxiliary = experts.RouterLoss(options.NoiseEpsilon) * options.RouterLossWeight;
+        if (useRouter) auxiliary = experts.RouterLoss(options.NoiseEpsilon).mul(Scalars.Of(options.RouterLossWeight));
         if (options.PrototypeLoss && !task.IsFirstTask && !dense && options.PrototypeLossWeight > 0)
         {
-            var proto = experts.PrototypeLoss() * options.PrototypeLossWeight;
+            var proto = experts.PrototypeLoss().mul(Scalars.Of(options.PrototypeLossWeight));
             auxiliary = auxiliary is null ? proto : auxiliary + proto;
         }
         return new StepOutput(logits, auxiliary);

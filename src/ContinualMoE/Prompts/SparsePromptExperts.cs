@@ -88,8 +88,8 @@ public sealed class SparsePromptExperts : nn.Module, IAttentionPrefixProvider
     public AttentionPrefix? ForBlock(int blockIndex, Tensor queries)
     {
         if (!promptedIndexOfBlock.TryGetValue(blockIndex, out var p)) return null;
-        var blockKeys = keys[p];                                   // [H, N_p, d]
-        var blockValues = values[p];
+        var blockKeys = keys.select(0, p);                                   // [H, N_p, d]
+        var blockValues = values.select(0, p);
         var queryMean = queries.mean([2]);                          // [B, H, d]: aggregate over tokens first (one score per expert)
         var scores = einsum("bhd,hnd->bhn", queryMean, blockKeys);  // [B, H, N_p]
         var batch = queries.shape[0];
@@ -127,7 +127,7 @@ public sealed class SparsePromptExperts : nn.Module, IAttentionPrefixProvider
             routingScores = routingScores - NoisePenalty(prompted, routingScores);
         if (Routing.ExcludeUnusedExperts)
         {
-            var unused = frequencies[prompted].eq(0);                // [H, N_p]
+            var unused = frequencies.select(0, prompted).eq(Scalars.Of(0));                // [H, N_p]
             var usedCount = unused.logical_not().sum(-1).min().item<long>();
             if (usedCount >= Routing.TopK) routingScores = routingScores.masked_fill(unused.unsqueeze(0), Scalars.NegativeInfinity);
         }
@@ -139,21 +139,21 @@ public sealed class SparsePromptExperts : nn.Module, IAttentionPrefixProvider
     public Tensor NoisePenalty(int prompted, Tensor scores)
     {
         var range = scores.amax([-1], keepdim: true) - scores.amin([-1], keepdim: true);     // [B, H, 1]
-        return range * Routing.NoiseEpsilon * FrequentExperts(prompted).unsqueeze(0).to(scores.dtype);
+        return range.mul(Scalars.Of(Routing.NoiseEpsilon)) * FrequentExperts(prompted).unsqueeze(0).to(scores.dtype);
     }
 
     /// <summary>[H, N_p] true where F_j >= mean F (over all experts, or over used experts as the official code does).</summary>
     public Tensor FrequentExperts(int prompted)
     {
-        var f = frequencies[prompted];
+        var f = frequencies.select(0, prompted);
         Tensor mean;
         if (Routing.FrequencyMeanOverUsedExperts)
         {
-            var used = f.gt(0).to(f.dtype);
-            mean = (f * used).sum(-1, keepdim: true) / used.sum(-1, keepdim: true).clamp_min(1);
+            var used = f.gt(Scalars.Of(0)).to(f.dtype);
+            mean = (f * used).sum(-1, keepdim: true) / used.sum(-1, keepdim: true).clamp_min(Scalars.Of(1));
         }
         else mean = f.mean([-1], keepdim: true);
-        return f.ge(mean).logical_and(f.gt(0));
+        return f.ge(mean).logical_and(f.gt(Scalars.Of(0)));
     }
 
     private void Remember(int prompted, Tensor scores, Tensor selected)
@@ -178,7 +178,7 @@ public sealed class SparsePromptExperts : nn.Module, IAttentionPrefixProvider
             var b = r.Scores.shape[0];
             var k = r.Selected.shape[2];
             var selectedMask = zeros_like(r.Scores, dtype: ScalarType.Bool).scatter_(2, r.Selected, ones_like(r.Selected, dtype: ScalarType.Bool));
-            var logits = r.Scores + (r.Range * marginEpsilon) * selectedMask.logical_not().to(r.Scores.dtype);
+            var logits = r.Scores + r.Range.mul(Scalars.Of(marginEpsilon)) * selectedMask.logical_not().to(r.Scores.dtype);
             var flatLogits = logits.unsqueeze(2).expand(b, Heads, k, ExpertCount).reshape(-1, ExpertCount);
             losses.Add(nn.functional.cross_entropy(flatLogits, r.Selected.reshape(-1)));
         }
@@ -196,13 +196,15 @@ public sealed class SparsePromptExperts : nn.Module, IAttentionPrefixProvider
         for (var p = 0; p < Blocks.Count; p++)
         {
             var frequent = FrequentExperts(p);                                     // [H, N_p]
+            var oldKeys = previousKeys.select(0, p);
+            var currentKeys = keys.select(0, p);
             for (var h = 0; h < Heads; h++)
             {
-                var rows = frequent[h].nonzero().squeeze(-1);
+                var rows = frequent.select(0, h).nonzero().squeeze(-1);
                 if (rows.shape[0] == 0) continue;
-                var prototypes = previousKeys[p, h].index_select(0, rows);          // [M, d]
-                var oldTop = prototypes.matmul(previousKeys[p, h].t()).topk(Math.Min(Routing.TopK, ExpertCount), -1).indexes; // [M, K]
-                var current = prototypes.matmul(keys[p, h].t());                   // [M, N_p]
+                var prototypes = oldKeys.select(0, h).index_select(0, rows);       // [M, d]
+                var oldTop = prototypes.matmul(oldKeys.select(0, h).t()).topk(Math.Min(Routing.TopK, ExpertCount), -1).indexes; // [M, K]
+                var current = prototypes.matmul(currentKeys.select(0, h).t());    // [M, N_p]
                 var k = oldTop.shape[1];
                 var flat = current.unsqueeze(1).expand(-1, k, -1).reshape(-1, ExpertCount);
                 losses.Add(nn.functional.cross_entropy(flat, oldTop.reshape(-1)));
@@ -219,7 +221,7 @@ public sealed class SparsePromptExperts : nn.Module, IAttentionPrefixProvider
         {
             var counts = zeros(r.Scores.shape[0], Heads, ExpertCount, device: frequencies.device)
                 .scatter_add_(2, r.Selected, ones_like(r.Selected, dtype: float32)).sum(dim: 0);  // [H, N_p]
-            frequencies[r.PromptedBlock].add_(counts);
+            frequencies.select(0, r.PromptedBlock).add_(counts);
         }
         ClearRecords();
     }

@@ -142,7 +142,7 @@ public sealed class ContinualTrainer(ClassIncrementalScenario scenario, DataSour
                     images += batch.Labels.shape[0];
                     if (prediction.PredictedTask is not null)
                     {
-                        identityCorrect[i] += prediction.PredictedTask.eq((long)i).sum().item<long>();
+                        identityCorrect[i] += prediction.PredictedTask.eq(Scalars.Of(i)).sum().item<long>();
                         taskIdentityTotal += batch.Labels.shape[0];
                     }
                 }
