@@ -88,6 +88,12 @@ internal static class RunSession
             AnsiConsole.MarkupLine($"[yellow]Interrupted.[/] Finished tasks are saved; continue with: continual-moe run --resume {Markup.Escape(folder.Path)}");
             return 130;
         }
+        catch (System.Runtime.InteropServices.ExternalException e)
+        {
+            // libtorch failed inside a task (see docs/known-issues.md); what finished before is in the checkpoint.
+            var line = e.Message.Split('\n')[0].Trim();
+            throw new ContinualMoEException($"libtorch error during the run ({line}); tasks finished before it are saved: continue with continual-moe run --resume {folder.Path}", e);
+        }
 
         var metrics = ContinualMetrics.Compute(final.Accuracy, experiment.Scenario.Tasks.Select(t => t.Test.Count).ToList(),
             final.HasTaskIdentity ? final.TaskIdentity : null);

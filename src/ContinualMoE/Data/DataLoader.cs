@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Collections.Concurrent;
 using System.Runtime.ExceptionServices;
 using ContinualMoE.Data.Transforms;
@@ -131,18 +132,22 @@ public sealed class DataLoader
 
         var first = buffers[0];
         var sampleSize = first.Data.Length;
-        var images = new float[indices.Length * sampleSize];
+        // Samples are copied straight into the tensor's memory: no batch-sized managed array, so the loader adds no
+        // large-object-heap garbage (fewer garbage collections while libtorch runs on the main thread).
+        var imageTensor = torch.empty([indices.Length, first.Channels, first.Height, first.Width], torch.float32);
+        var target = MemoryMarshal.Cast<byte, float>(imageTensor.bytes);
         for (var i = 0; i < buffers.Length; i++)
         {
             var b = buffers[i];
             if (b.Channels != first.Channels || b.Height != first.Height || b.Width != first.Width)
+            {
+                imageTensor.Dispose();
                 throw new ContinualMoEException(
                     $"dataset '{_dataset.Name}': sample {indices[i]} became {b.Channels}x{b.Height}x{b.Width} but sample {indices[0]} " +
                     $"became {first.Channels}x{first.Height}x{first.Width}; the pipeline must produce a fixed size (add a Resize)");
-            Array.Copy(b.Data, 0, images, i * sampleSize, sampleSize);
+            }
+            b.Data.AsSpan().CopyTo(target.Slice(i * sampleSize, sampleSize));
         }
-
-        var imageTensor = torch.tensor(images, [indices.Length, first.Channels, first.Height, first.Width]);
         var labelTensor = torch.tensor(labels, [indices.Length]);
         if (_device != null && _device.type != DeviceType.CPU)
         {
