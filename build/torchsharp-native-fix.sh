@@ -36,7 +36,10 @@ fi
 
 for lib in "${libs[@]}"; do
   dir="$(dirname "$lib")"
-  cp -f "$tools_dir/$shim_name" "$dir/$shim_name"
+  # Replace the shim only when it differs, by rename: a running program may have the old one mapped.
+  if ! cmp -s "$tools_dir/$shim_name" "$dir/$shim_name" 2>/dev/null; then
+    cp -f "$tools_dir/$shim_name" "$dir/$shim_name.cmoe-tmp" && mv -f "$dir/$shim_name.cmoe-tmp" "$dir/$shim_name"
+  fi
   if readelf -d "$lib" | grep -q "\[$shim_name\]"; then
     continue   # already patched
   fi
