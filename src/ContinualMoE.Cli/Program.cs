@@ -13,7 +13,8 @@ foreach (var command in CommandCatalog.Extra()) root.Subcommands.Add(command);
 
 try
 {
-    return await root.Parse(args).InvokeAsync();
+    // Our own handler below prints user errors as one line; System.CommandLine's would print a stack trace.
+    return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
 }
 catch (ContinualMoEException e)
 {

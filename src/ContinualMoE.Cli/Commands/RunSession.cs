@@ -24,9 +24,19 @@ internal static class RunSession
     public static int Start(RunConfig config, string folderPath, bool force, CancellationToken cancellation, Action<int>? taskFinished = null)
     {
         Validate(config);
+        // Everything that can fail on bad input (names, data, weights) happens before the run folder is made.
+        using var experiment = Build(config, cancellation);
         var folder = RunFolder.Create(folderPath, force);
         folder.WriteConfig(config);
-        return Execute(config, folder, startTask: 0, results: null, state: null, cancellation, taskFinished);
+        return Execute(experiment, folder, startTask: 0, results: null, cancellation, taskFinished);
+    }
+
+    private static Experiment Build(RunConfig config, CancellationToken cancellation)
+    {
+        ComputeDevice.ConfigureThreads();
+        var data = Experiment.LoadData(config);   // a missing dataset fails before any pretraining starts
+        var weights = BackboneWeights.Resolve(config, cancellation);
+        return Experiment.Build(config, weights, data);
     }
 
     public static int Resume(string folderPath, string? configFile, IReadOnlyList<string> overrides, CancellationToken cancellation,
@@ -49,23 +59,21 @@ internal static class RunSession
         var finished = int.Parse(metadata["finished_tasks"]);
         var results = new RunResults(AccuracyMatrix.FromCsv(metadata["accuracy_matrix"]), AccuracyMatrix.FromCsv(metadata["task_identity_matrix"]));
         var folder = RunFolder.Open(folderPath);
-        AnsiConsole.MarkupLine($"Resuming [bold]{Markup.Escape(folderPath)}[/] after task {finished} of {saved.Tasks}.");
-        return Execute(saved, folder, finished, results, state, cancellation, taskFinished);
-    }
-
-    private static int Execute(RunConfig config, RunFolder folder, int startTask, RunResults? results,
-        IReadOnlyDictionary<string, Tensor>? state, CancellationToken cancellation, Action<int>? taskFinished)
-    {
-        if (startTask >= config.Tasks)
+        if (finished >= saved.Tasks)
         {
-            AnsiConsole.MarkupLine($"The run in [bold]{Markup.Escape(folder.Path)}[/] has finished all {config.Tasks} tasks; nothing to resume.");
+            AnsiConsole.MarkupLine($"The run in [bold]{Markup.Escape(folder.Path)}[/] has finished all {saved.Tasks} tasks; nothing to resume.");
             return 0;
         }
-        ComputeDevice.ConfigureThreads();
-        var weights = BackboneWeights.Resolve(config, cancellation);
-        using var experiment = Experiment.Build(config, weights);
-        if (state is not null)
-            experiment.Learner.LoadState(state.Where(kv => kv.Key.StartsWith("learner.")).ToDictionary(kv => kv.Key["learner.".Length..], kv => kv.Value));
+        AnsiConsole.MarkupLine($"Resuming [bold]{Markup.Escape(folderPath)}[/] after task {finished} of {saved.Tasks}.");
+        using var experiment = Build(saved, cancellation);
+        experiment.Learner.LoadState(state.Where(kv => kv.Key.StartsWith("learner.")).ToDictionary(kv => kv.Key["learner.".Length..], kv => kv.Value));
+        return Execute(experiment, folder, finished, results, cancellation, taskFinished);
+    }
+
+    private static int Execute(Experiment experiment, RunFolder folder, int startTask, RunResults? results,
+        CancellationToken cancellation, Action<int>? taskFinished)
+    {
+        var config = experiment.Config;
         PrintHeader(experiment);
 
         var observer = new ConsoleObserver(folder);

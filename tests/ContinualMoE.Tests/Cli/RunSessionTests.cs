@@ -81,6 +81,18 @@ public class RunSessionTests : IDisposable
         Assert.False(Directory.Exists(Path.Combine(root, "m")), "a rejected run must not leave a folder behind");
     }
 
+    [Fact]
+    public void CorruptBackboneWeightsAreReportedBeforeAnyRunFolderIsMade()
+    {
+        Directory.CreateDirectory(root);
+        var weights = Path.Combine(root, "broken.safetensors");
+        File.WriteAllBytes(weights, [1, 2, 3]);
+        var error = Assert.Throws<ContinualMoEException>(() =>
+            RunSession.Start(SmallRun("ncm") with { BackboneWeights = weights }, Path.Combine(root, "w"), false, CancellationToken.None));
+        Assert.StartsWith(weights, error.Message);
+        Assert.False(Directory.Exists(Path.Combine(root, "w")));
+    }
+
     public void Dispose()
     {
         if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
