@@ -39,7 +39,7 @@ public static class DatasetCatalog
         if (downloader.IsPresent(source)) return downloader.FolderOf(source);
         if (options.Download) return downloader.Ensure(source);
         throw new ContinualMoEException(
-            $"dataset '{source.Name}' is not in the cache {downloader.FolderOf(source)}: enable downloading or give its folder as the root");
+            $"dataset '{source.Name}' is not in the cache {downloader.FolderOf(source)}: enable downloading (continual-moe: --download) or give its folder as the root (--data-root)");
     }
 
     private static string LocateFashionMnist(DatasetOptions options)
