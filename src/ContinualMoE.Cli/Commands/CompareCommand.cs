@@ -28,10 +28,8 @@ internal static class CompareCommand
         command.SetAction((parse, cancellation) =>
         {
             var names = parse.GetValue(methods)!.SelectMany(m => m.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList();
-            foreach (var name in names)
-                if (!MethodRegistry.Names.Contains(name, StringComparer.OrdinalIgnoreCase))
-                    throw new ContinualMoEException($"unknown method '{name}'; available: {string.Join(", ", MethodRegistry.Names)}");
             var baseConfig = runOptions.Resolve(parse);
+            foreach (var name in names) RunSession.Validate(baseConfig with { Method = name });   // every typo before the first run
             var folder = RunFolder.Create(parse.GetValue(output) ?? Path.Combine("runs", $"compare-{baseConfig.Dataset}-{DateTime.Now:yyyyMMdd-HHmmss}"), parse.GetValue(force));
             var summaries = new List<RunSummary>();
             foreach (var name in names)

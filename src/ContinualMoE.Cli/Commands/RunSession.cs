@@ -122,12 +122,10 @@ internal static class RunSession
     }
 
     /// <summary>Checks names before anything is written, so a typo leaves no half-made run folder behind.</summary>
-    private static void Validate(RunConfig config)
+    public static void Validate(RunConfig config)
     {
-        if (!Methods.MethodRegistry.Names.Contains(config.Method, StringComparer.OrdinalIgnoreCase))
-            throw new ContinualMoEException($"unknown method '{config.Method}'; available: {string.Join(", ", Methods.MethodRegistry.Names)}");
-        if (!Data.DatasetCatalog.Names.Contains(config.Dataset, StringComparer.OrdinalIgnoreCase))
-            throw new ContinualMoEException($"unknown dataset '{config.Dataset}'; available: {string.Join(", ", Data.DatasetCatalog.Names)}");
+        Methods.MethodRegistry.EnsureKnown(config.Method);
+        Data.DatasetCatalog.EnsureKnown(config.Dataset);
         Backbones.VitRegistry.Get(config.Backbone);
     }
 

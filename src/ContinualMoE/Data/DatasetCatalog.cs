@@ -25,12 +25,15 @@ public static class DatasetCatalog
     public static IReadOnlyList<string> Names { get; } =
         ["cifar10", "cifar100", "mnist", "fashion-mnist", "imagenet-r", "cub200", "image-folder", "generated"];
 
-    public static DatasetSplits Load(string name, DatasetOptions? options = null)
-    {
-        if (!Loaders.TryGetValue(name.Trim(), out var load))
-            throw new ContinualMoEException($"unknown dataset '{name}'; valid names: {string.Join(", ", Names)}");
-        return load(options ?? new DatasetOptions());
-    }
+    public static DatasetSplits Load(string name, DatasetOptions? options = null) => Loader(name)(options ?? new DatasetOptions());
+
+    /// <summary>Throws the unknown-name error (listing the valid names) unless <paramref name="name"/> is a dataset.</summary>
+    public static void EnsureKnown(string name) => Loader(name);
+
+    private static Func<DatasetOptions, DatasetSplits> Loader(string name) =>
+        Loaders.TryGetValue(name.Trim(), out var load)
+            ? load
+            : throw new ContinualMoEException($"unknown dataset '{name}'; valid names: {string.Join(", ", Names)}");
 
     private static string Locate(DatasetOptions options, RemoteDataset source)
     {

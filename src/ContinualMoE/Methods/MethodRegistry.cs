@@ -82,12 +82,19 @@ public static class MethodRegistry
 
     public static IReadOnlyList<string> Names => Methods.Value.Keys.Order().ToList();
 
-    public static string Summary(string name) => Methods.Value[name].Info.Summary;
+    public static string Summary(string name) => Entry(name).Info.Summary;
+
+    /// <summary>Throws the unknown-name error (listing the available methods) unless <paramref name="name"/> is a method.</summary>
+    public static void EnsureKnown(string name) => Entry(name);
+
+    private static (Type Type, ContinualMethodAttribute Info) Entry(string name) =>
+        Methods.Value.TryGetValue(name, out var entry)
+            ? entry
+            : throw new ContinualMoEException($"unknown method '{name}'; available: {string.Join(", ", Names)}");
 
     public static IContinualLearner Create(string name, MethodContext context)
     {
-        if (!Methods.Value.TryGetValue(name, out var entry))
-            throw new ContinualMoEException($"unknown method '{name}'; available: {string.Join(", ", Names)}");
+        var entry = Entry(name);
         try { return (IContinualLearner)Activator.CreateInstance(entry.Type, context)!; }
         catch (TargetInvocationException e) when (e.InnerException is not null)
         {
