@@ -5,10 +5,11 @@ namespace ContinualMoE.Methods;
 
 /// <summary>
 /// Sequential fine-tuning of a linear head on the frozen backbone's class token: each task trains the head on its own
-/// classes only. The lower bound every continual method must beat.
+/// classes only. The lower bound every continual method must beat. <see cref="JointTraining"/> is the same head trained
+/// on everything seen so far.
 /// </summary>
 [ContinualMethod("finetune-head", "sequential fine-tuning of a linear head on the frozen backbone (lower bound)")]
-public sealed class FineTuneHead : LearnerBase
+public class FineTuneHead : LearnerBase
 {
     public sealed record Options(int? Epochs = null, double? LearningRate = null);
 
@@ -17,7 +18,7 @@ public sealed class FineTuneHead : LearnerBase
 
     public FineTuneHead(MethodContext context) : this(context, nn.Linear(context.Backbone.EmbedDim, context.ClassCount)) { }
 
-    private FineTuneHead(MethodContext context, nn.Module<Tensor, Tensor> head) : base(context, head)
+    protected FineTuneHead(MethodContext context, nn.Module<Tensor, Tensor> head) : base(context, head)
     {
         this.head = head;
         options = context.Settings.Bind(new Options(), Name);
@@ -25,17 +26,18 @@ public sealed class FineTuneHead : LearnerBase
 
     public override string Name => "finetune-head";
 
-    public override IReadOnlyList<TrainingPhase> TrainingPhases(TaskContext task) =>
-    [
-        new TrainingPhase
+    public override IReadOnlyList<TrainingPhase> TrainingPhases(TaskContext task) => [HeadPhase(task)];
+
+    /// <summary>The one phase: Adam on the head, over the task's data and classes.</summary>
+    protected virtual TrainingPhase HeadPhase(TaskContext task) =>
+        new()
         {
             Name = "head",
             Epochs = options.Epochs ?? Context.Training.Epochs,
             Parameters = [new ParameterGroup("head", TrainableParameters(head))],
             Optimizer = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = options.LearningRate ?? Context.Training.LearningRate },
             Step = batch => new StepOutput(head.forward(FrozenFeatures(batch.Images))),
-        },
-    ];
+        };
 
     public override Prediction Predict(Tensor images, EvaluationContext context) => new(head.forward(FrozenFeatures(images, context)));
 }
