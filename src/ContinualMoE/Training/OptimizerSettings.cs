@@ -37,23 +37,19 @@ public static class Optimizers
         if (trainable.Count == 0) throw new ContinualMoEException("a training phase has no trainable parameters");
         switch (settings.Kind)
         {
+            // The project's own steps: TorchSharp's create temporary scalars libtorch may read after they are freed.
             case OptimizerKind.Adam:
+                return new ScalarSafeAdam(trainable.Select(g => new Adam.ParamGroup(g.Parameters,
+                    new Adam.Options { LearningRate = settings.LearningRate * g.RateMultiplier })),
+                    settings.LearningRate, settings.Betas.Beta1, settings.Betas.Beta2, settings.WeightDecay);
             case OptimizerKind.AdamW:
-            {
-                var paramGroups = trainable.Select(g => new Adam.ParamGroup(g.Parameters,
-                    new Adam.Options { LearningRate = settings.LearningRate * g.RateMultiplier })).ToArray();
-                return settings.Kind == OptimizerKind.Adam
-                    ? optim.Adam(paramGroups, settings.LearningRate, settings.Betas.Beta1, settings.Betas.Beta2, weight_decay: settings.WeightDecay)
-                    : optim.AdamW(trainable.Select(g => new AdamW.ParamGroup(g.Parameters,
-                            new AdamW.Options { LearningRate = settings.LearningRate * g.RateMultiplier })).ToArray(),
-                        settings.LearningRate, settings.Betas.Beta1, settings.Betas.Beta2, weight_decay: settings.WeightDecay);
-            }
+                return new ScalarSafeAdamW(trainable.Select(g => new AdamW.ParamGroup(g.Parameters,
+                    new AdamW.Options { LearningRate = settings.LearningRate * g.RateMultiplier })),
+                    settings.LearningRate, settings.Betas.Beta1, settings.Betas.Beta2, settings.WeightDecay);
             case OptimizerKind.Sgd:
-            {
-                var paramGroups = trainable.Select(g => new SGD.ParamGroup(g.Parameters,
-                    new SGD.Options { LearningRate = settings.LearningRate * g.RateMultiplier, momentum = settings.Momentum })).ToArray();
-                return optim.SGD(paramGroups, settings.LearningRate, settings.Momentum, weight_decay: settings.WeightDecay);
-            }
+                return new ScalarSafeSgd(trainable.Select(g => new SGD.ParamGroup(g.Parameters,
+                    new SGD.Options { LearningRate = settings.LearningRate * g.RateMultiplier, momentum = settings.Momentum })),
+                    settings.LearningRate, settings.Momentum, settings.WeightDecay);
             default: throw new ArgumentOutOfRangeException(nameof(settings));
         }
     }
