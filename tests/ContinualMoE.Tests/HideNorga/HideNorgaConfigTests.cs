@@ -42,6 +42,26 @@ public class HideNorgaConfigTests
         Assert.Equal(0.0, options.AlignmentWeightDecay);
         Assert.Equal("official-reshape", options.PromptBatchLayout);
         Assert.Equal("timm", options.LinearInit);
+        // Inputs and class order as the official datasets.py builds them (random.seed(42); random.shuffle(labels)).
+        Assert.Equal("python", config.ClassOrder);
+        Assert.Equal(42, config.Seed);
+        config.Input.Validate();
+        Assert.True(config.Input.CropAtTest);
+        Assert.Equal("bicubic", config.Input.TestInterpolation);
+        if (config.Dataset == "cifar100")
+        {
+            Assert.Equal([0.5071f, 0.4867f, 0.4408f], config.Input.Mean);
+            Assert.Equal(63 / 255.0, config.Input.BrightnessJitter, 12);
+            Assert.Equal("bicubic", config.Input.TrainInterpolation);
+            Assert.Equal(0.08, config.CropScaleMin);
+        }
+        else
+        {
+            Assert.Equal([0f, 0f, 0f], config.Input.Mean);
+            Assert.Equal([1f, 1f, 1f], config.Input.Std);
+            Assert.Equal(0.0, config.Input.BrightnessJitter);
+            Assert.Equal(0.05, config.CropScaleMin);
+        }
     }
 
     [Fact]
