@@ -61,6 +61,7 @@ public sealed class Experiment : IDisposable
     {
         Root = config.DataRoot,
         Download = config.Download,
+        SplitFiles = config.SplitFiles,
         // The generated data is one fixed dataset (like a real one); the run seed only orders its classes.
         Generated = new GeneratedOptions
         {

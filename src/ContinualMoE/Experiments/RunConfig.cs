@@ -15,6 +15,9 @@ public sealed record RunConfig
     /// <summary>Dataset folder; null means the dataset's default place (cache, or the Debian package for Fashion-MNIST).</summary>
     public string? DataRoot { get; init; }
     public bool Download { get; init; }
+    /// <summary>Image folders (imagenet-r, image-folder): [train list, test list] naming the split, e.g. the official
+    /// SMoPE ImageNet-R lists; null: the folder's train/ and test/, else a seeded 80/20 split.</summary>
+    public string[]? SplitFiles { get; init; }
     /// <summary>Backbone config name from the registry.</summary>
     public string Backbone { get; init; } = DefaultBackbone;
     /// <summary>Weights file; "pretrained-default" means the cached backbone pretrained on the generated upstream classes.</summary>
