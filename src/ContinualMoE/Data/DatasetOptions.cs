@@ -21,6 +21,9 @@ public sealed record DatasetOptions
     /// <summary>For image folders without a train/test split: seeds the per-class split.</summary>
     public int SplitSeed { get; init; }
 
+    /// <summary>For image folders: a train list and a test list naming the split (see ImageFolderLoader.LoadFromLists).</summary>
+    public IReadOnlyList<string>? SplitFiles { get; init; }
+
     /// <summary>Parameters of the "generated" benchmark.</summary>
     public GeneratedOptions Generated { get; init; } = new();
 }

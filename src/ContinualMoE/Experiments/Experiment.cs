@@ -35,14 +35,18 @@ public sealed class Experiment : IDisposable
         var device = ComputeDevice.Parse(config.Device);
         data ??= LoadData(config);
         data = LimitPerClass(data, config);
-        var scenario = ClassIncrementalScenario.Create(data, config.Tasks, config.Seed, config.FirstTaskClasses,
-            config.ClassOrderFile is null ? null : ClassOrder.ReadFile(config.ClassOrderFile, data.Train.ClassNames.Count),
+        var classCount = data.Train.ClassNames.Count;
+        var generator = ClassOrder.ParseGenerator(config.ClassOrder);
+        var order = config.ClassOrderFile is not null ? ClassOrder.ReadFile(config.ClassOrderFile, classCount)
+            : generator == ClassOrderGenerator.Project ? null : ClassOrder.Generate(generator, classCount, config.Seed);
+        var scenario = ClassIncrementalScenario.Create(data, config.Tasks, config.Seed, config.FirstTaskClasses, order,
             config.TaskIncremental);
         var (backbone, report) = BackboneFactory.Create(config.Backbone, backboneWeights, config.Seed);
         backbone.to(device);
         backbone.eval();
-        var dataSource = new DataSource(backbone.Config.ImageSize, [.. ImagePipeline.VitMean], [.. ImagePipeline.VitStd],
-            config.BatchSize, config.Seed, device, config.Workers, config.CropScaleMin);
+        config.Input.Validate();
+        var dataSource = new DataSource(backbone.Config.ImageSize, config.Input.Mean, config.Input.Std,
+            config.BatchSize, config.Seed, device, config.Workers, config.CropScaleMin, config.Input);
         var settings = new MethodSettings(config.MethodSettings);
         var learner = MethodRegistry.Create(config.Method, new MethodContext(backbone, scenario.ClassCount, config.Tasks, device,
             config.Seed, new TrainingSettings(config.Epochs, config.LearningRate, config.BatchSize), settings));
@@ -57,6 +61,7 @@ public sealed class Experiment : IDisposable
     {
         Root = config.DataRoot,
         Download = config.Download,
+        SplitFiles = config.SplitFiles,
         // The generated data is one fixed dataset (like a real one); the run seed only orders its classes.
         Generated = new GeneratedOptions
         {

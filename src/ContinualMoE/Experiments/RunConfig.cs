@@ -15,6 +15,9 @@ public sealed record RunConfig
     /// <summary>Dataset folder; null means the dataset's default place (cache, or the Debian package for Fashion-MNIST).</summary>
     public string? DataRoot { get; init; }
     public bool Download { get; init; }
+    /// <summary>Image folders (imagenet-r, image-folder): [train list, test list] naming the split, e.g. the official
+    /// SMoPE ImageNet-R lists; null: the folder's train/ and test/, else a seeded 80/20 split.</summary>
+    public string[]? SplitFiles { get; init; }
     /// <summary>Backbone config name from the registry.</summary>
     public string Backbone { get; init; } = DefaultBackbone;
     /// <summary>Weights file; "pretrained-default" means the cached backbone pretrained on the generated upstream classes.</summary>
@@ -22,6 +25,9 @@ public sealed record RunConfig
     public int Tasks { get; init; } = 5;
     public int? FirstTaskClasses { get; init; }
     public string? ClassOrderFile { get; init; }
+    /// <summary>Generator of the seeded class order: project, numpy (np.random.seed + permutation) or python
+    /// (random.seed + random.shuffle); see <see cref="Scenarios.ClassOrderGenerator"/>. Ignored with class_order_file.</summary>
+    public string ClassOrder { get; init; } = "project";
     public bool TaskIncremental { get; init; }
     public int Epochs { get; init; } = 3;
     public int BatchSize { get; init; } = 64;
@@ -32,6 +38,8 @@ public sealed record RunConfig
     /// <summary>Smallest area fraction of RandomResizedCrop during training. 0.08 (torchvision, the papers at 224 px)
     /// leaves a few pixels of a 32 px image, so the small-image default is 0.5.</summary>
     public double CropScaleMin { get; init; } = 0.5;
+    /// <summary>Normalisation, interpolation, test transform and colour jitter (<see cref="Data.Transforms.ImageSettings"/>).</summary>
+    public Data.Transforms.ImageSettings Input { get; init; } = new();
     /// <summary>Generated benchmark: continual classes, images per class (train / test).</summary>
     public int GeneratedClasses { get; init; } = 20;
     public int GeneratedTrainPerClass { get; init; } = 100;

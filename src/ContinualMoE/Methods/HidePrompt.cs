@@ -8,8 +8,9 @@ using static TorchSharp.torch;
 namespace ContinualMoE.Methods;
 
 /// <summary>Settings of the HiDe-Prompt pipeline (and of NoRGa, which is the same pipeline plus the gate).
-/// Null epochs and rates fall back to the run's <c>epochs</c> and <c>learning_rate</c>; the official values are in the
-/// presets under configs/ and in docs/methods/hide-norga.md.</summary>
+/// Null WTP epochs and rate fall back to the run's <c>epochs</c> and <c>learning_rate</c>; the TII rates fall back to the
+/// official formulas (base rate x batch / 256), never to the run's rate. The official values are in the presets under
+/// configs/ and in docs/methods/hide-norga.md.</summary>
 public sealed record HideOptions
 {
     // Within-task prediction (WTP): task prompts and the classifier head.
@@ -29,10 +30,17 @@ public sealed record HideOptions
     public string Schedule { get; init; } = "constant";
     public int[] StepMilestones { get; init; } = [30];
     public double ClipGradNorm { get; init; } = 1.0;
+    /// <summary>per-sample (each sample its own key and value prefix; default) or official-reshape (the official
+    /// EPrompt's batch reshape, see <see cref="ContinualMoE.Prompts.PromptBatchLayout.OfficialReshape"/>; the paper presets set it).</summary>
+    public string PromptBatchLayout { get; init; } = "per-sample";
+    /// <summary>Initialisation of the classifier head and of the TII network's linear layers: torch (nn.Linear's
+    /// default; default) or timm (truncated normal, std 0.02, zero bias: what the official create_model gives them, as
+    /// timm's init_weights_vit_timm runs over the whole model and the pretrained checkpoint does not cover them).</summary>
+    public string LinearInit { get; init; } = "torch";
 
     // Task-identity inference (TII).
     public int? TiiEpochs { get; init; }
-    /// <summary>Official: 5e-4 x batch / 256, Adam, constant.</summary>
+    /// <summary>Null: the official 5e-4 x batch / 256 (tii_trainer.py scales <c>--lr 0.0005</c>); Adam, constant.</summary>
     public double? TiiLearningRate { get; init; }
     /// <summary>The official code trains the TII network on augmented images (its training loader); false trains on the
     /// un-augmented frozen features, computed once per image and cached.</summary>
@@ -40,7 +48,8 @@ public sealed record HideOptions
     public int TiiHiddenMultiplier { get; init; } = 2;
     public bool TiiAlignment { get; init; } = true;
     public int TiiAlignmentEpochs { get; init; } = 30;
-    public double TiiAlignmentLearningRate { get; init; } = 0.005;
+    /// <summary>Null: the official 0.005 x batch / 256 (tii_trainer.py scales <c>--ca_lr 0.005</c>: 0.0025 at batch 128).</summary>
+    public double? TiiAlignmentLearningRate { get; init; }
     /// <summary>Gaussian samples per class and epoch (official: the batch size, 128); null means the run's batch size.</summary>
     public int? TiiAlignmentSamplesPerClass { get; init; }
 
@@ -52,8 +61,10 @@ public sealed record HideOptions
     public double TapLearningRate { get; init; } = 0.005;
     /// <summary>Samples per class and epoch, and TAP's batch size (official: 5 x batch size); null means 5 x the run's batch size.</summary>
     public int? TapSamplesPerClass { get; init; }
-    /// <summary>SGD weight decay of both alignments (official: 5e-4).</summary>
-    public double AlignmentWeightDecay { get; init; } = 5e-4;
+    /// <summary>SGD weight decay of both alignments. Official: 0. The configs declare <c>--weight-decay</c> (0.0) and
+    /// <c>--weight_decay</c> (5e-4) with the same destination; argparse keeps the first default, and the optimiser's
+    /// parameter group passes <c>args.weight_decay</c>, which overrides the SGD constructor's 5e-4.</summary>
+    public double AlignmentWeightDecay { get; init; }
 
     // NoRGa.
     /// <summary>The non-linear residual gate on the prefix logits (true makes the pipeline NoRGa).</summary>
@@ -86,6 +97,9 @@ public class HidePrompt : LearnerBase
 
     public HidePrompt(MethodContext context) : this(context, context.Settings.Bind(new HideOptions(), "hide-prompt"), "hide-prompt") { }
 
+    /// <summary>The official TII rates are given for batch 256 and scaled linearly (tii_trainer.py).</summary>
+    public const double OfficialTiiRate = 5e-4, OfficialTiiAlignmentRate = 0.005;
+
     protected HidePrompt(MethodContext context, HideOptions options, string name) : this(context, options, name, new HideModel(context, options)) { }
 
     private HidePrompt(MethodContext context, HideOptions options, string name, HideModel model) : base(context, model)
@@ -107,6 +121,8 @@ public class HidePrompt : LearnerBase
     private int Epochs => options.Epochs ?? Context.Training.Epochs;
     private double PromptRate => options.LearningRate ?? Context.Training.LearningRate;
     private int BatchSize => Context.Training.BatchSize;
+    private double TiiRate => options.TiiLearningRate ?? OfficialTiiRate * BatchSize / 256.0;
+    private double TiiAlignmentRate => options.TiiAlignmentLearningRate ?? OfficialTiiAlignmentRate * BatchSize / 256.0;
 
     private ScheduleKind Schedule => options.Schedule.Trim().ToLowerInvariant() switch
     {
@@ -138,7 +154,7 @@ public class HidePrompt : LearnerBase
                 Name = "tii",
                 Epochs = options.TiiEpochs ?? Epochs,
                 Parameters = [new ParameterGroup("tii", model.Tii.NetworkParameters)],
-                Optimizer = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = options.TiiLearningRate ?? PromptRate, ClipGradNorm = options.ClipGradNorm },
+                Optimizer = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = TiiRate, ClipGradNorm = options.ClipGradNorm },
                 Augment = options.TiiAugment,
                 Step = batch => new StepOutput(model.Tii.Logits(TiiFeatures(batch))),
             },
@@ -250,7 +266,7 @@ public class HidePrompt : LearnerBase
             var perClass = options.TiiAlignmentSamplesPerClass ?? BatchSize;
             ClassifierAlignment.Run(model.Tii.Logits, [new ParameterGroup("tii", model.Tii.NetworkParameters)],
                 model.Tii.Statistics, seen.Where(model.Tii.Statistics.IsKnown).ToList(), task.SeenClassMask,
-                new AlignmentSettings(options.TiiAlignmentEpochs, perClass, BatchSize, AlignmentOptimizer(options.TiiAlignmentLearningRate)),
+                new AlignmentSettings(options.TiiAlignmentEpochs, perClass, BatchSize, AlignmentOptimizer(TiiAlignmentRate)),
                 task.Seed + 1);
         }
         if (options.Tap) RunTap(task);
@@ -325,6 +341,20 @@ public class HidePrompt : LearnerBase
         base.Dispose();
     }
 
+    private static ContinualMoE.Prompts.PromptBatchLayout ParseLayout(string name) => name.Trim().ToLowerInvariant() switch
+    {
+        "per-sample" => ContinualMoE.Prompts.PromptBatchLayout.PerSample,
+        "official-reshape" => ContinualMoE.Prompts.PromptBatchLayout.OfficialReshape,
+        _ => throw new ContinualMoEException($"hide-prompt: prompt_batch_layout must be per-sample or official-reshape, got '{name}'"),
+    };
+
+    private static bool ParseTimmInit(string name) => name.Trim().ToLowerInvariant() switch
+    {
+        "torch" => false,
+        "timm" => true,
+        _ => throw new ContinualMoEException($"hide-prompt: linear_init must be torch or timm, got '{name}'"),
+    };
+
     /// <summary>Everything the pipeline learns or keeps: task prompts (+ gate), head, prompted-feature statistics, TII network and its statistics.</summary>
     private sealed class HideModel : nn.Module
     {
@@ -339,10 +369,16 @@ public class HidePrompt : LearnerBase
             var blocks = context.PromptBlocks(options.Blocks, "hide-prompt");
             torch.random.manual_seed(context.Seed);
             var gate = options.Gate ? new NonLinearResidualGate(blocks.Count, NonLinearResidualGate.Parse(options.GateActivation)) : null;
-            Prompts = new TaskPrefixPrompts(blocks, context.TaskCount, options.Length, config.Heads, config.HeadDim, gate);
+            Prompts = new TaskPrefixPrompts(blocks, context.TaskCount, options.Length, config.Heads, config.HeadDim, gate,
+                ParseLayout(options.PromptBatchLayout));
             Head = nn.Linear(config.EmbedDim, context.ClassCount);
             Statistics = new GaussianClassStatistics(context.ClassCount, config.EmbedDim, CovarianceKind.Full);
             Tii = new TaskIdentityInference(config.EmbedDim, context.ClassCount, options.TiiHiddenMultiplier);
+            if (ParseTimmInit(options.LinearInit))
+            {
+                TaskIdentityInference.TimmInit(Head);
+                Tii.UseTimmInit();
+            }
             register_module("prompts", Prompts);
             register_module("head", Head);
             register_module("statistics", Statistics);

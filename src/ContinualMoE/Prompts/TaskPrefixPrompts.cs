@@ -5,6 +5,23 @@ using static TorchSharp.torch;
 
 namespace ContinualMoE.Prompts;
 
+/// <summary>How the prompts of a batch are laid out for the attention.</summary>
+public enum PromptBatchLayout
+{
+    /// <summary>Sample b gets its own task's key prefix and value prefix (gathered, then permuted). The project's default.</summary>
+    PerSample,
+
+    /// <summary>
+    /// What the official HiDe-Prompt / NoRGa code computes: <c>EPrompt.forward</c> (peft/prompt/hide_prompt.py,
+    /// norga_prompt.py) gathers the prompts as [layers, 2, B, 1, L, H, d] and then <c>reshape</c>s them to
+    /// [layers, B, 2, L, H, d], which reinterprets memory instead of swapping axes. Sample b therefore receives entries
+    /// 2b and 2b+1 of the flattened (key/value, sample) axis: with one task for the whole batch (training, statistics)
+    /// the first half of the batch uses the task's key prompt as both key and value prefix and the second half its value
+    /// prompt for both; at test time sample b's prefix is that of the task predicted for sample 2b mod B.
+    /// </summary>
+    OfficialReshape,
+}
+
 /// <summary>
 /// HiDe-Prompt's task-specific prefix prompts (Wang et al., NeurIPS 2023): one prompt per task in each prompted block,
 /// a prefix of <see cref="Length"/> keys and values given directly in the per-head projected space, initialised
@@ -13,7 +30,8 @@ namespace ContinualMoE.Prompts;
 /// As a provider it runs in one of two modes: <see cref="UseTask"/> (one prompt for the whole batch, optionally mixed with
 /// the detached mean of the previous tasks' prompts: HiDe's prompt momentum) or <see cref="UsePerSample"/> (each sample's
 /// own task prompt, gathered with index_select and laid out with permute, never reshape across batch and key/value).
-/// An optional <see cref="NonLinearResidualGate"/> turns it into NoRGa.
+/// An optional <see cref="NonLinearResidualGate"/> turns it into NoRGa. <see cref="Layout"/> chooses between each sample's
+/// own prefix and the official code's batch reshape (<see cref="PromptBatchLayout"/>).
 /// </summary>
 public sealed class TaskPrefixPrompts : nn.Module, IAttentionPrefixProvider
 {
@@ -29,10 +47,13 @@ public sealed class TaskPrefixPrompts : nn.Module, IAttentionPrefixProvider
     public int Heads { get; }
     public int HeadDim { get; }
     public NonLinearResidualGate? Gate { get; }
+    public PromptBatchLayout Layout { get; }
 
-    public TaskPrefixPrompts(IReadOnlyList<int> blocks, int tasks, int length, int heads, int headDim, NonLinearResidualGate? gate = null)
+    public TaskPrefixPrompts(IReadOnlyList<int> blocks, int tasks, int length, int heads, int headDim, NonLinearResidualGate? gate = null,
+        PromptBatchLayout layout = PromptBatchLayout.PerSample)
         : base(nameof(TaskPrefixPrompts))
     {
+        Layout = layout;
         Blocks = blocks;
         Tasks = tasks;
         Length = length;
@@ -97,25 +118,19 @@ public sealed class TaskPrefixPrompts : nn.Module, IAttentionPrefixProvider
     public AttentionPrefix? ForBlock(int blockIndex, Tensor queries)
     {
         if (!layerOfBlock.TryGetValue(blockIndex, out var layer)) return null;
-        Tensor keys, values;
-        if (sampleTasks is not null)
+        Tensor pairs; // [2 (key, value), B|1, L, H, d]
+        if (sampleTasks is not null) pairs = prompts.select(0, layer).index_select(1, sampleTasks);
+        else if (task is int t) pairs = TaskPrompt(t, momentum).select(0, layer).unsqueeze(1);
+        else throw new InvalidOperationException("TaskPrefixPrompts: call UseTask or UsePerSample before the forward pass");
+        if (Layout == PromptBatchLayout.OfficialReshape)
         {
-            // [2, T, L, H, d] -> gather tasks -> [2, B, L, H, d] -> permute -> [2, B, H, L, d]
-            var perSample = prompts.select(0, layer).index_select(1, sampleTasks).permute(0, 1, 3, 2, 4);
-            keys = perSample.select(0, 0);
-            values = perSample.select(0, 1);
+            // The official [2, B, ...] -> [B, 2, ...] reshape (see PromptBatchLayout.OfficialReshape), then back to [2, B, ...].
+            var batch = queries.shape[0];
+            pairs = pairs.expand(2, batch, Length, Heads, HeadDim).contiguous()
+                .reshape(batch, 2, Length, Heads, HeadDim).transpose(0, 1);
         }
-        else if (task is int t)
-        {
-            // [2, L, H, d] -> [2, H, L, d] -> [2, 1, H, L, d]
-            var shared = TaskPrompt(t, momentum).select(0, layer).permute(0, 2, 1, 3).unsqueeze(1);
-            keys = shared.select(0, 0);
-            values = shared.select(0, 1);
-        }
-        else
-        {
-            throw new InvalidOperationException("TaskPrefixPrompts: call UseTask or UsePerSample before the forward pass");
-        }
-        return new AttentionPrefix { Keys = keys, Values = values, LogitTransform = Gate?.For(layer) };
+        // [2, B, L, H, d] -> [2, B, H, L, d]: permute, never reshape, across batch and key/value.
+        var laidOut = pairs.permute(0, 1, 3, 2, 4);
+        return new AttentionPrefix { Keys = laidOut.select(0, 0), Values = laidOut.select(0, 1), LogitTransform = Gate?.For(layer) };
     }
 }

@@ -3,17 +3,93 @@ using System.Globalization;
 
 namespace ContinualMoE.Scenarios;
 
+/// <summary>Which random generator draws a class order from the run seed (<c>class_order</c> in a run config).</summary>
+public enum ClassOrderGenerator
+{
+    /// <summary>The project's own: Fisher–Yates with .NET's <c>new Random(seed)</c> (<see cref="ClassOrder.Random"/>).</summary>
+    Project,
+
+    /// <summary>numpy's legacy <c>np.random.seed(s); np.random.permutation(n)</c>: PyCIL, PILOT, the L2P/DualPrompt ports.</summary>
+    Numpy,
+
+    /// <summary>Python's <c>random.seed(s); random.shuffle(list(range(n)))</c>: the official SMoPE and HiDe-Prompt/NoRGa code.</summary>
+    Python,
+}
+
 /// <summary>
 /// Class orders for class-incremental scenarios: which original class ids come first.
-/// A random order is a Fisher–Yates shuffle of 0..n-1 with <c>new Random(seed)</c> (i from n-1 down to 1, swap with
-/// <c>Next(i + 1)</c>; see <see cref="Seeds.Shuffle{T}"/>). The literature (iCaRL's code, PyCIL/PILOT) commonly uses seed 1993, but
-/// shuffles with numpy's generator: the same seed gives a different order here, so to reproduce a paper's exact order, write it to a file
-/// and use <see cref="ReadFile"/>.
+/// The project's random order is a Fisher–Yates shuffle of 0..n-1 with <c>new Random(seed)</c> (i from n-1 down to 1,
+/// swap with <c>Next(i + 1)</c>; see <see cref="Seeds.Shuffle{T}"/>). The literature's code shuffles with numpy's or
+/// Python's Mersenne Twister instead, so that a seed gives the same task splits as there, <see cref="NumpyPermutation"/>
+/// and <see cref="PythonShuffle"/> reimplement those two exactly (tests hold sequences produced by numpy and CPython).
+/// An explicit order can also be read from a file (<see cref="ReadFile"/>).
 /// </summary>
 public static class ClassOrder
 {
-    /// <summary>The seed the continual-learning literature usually shuffles classes with.</summary>
+    /// <summary>The seed the continual-learning literature usually shuffles classes with (iCaRL, PyCIL: with numpy).</summary>
     public const int PaperSeed = 1993;
+
+    public static ClassOrderGenerator ParseGenerator(string name) => name.Trim().ToLowerInvariant() switch
+    {
+        "project" => ClassOrderGenerator.Project,
+        "numpy" => ClassOrderGenerator.Numpy,
+        "python" => ClassOrderGenerator.Python,
+        _ => throw new ContinualMoEException($"class_order must be project, numpy or python, got '{name}'"),
+    };
+
+    /// <summary>A random order of 0..classCount-1 drawn from <paramref name="seed"/> by <paramref name="generator"/>.</summary>
+    public static int[] Generate(ClassOrderGenerator generator, int classCount, long seed) => generator switch
+    {
+        ClassOrderGenerator.Project => Random(classCount, checked((int)seed)),
+        ClassOrderGenerator.Numpy => NumpyPermutation(classCount, seed),
+        ClassOrderGenerator.Python => PythonShuffle(classCount, seed),
+        _ => throw new ArgumentOutOfRangeException(nameof(generator)),
+    };
+
+    /// <summary>
+    /// numpy's legacy <c>np.random.seed(seed); np.random.permutation(n)</c>. RandomState.seed with an integer in
+    /// [0, 2^32) is MT19937's <c>init_genrand(seed)</c> (mt19937_seed); permutation shuffles arange(n) in place with
+    /// i from n-1 down to 1 and j = random_interval(i): draw 32-bit words, mask them to the smallest all-ones bit mask
+    /// covering i, reject values above i.
+    /// </summary>
+    public static int[] NumpyPermutation(int n, long seed)
+    {
+        if (seed is < 0 or > uint.MaxValue) throw new ContinualMoEException($"numpy seeds must be in [0, 2^32), got {seed}");
+        var mt = MersenneTwister.FromSeed((uint)seed);
+        var order = Enumerable.Range(0, n).ToArray();
+        for (var i = n - 1; i >= 1; i--)
+        {
+            var mask = (uint)i;
+            mask |= mask >> 1; mask |= mask >> 2; mask |= mask >> 4; mask |= mask >> 8; mask |= mask >> 16;
+            uint j;
+            do j = mt.NextUInt32() & mask; while (j > (uint)i);
+            (order[i], order[j]) = (order[j], order[i]);
+        }
+        return order;
+    }
+
+    /// <summary>
+    /// CPython's <c>random.seed(seed); random.shuffle(x)</c> on x = list(range(n)). random.seed with an int uses
+    /// MT19937's <c>init_by_array</c> on the 32-bit words of |seed| (least significant first; [0] for 0); shuffle runs
+    /// i from n-1 down to 1 and swaps x[i] with x[_randbelow(i + 1)], where _randbelow(m) draws k = m.bit_length()
+    /// bits (the top k bits of one 32-bit word, getrandbits) until the value is below m.
+    /// </summary>
+    public static int[] PythonShuffle(int n, long seed)
+    {
+        var magnitude = (ulong)Math.Abs(seed);
+        var key = magnitude >> 32 == 0 ? new[] { (uint)magnitude } : [(uint)magnitude, (uint)(magnitude >> 32)];
+        var mt = MersenneTwister.FromKey(key);
+        var order = Enumerable.Range(0, n).ToArray();
+        for (var i = n - 1; i >= 1; i--)
+        {
+            var bound = (uint)(i + 1);
+            var bits = 32 - System.Numerics.BitOperations.LeadingZeroCount(bound);
+            uint j;
+            do j = mt.NextUInt32() >> (32 - bits); while (j >= bound);
+            (order[i], order[j]) = (order[j], order[i]);
+        }
+        return order;
+    }
 
     public static int[] Random(int classCount, int seed)
     {

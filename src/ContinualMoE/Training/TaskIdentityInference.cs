@@ -8,7 +8,9 @@ namespace ContinualMoE.Training;
 /// HiDe-Prompt's task-identity inference (TII) network on frozen, un-prompted backbone features: a residual MLP
 /// LayerNorm(x + W2 GELU(W1 x)) with hidden width <c>hiddenMultiplier</c> x D, then a linear head over all classes.
 /// The predicted class's task is the predicted task. Per-class Gaussian statistics (mean, full covariance + 1e-4 I) of
-/// the backbone features are kept for its re-alignment from the second task on.
+/// the backbone features are kept for its re-alignment from the second task on. The official network is
+/// <c>MlpMapping(dim, hidden=[2])</c> + <c>head</c> of vits/*_vision_transformer.py, run with <c>fc_only=True</c>
+/// (LayerNorm eps 1e-5, exact GELU, no dropout); checked against it by a fixture test.
 /// </summary>
 public sealed class TaskIdentityInference : nn.Module
 {
@@ -34,6 +36,23 @@ public sealed class TaskIdentityInference : nn.Module
         register_module("head", head);
         register_buffer("task_of_class", taskOfClass);
         register_module("statistics", Statistics);
+    }
+
+    /// <summary>timm's init_weights_vit_timm for a linear layer: truncated normal (std 0.02, cut at +-2) weights, zero bias.</summary>
+    public static void TimmInit(Linear layer)
+    {
+        using var noGrad = no_grad();
+        nn.init.trunc_normal_(layer.weight, std: 0.02);
+        if (layer.bias is { } bias) bias.zero_();
+    }
+
+    /// <summary>Re-initialises the MLP and head as the official TII model has them (the pretrained checkpoint does not
+    /// cover them, so they keep timm's init); the LayerNorm keeps ones and zeros either way.</summary>
+    public void UseTimmInit()
+    {
+        TimmInit(fc1);
+        TimmInit(fc2);
+        TimmInit(head);
     }
 
     /// <summary>The MLP and head parameters (what TII training and its alignment change).</summary>

@@ -10,15 +10,25 @@ namespace ContinualMoE.Data.Loaders;
 /// <c>new Random(Seeds.Combine(splitSeed, classId))</c> and the first round(count * testFraction) go to test. The
 /// continual-learning literature (CODA-Prompt, PILOT) uses an 80/20 random split for ImageNet-R, hence the 0.2
 /// default.</item>
+/// <item>With split lists (<see cref="LoadFromLists"/>), the listed files are the split: e.g. the official SMoPE /
+/// CODA-Prompt ImageNet-R lists (dataloaders/splits/imagenet-r_{train,test}.yaml), with their class ids.</item>
 /// </list>
+/// The official HiDe-Prompt code splits ImageNet-R once, 80/20 with torch.utils.data.random_split under its seed, and
+/// moves the files into <c>train/</c> and <c>test/</c>: a folder it has split loads here as the first case.
 /// </summary>
 public static class ImageFolderLoader
 {
     public const double DefaultTestFraction = 0.2;
 
-    public static DatasetSplits Load(string root, string name, double testFraction = DefaultTestFraction, int splitSeed = 0)
+    public static DatasetSplits Load(string root, string name, double testFraction = DefaultTestFraction, int splitSeed = 0,
+        IReadOnlyList<string>? splitFiles = null)
     {
         if (!Directory.Exists(root)) throw ContinualMoEException.ForFile(root, "image folder not found");
+        if (splitFiles is not null)
+        {
+            if (splitFiles.Count != 2) throw new ContinualMoEException($"split_files needs two files (train list, test list), got {splitFiles.Count}");
+            return LoadFromLists(root, name, splitFiles[0], splitFiles[1]);
+        }
         var train = Path.Combine(root, "train");
         var test = new[] { "test", "val" }.Select(s => Path.Combine(root, s)).FirstOrDefault(Directory.Exists);
         if (Directory.Exists(train) && test != null)
@@ -51,6 +61,98 @@ public static class ImageFolderLoader
             foreach (var file in perClass[c]) (testSet.Contains(file) ? testSamples : trainSamples).Add((file, c));
         }
         return new DatasetSplits(Build($"{name}-train", names, trainSamples), Build($"{name}-test", names, testSamples));
+    }
+
+    /// <summary>
+    /// Loads the images named by a train list and a test list. A list is either the official SMoPE YAML
+    /// (<c>data:</c> followed by "- path" lines, then <c>targets:</c> followed by "- label" lines) or plain text with one
+    /// "path [label]" per line ('#' starts a comment). Only the last two components of each path (class folder / file)
+    /// are used, resolved under <paramref name="root"/>. With labels, they are the class ids (every id 0..K-1 must
+    /// occur, each with one class folder); without, classes are the ordinal-sorted folder names of both lists.
+    /// </summary>
+    public static DatasetSplits LoadFromLists(string root, string name, string trainList, string testList)
+    {
+        var train = ReadList(trainList, root);
+        var test = ReadList(testList, root);
+        if ((train.Labels is null) != (test.Labels is null))
+            throw ContinualMoEException.ForFile(testList, "one split list has labels and the other has none; give labels in both or in neither");
+        string[] classNames;
+        if (train.Labels is null)
+        {
+            classNames = train.Folders.Concat(test.Folders).Distinct().Order(StringComparer.Ordinal).ToArray();
+            var ids = classNames.Select((c, i) => (c, i)).ToDictionary(p => p.c, p => p.i, StringComparer.Ordinal);
+            train = train with { Labels = train.Folders.Select(f => ids[f]).ToArray() };
+            test = test with { Labels = test.Folders.Select(f => ids[f]).ToArray() };
+        }
+        else
+        {
+            var folderOf = new Dictionary<int, string>();
+            foreach (var (list, file) in new[] { (train, trainList), (test, testList) })
+                for (var i = 0; i < list.Paths.Length; i++)
+                {
+                    var label = list.Labels![i];
+                    if (label < 0) throw ContinualMoEException.ForFile(file, $"entry {i + 1}: negative class id {label}");
+                    if (folderOf.TryGetValue(label, out var folder) && folder != list.Folders[i])
+                        throw ContinualMoEException.ForFile(file, $"class id {label} is given to two folders, {folder} and {list.Folders[i]}");
+                    folderOf[label] = list.Folders[i];
+                }
+            var count = folderOf.Keys.Max() + 1;
+            if (folderOf.Count != count)
+                throw ContinualMoEException.ForFile(trainList, $"class ids must cover 0..{count - 1}; {count - folderOf.Count} are missing");
+            classNames = Enumerable.Range(0, count).Select(c => folderOf[c]).ToArray();
+        }
+        return new DatasetSplits(Build($"{name}-train", classNames, train.Paths.Zip(train.Labels!)),
+            Build($"{name}-test", classNames, test.Paths.Zip(test.Labels!)));
+    }
+
+    private sealed record SplitList(string[] Paths, string[] Folders, int[]? Labels);
+
+    private static SplitList ReadList(string file, string root)
+    {
+        if (!File.Exists(file)) throw ContinualMoEException.ForFile(file, "split list not found");
+        var entries = new List<string>();
+        var labels = new List<int>();
+        var section = "";
+        var yaml = false;
+        var lineNumber = 0;
+        foreach (var raw in File.ReadLines(file))
+        {
+            lineNumber++;
+            var line = raw.Trim();
+            if (line.Length == 0 || line.StartsWith('#')) continue;
+            if (line is "data:" or "targets:") { section = line; yaml = true; continue; }
+            if (yaml)
+            {
+                if (!line.StartsWith("- ")) throw ContinualMoEException.ForFile(file, $"line {lineNumber}: expected \"- value\" under {section}");
+                var value = line[2..].Trim().Trim('\'', '"');
+                if (section == "data:") entries.Add(value);
+                else if (int.TryParse(value, out var label)) labels.Add(label);
+                else throw ContinualMoEException.ForFile(file, $"line {lineNumber}: \"{value}\" is not an integer class id");
+                continue;
+            }
+            var parts = line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+            entries.Add(parts[0]);
+            if (parts.Length > 1)
+            {
+                if (!int.TryParse(parts[1], out var label))
+                    throw ContinualMoEException.ForFile(file, $"line {lineNumber}: \"{parts[1]}\" is not an integer class id");
+                labels.Add(label);
+            }
+        }
+        if (entries.Count == 0) throw ContinualMoEException.ForFile(file, "split list names no images");
+        if (labels.Count != 0 && labels.Count != entries.Count)
+            throw ContinualMoEException.ForFile(file, $"{entries.Count} images but {labels.Count} class ids");
+        var paths = new string[entries.Count];
+        var folders = new string[entries.Count];
+        for (var i = 0; i < entries.Count; i++)
+        {
+            var parts = entries[i].Replace('\\', '/').Split('/', StringSplitOptions.RemoveEmptyEntries);
+            if (parts.Length < 2) throw ContinualMoEException.ForFile(file, $"entry {i + 1} (\"{entries[i]}\") needs a class folder and a file name");
+            folders[i] = parts[^2];
+            paths[i] = Path.Combine(root, parts[^2], parts[^1]);
+            if (!File.Exists(paths[i])) throw ContinualMoEException.ForFile(file, $"entry {i + 1}: image {paths[i]} not found under the data root");
+        }
+        return new SplitList(paths, folders, labels.Count == 0 ? null : labels.ToArray());
     }
 
     /// <summary>Class names (sorted subfolders) and, per class, its image files sorted by name.</summary>

@@ -29,29 +29,48 @@ public sealed class ImagePipeline
     public ImagePipeline Then(IImageTransform transform) => new(_transforms.Append(transform));
 
     /// <summary>
-    /// Training preset. With augmentation: RandomResizedCrop(size, scale (cropScaleMin, 1)) and horizontal flip p=0.5;
-    /// without: a plain resize to size x size. Both then convert grey to RGB, scale to [0,1] and normalise.
-    /// torchvision's crop default, 0.08, is what the papers use at 224 px; on 28-32 px images such crops keep a few
-    /// pixels of the object, so small-image runs use a larger minimum (see RunConfig.CropScaleMin).
+    /// Training preset. With augmentation: RandomResizedCrop(size, scale (cropScaleMin, 1)), horizontal flip p=0.5 and,
+    /// if <see cref="ImageSettings.BrightnessJitter"/> is set, brightness jitter; without: a plain resize to size x size.
+    /// Both then convert grey to RGB, scale to [0,1] and normalise. torchvision's crop default, 0.08, is what the papers
+    /// use at 224 px; on 28-32 px images such crops keep a few pixels of the object, so small-image runs use a larger
+    /// minimum (see RunConfig.CropScaleMin). <paramref name="settings"/> (null: defaults) gives the interpolation.
     /// </summary>
     public static ImagePipeline ForTraining(int size, bool augment, IReadOnlyList<float>? mean = null, IReadOnlyList<float>? std = null,
-        double cropScaleMin = 0.08)
+        double cropScaleMin = 0.08, ImageSettings? settings = null)
     {
+        settings ??= new ImageSettings();
+        var mode = ImageSettings.ParseInterpolation(settings.TrainInterpolation, "train_interpolation");
         var steps = new List<IImageTransform> { new GreyToRgb() };
         if (augment)
         {
-            steps.Add(new RandomResizedCrop(size, cropScaleMin));
+            steps.Add(new RandomResizedCrop(size, cropScaleMin, mode: mode));
             steps.Add(new HorizontalFlip(0.5));
+            if (settings.BrightnessJitter > 0) steps.Add(new BrightnessJitter(settings.BrightnessJitter));
         }
-        else steps.Add(new Resize(size, size));
+        else steps.Add(new Resize(size, size, mode));
         steps.Add(new ScaleToUnit());
         steps.Add(new Normalize(mean ?? VitMean, std ?? VitStd));
         return new ImagePipeline(steps);
     }
 
-    /// <summary>Evaluation preset: grey to RGB, bilinear resize to size x size, scale to [0,1], normalise.</summary>
-    public static ImagePipeline ForEvaluation(int size, IReadOnlyList<float>? mean = null, IReadOnlyList<float>? std = null) =>
-        new(new GreyToRgb(), new Resize(size, size), new ScaleToUnit(), new Normalize(mean ?? VitMean, std ?? VitStd));
+    /// <summary>Evaluation preset: grey to RGB, resize (straight to size x size, or shorter side to
+    /// floor(size x 256 / 224) then the centre crop, per <see cref="ImageSettings.TestTransform"/>), scale to [0,1], normalise.</summary>
+    public static ImagePipeline ForEvaluation(int size, IReadOnlyList<float>? mean = null, IReadOnlyList<float>? std = null,
+        ImageSettings? settings = null)
+    {
+        settings ??= new ImageSettings();
+        var mode = ImageSettings.ParseInterpolation(settings.TestInterpolation, "test_interpolation");
+        var steps = new List<IImageTransform> { new GreyToRgb() };
+        if (settings.CropAtTest)
+        {
+            steps.Add(new ResizeShorterSide(size * 256 / 224, mode));
+            steps.Add(new CenterCrop(size, size));
+        }
+        else steps.Add(new Resize(size, size, mode));
+        steps.Add(new ScaleToUnit());
+        steps.Add(new Normalize(mean ?? VitMean, std ?? VitStd));
+        return new ImagePipeline(steps);
+    }
 
     /// <summary>Runs the transforms on one image; <paramref name="epochSeed"/> and <paramref name="sampleIndex"/> seed the randomness.</summary>
     public ImageBuffer Apply(RawImage image, int epochSeed, int sampleIndex)

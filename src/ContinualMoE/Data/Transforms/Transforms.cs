@@ -21,6 +21,23 @@ public sealed class Resize(int height, int width, ResampleMode mode = ResampleMo
     public (int Height, int Width)? OutputSize => (height, width);
 }
 
+/// <summary>
+/// torchvision <c>Resize(size)</c> with an int: the shorter side becomes <paramref name="size"/>, the longer one
+/// int(size x long / short), so the aspect ratio is kept.
+/// </summary>
+public sealed class ResizeShorterSide(int size, ResampleMode mode = ResampleMode.Bilinear) : IImageTransform
+{
+    public ImageBuffer Apply(ImageBuffer image, Random random)
+    {
+        var (height, width) = OutputFor(image.Height, image.Width);
+        return Interpolation.Resize(image, height, width, mode);
+    }
+
+    public (int Height, int Width) OutputFor(int height, int width) => width <= height
+        ? ((int)((long)size * height / width), size)
+        : (size, (int)((long)size * width / height));
+}
+
 /// <summary>Crops the centre height x width (torchvision CenterCrop rounding: offset = round((in - out) / 2)).</summary>
 public sealed class CenterCrop(int height, int width) : IImageTransform
 {

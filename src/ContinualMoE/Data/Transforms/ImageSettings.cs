@@ -1,0 +1,50 @@
+namespace ContinualMoE.Data.Transforms;
+
+/// <summary>
+/// How images become model inputs (<c>input</c> in a run config; the crop's smallest area is the run's
+/// <c>crop_scale_min</c>). The defaults are the project's generated-benchmark pipeline: mean = std = 0.5, bilinear,
+/// a straight resize at test time, no colour jitter. Paper presets state their official code's values, e.g.
+/// HiDe-Prompt / NoRGa on CIFAR-100 (datasets.py build_cifar_transform): CIFAR mean/std, bicubic, brightness 63/255,
+/// test resize-crop; on ImageNet-R (build_transform): mean 0, std 1 ([0,1] pixels), bilinear crops, bicubic
+/// resize-crop at test; SMoPE (dataloaders/utils.py get_transform): mean 0, std 1, bilinear.
+/// </summary>
+public sealed record ImageSettings
+{
+    public float[] Mean { get; init; } = [.. ImagePipeline.VitMean];
+    public float[] Std { get; init; } = [.. ImagePipeline.VitStd];
+    /// <summary>Resampling of the training crop: bilinear or bicubic (torchvision interpolation=3).</summary>
+    public string TrainInterpolation { get; init; } = "bilinear";
+    /// <summary>Resampling at test time (and for un-augmented passes over training images).</summary>
+    public string TestInterpolation { get; init; } = "bilinear";
+    /// <summary>resize: straight resize to size x size; resize-crop: shorter side to floor(size x 256 / 224), then the
+    /// centre size x size crop (torchvision Resize(int) + CenterCrop, the official test transform of HiDe-Prompt and of
+    /// SMoPE on ImageNet-R/CUB).</summary>
+    public string TestTransform { get; init; } = "resize";
+    /// <summary>torchvision ColorJitter(brightness=s) after the crop and flip; 0 turns it off (HiDe-Prompt CIFAR: 63/255).</summary>
+    public double BrightnessJitter { get; init; }
+
+    public static ResampleMode ParseInterpolation(string name, string setting) => name.Trim().ToLowerInvariant() switch
+    {
+        "bilinear" => ResampleMode.Bilinear,
+        "bicubic" => ResampleMode.Bicubic,
+        _ => throw new ContinualMoEException($"input.{setting} must be bilinear or bicubic, got '{name}'"),
+    };
+
+    public bool CropAtTest => TestTransform.Trim().ToLowerInvariant() switch
+    {
+        "resize" => false,
+        "resize-crop" => true,
+        _ => throw new ContinualMoEException($"input.test_transform must be resize or resize-crop, got '{TestTransform}'"),
+    };
+
+    /// <summary>Throws a one-line error naming the first bad setting.</summary>
+    public void Validate()
+    {
+        if (Mean.Length != 3 || Std.Length != 3) throw new ContinualMoEException("input.mean and input.std need three values (R, G, B)");
+        if (Std.Any(s => s <= 0)) throw new ContinualMoEException("input.std values must be positive");
+        if (BrightnessJitter is < 0 or > 1) throw new ContinualMoEException($"input.brightness_jitter must be in [0, 1], got {BrightnessJitter}");
+        ParseInterpolation(TrainInterpolation, "train_interpolation");
+        ParseInterpolation(TestInterpolation, "test_interpolation");
+        _ = CropAtTest;
+    }
+}
