@@ -12,8 +12,9 @@ public enum ScheduleKind
     Step,
     /// <summary>PyTorch's CosineAnnealingLR to 0, stepped once per epoch.</summary>
     Cosine,
-    /// <summary>Per epoch: rate x cos(99 pi e / (200 (E - 1))) for epoch e of E (CODA-Prompt's CosineSchedule, which
-    /// SMoPE's CUB-200 config uses: utils/schedulers.py, CosineSchedule).</summary>
+    /// <summary>Per epoch: rate x cos(99 pi max(0, e - 1) / (200 (E - 1))) for epoch e of E (CODA-Prompt's CosineSchedule,
+    /// which SMoPE's CUB-200 config uses: utils/schedulers.py, CosineSchedule). Its constructor leaves the epoch counter
+    /// at -1 and the first epoch is not stepped, so the first two epochs both run at the full rate.</summary>
     CodaCosine,
     /// <summary>Per iteration (SMoPE's `coswm`, utils/schedulers.py, CosineSchedulerIter, stepped after every optimiser
     /// step): iteration 0 runs at the group's rate; then <see cref="OptimizerSettings.FreezeIterations"/> iterations at
@@ -91,7 +92,7 @@ public static class Optimizers
         ScheduleKind.Constant => 1.0,
         ScheduleKind.Step => Math.Pow(settings.StepGamma, settings.StepMilestones.Count(m => epoch >= m)),
         ScheduleKind.Cosine => 0.5 * (1 + Math.Cos(Math.PI * epoch / Math.Max(1, epochs))),
-        ScheduleKind.CodaCosine => Math.Cos(99 * Math.PI * epoch / (200.0 * Math.Max(1, epochs - 1))),
+        ScheduleKind.CodaCosine => Math.Cos(99 * Math.PI * Math.Max(0, epoch - 1) / (200.0 * Math.Max(1, epochs - 1))),
         ScheduleKind.IterationCosine => throw new InvalidOperationException("the per-iteration schedule has no per-epoch factor; use Rate"),
         _ => 1.0,
     };
