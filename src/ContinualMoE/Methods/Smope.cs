@@ -96,6 +96,8 @@ public sealed class Smope : LearnerBase, IExpertUsage
         schedule = Choice(options.Schedule, "schedule", ("coswm", ScheduleKind.IterationCosine), ("coda_cosine", ScheduleKind.CodaCosine), ("cosine", ScheduleKind.Cosine));
         frequentRule = Choice(options.FrequentExperts, "frequent_experts", ("official", FrequentExpertRule.Official), ("paper", FrequentExpertRule.Paper));
         sumLosses = Choice(options.LossReduction, "loss_reduction", ("sum", true), ("mean", false));
+        if (options.FreezeIterations < 0 || options.ScheduleIterationsPerEpoch < 1)
+            throw new ContinualMoEException("smope: freeze_iterations must be at least 0 and schedule_iterations_per_epoch at least 1");
     }
 
     private readonly ScheduleKind schedule;

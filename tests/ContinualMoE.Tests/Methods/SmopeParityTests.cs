@@ -163,6 +163,24 @@ public class SmopeParityTests
         AssertClose(Load("alignment.variances") + 1e-4, statistics.Covariances, 1e-5, "variances + 1e-4");
     }
 
+    /// <summary>Our sampler seeded like the official run's global generator: the first epoch's Gaussian draws and
+    /// shuffle, as far as the official loop consumed them.</summary>
+    [Fact]
+    public void AlignmentDrawsMatchTheOfficialGeneratorForTheSameSeed()
+    {
+        var config = Config("alignment.config");
+        var classes = Int(config, "classes");
+        var statistics = new GaussianClassStatistics(classes, (int)Load("alignment.features.0").shape[1], CovarianceKind.Diagonal, unbiased: false);
+        for (var c = 0; c < classes; c++) statistics.Set(c, Load($"alignment.features.{c}"));
+        var (features, labels) = statistics.SampleClasses(Enumerable.Range(0, classes), Int(config, "samples_per_class"),
+            new Generator((ulong)Int(config, "seed")));
+        var iterations = Int(config, "earlier_classes");
+        var official = Load("alignment.batches").narrow(0, 0, iterations).reshape(-1, features.shape[1]);
+        var officialLabels = Load("alignment.targets").narrow(0, 0, iterations).reshape(-1);
+        Assert.True(officialLabels.equal(labels.narrow(0, 0, officialLabels.shape[0]).to(float32)).all().item<bool>(), "shuffled labels differ");
+        AssertClose(official, features.narrow(0, 0, official.shape[0]), 1e-4, "drawn features");
+    }
+
     [Fact]
     public void AlignmentUpdatesMatchOnTheOfficialDraws()
     {
