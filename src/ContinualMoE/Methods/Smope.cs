@@ -17,9 +17,10 @@ namespace ContinualMoE.Methods;
 ///   first task only: dense warm-up for half the epochs (all experts, no router loss), then a fresh optimiser;
 ///   sparse epochs: loss = CE (old classes masked) + a_router L_router + a_proto L_proto (tasks after the first),
 ///                  with adaptive noise on tasks after the first;
-///   end of task: one pass without gradients over the un-augmented training data accumulates expert frequencies and
-///                the class statistics; the keys are kept as next task's prototypes; from the second task on the head
-///                is re-aligned on Gaussian samples of all seen classes.
+///   end of task: one pass without gradients over the augmented training data accumulates expert frequencies and
+///                the class statistics; the frequent-expert set grows; the keys are kept as next task's prototypes;
+///                from the second task on the head is re-aligned on Gaussian samples of all seen classes.
+/// Every difference from the official code (github.com/Minhchuyentoancbn/SMoPE) is listed in docs/methods/smope.md.
 /// </summary>
 [ContinualMethod("smope", "SMoPE: one shared prompt as a sparse mixture of prompt experts (ICLR 2026)")]
 public sealed class Smope : LearnerBase, IExpertUsage
@@ -35,10 +36,27 @@ public sealed class Smope : LearnerBase, IExpertUsage
         public double NoiseEpsilon { get; init; } = 0.4;
         public double RouterLossWeight { get; init; } = 1e-5;
         public double PrototypeLossWeight { get; init; } = 1e-5;
+        /// <summary>"sum" (official: mean over the batch or prototype rows, summed over blocks, heads and selected
+        /// slots) or "mean" (averaged over those too; 1/(P H K) of the official weight).</summary>
+        public string LossReduction { get; init; } = "sum";
+        /// <summary>"official" (mean over used experts, a set that only grows) or "paper" (mean over all experts).</summary>
+        public string FrequentExperts { get; init; } = "official";
+        /// <summary>The end-of-task pass (expert frequencies, class statistics) runs on augmented training data, with
+        /// frequencies counted over full batches only, as the official code's passes do; false: un-augmented, all samples.</summary>
+        public bool AugmentedStatistics { get; init; } = true;
         public int? Epochs { get; init; }
         /// <summary>The head's learning rate (official CIFAR-100: 0.005); the prompt's is <see cref="PromptRateMultiplier"/> times it.</summary>
         public double? LearningRate { get; init; }
         public double PromptRateMultiplier { get; init; } = 5.0;
+        /// <summary>"coswm" (official CIFAR-100 / ImageNet-R: per-iteration cosine to 1e-6 after a frozen stretch),
+        /// "coda_cosine" (official CUB-200: per epoch, cos(99 pi e / (200 (E - 1)))) or "cosine" (per epoch to 0).</summary>
+        public string Schedule { get; init; } = "coswm";
+        /// <summary>coswm: iterations after the first at 1e-6 (official `schedule[0]`: 80 CIFAR-100, 80 / 40 / 20
+        /// ImageNet-R 5 / 10 / 20 tasks). Default 0: the official count is tied to each dataset's epoch length.</summary>
+        public int FreezeIterations { get; init; }
+        /// <summary>coswm: the epoch length the schedule assumes (official `iter_step`: 40 CIFAR-100; 80 / 40 / 20
+        /// ImageNet-R 5 / 10 / 20 tasks); null uses the real number of batches.</summary>
+        public int? ScheduleIterationsPerEpoch { get; init; }
         // Switches for the paper's ablation.
         public bool Sparse { get; init; } = true;
         public bool AggregatedLogits { get; init; } = true;
@@ -47,11 +65,18 @@ public sealed class Smope : LearnerBase, IExpertUsage
         public bool PrototypeLoss { get; init; } = true;
         public bool DenseWarmup { get; init; } = true;
         public bool ClassifierAlignment { get; init; } = true;
+        /// <summary>"official" (trainer.py, train_task_adaptive_prediction: population variances, AdamW with weight
+        /// decay, batches of one class's sample count, as many steps per epoch as earlier tasks have classes, one step
+        /// at the rate then a per-step cosine from a tenth of it to 1e-6) or "project" (unbiased variances, SGD with
+        /// momentum 0.9, every batch of the run's batch size, per-epoch cosine to 0).</summary>
+        public string AlignmentRecipe { get; init; } = "official";
         public int AlignmentEpochs { get; init; } = 50;
-        public double AlignmentLearningRate { get; init; } = 0.01;
-        public int AlignmentSamplesPerClass { get; init; } = 256;
-        /// <summary>Official-code variants (see docs/methods/smope.md).</summary>
-        public bool FrequencyMeanOverUsedExperts { get; init; }
+        /// <summary>Null: 1e-4 (official `ca_lr`) or 0.01 (project).</summary>
+        public double? AlignmentLearningRate { get; init; }
+        public double AlignmentWeightDecay { get; init; } = 5e-4;
+        /// <summary>Samples per class and epoch; null: the run's batch size (official: batch size x `ca_batch_size_ratio`,
+        /// ratio 1 for CIFAR-100 and CUB-200) or 256 (project).</summary>
+        public int? AlignmentSamplesPerClass { get; init; }
         public bool ExcludeUnusedExpertsAtTest { get; init; }
     }
 
@@ -68,6 +93,26 @@ public sealed class Smope : LearnerBase, IExpertUsage
         this.model = model;
         if (options.TopK < 1 || options.TopK > options.Experts)
             throw new ContinualMoEException($"smope: top_k must be between 1 and experts ({options.Experts}), got {options.TopK}");
+        schedule = Choice(options.Schedule, "schedule", ("coswm", ScheduleKind.IterationCosine), ("coda_cosine", ScheduleKind.CodaCosine), ("cosine", ScheduleKind.Cosine));
+        frequentRule = Choice(options.FrequentExperts, "frequent_experts", ("official", FrequentExpertRule.Official), ("paper", FrequentExpertRule.Paper));
+        sumLosses = Choice(options.LossReduction, "loss_reduction", ("sum", true), ("mean", false));
+        if (options.FreezeIterations < 0 || options.ScheduleIterationsPerEpoch < 1)
+            throw new ContinualMoEException("smope: freeze_iterations must be at least 0 and schedule_iterations_per_epoch at least 1");
+    }
+
+    private readonly ScheduleKind schedule;
+    private readonly FrequentExpertRule frequentRule;
+    private readonly bool sumLosses;
+    private bool OfficialAlignment => IsOfficialAlignment(options);
+
+    private static bool IsOfficialAlignment(Options options) =>
+        Choice(options.AlignmentRecipe, "alignment_recipe", ("official", true), ("project", false));
+
+    private static T Choice<T>(string value, string setting, params (string Name, T Value)[] choices)
+    {
+        foreach (var (name, result) in choices)
+            if (string.Equals(value.Trim(), name, StringComparison.OrdinalIgnoreCase)) return result;
+        throw new ContinualMoEException($"smope: {setting} must be {string.Join(" or ", choices.Select(c => c.Name))}, got '{value}'");
     }
 
     public override string Name => "smope";
@@ -96,8 +141,12 @@ public sealed class Smope : LearnerBase, IExpertUsage
             new ParameterGroup("prompt experts", [model.Experts.Keys, model.Experts.Values], options.PromptRateMultiplier),
             new ParameterGroup("head", TrainableParameters(model.Head)),
         ],
-        // AdamW without weight decay and a cosine schedule, as the official code trains.
-        Optimizer = new OptimizerSettings { Kind = OptimizerKind.AdamW, LearningRate = HeadRate, WeightDecay = 0, Schedule = ScheduleKind.Cosine },
+        // AdamW without weight decay, a fresh optimiser and schedule per phase (learners/prompt.py, OnePrompt.init_optimizer).
+        Optimizer = new OptimizerSettings
+        {
+            Kind = OptimizerKind.AdamW, LearningRate = HeadRate, WeightDecay = 0, Schedule = schedule,
+            FreezeIterations = options.FreezeIterations, ScheduleIterationsPerEpoch = options.ScheduleIterationsPerEpoch,
+        },
         OnEpochStart = _ => model.Experts.Routing = TrainingRouting(task, dense),
         Step = batch => TrainStep(batch, task, dense),
     };
@@ -109,7 +158,7 @@ public sealed class Smope : LearnerBase, IExpertUsage
         AggregatedLogits = options.AggregatedLogits,
         NoiseEpsilon = options.NoiseEpsilon,
         NoiseActive = options.AdaptiveNoise && !task.IsFirstTask,
-        FrequencyMeanOverUsedExperts = options.FrequencyMeanOverUsedExperts,
+        FrequentExperts = frequentRule,
     };
 
     private ExpertRouting InferenceRouting() => new()
@@ -117,7 +166,7 @@ public sealed class Smope : LearnerBase, IExpertUsage
         Sparse = options.Sparse,
         TopK = options.TopK,
         AggregatedLogits = options.AggregatedLogits,
-        FrequencyMeanOverUsedExperts = options.FrequencyMeanOverUsedExperts,
+        FrequentExperts = frequentRule,
         ExcludeUnusedExperts = options.ExcludeUnusedExpertsAtTest,
     };
 
@@ -130,10 +179,10 @@ public sealed class Smope : LearnerBase, IExpertUsage
         var logits = model.Head.forward(PromptedFeatures(batch.Images));
         experts.Record = false;
         Tensor? auxiliary = null;
-        if (useRouter) auxiliary = experts.RouterLoss(options.NoiseEpsilon).mul(Scalars.Of(options.RouterLossWeight));
+        if (useRouter) auxiliary = experts.RouterLoss(options.NoiseEpsilon, sumLosses).mul(Scalars.Of(options.RouterLossWeight));
         if (options.PrototypeLoss && !task.IsFirstTask && !dense && options.PrototypeLossWeight > 0)
         {
-            var proto = experts.PrototypeLoss().mul(Scalars.Of(options.PrototypeLossWeight));
+            var proto = experts.PrototypeLoss(sumLosses).mul(Scalars.Of(options.PrototypeLossWeight));
             auxiliary = auxiliary is null ? proto : auxiliary + proto;
         }
         return new StepOutput(logits, auxiliary);
@@ -150,25 +199,48 @@ public sealed class Smope : LearnerBase, IExpertUsage
         var experts = model.Experts;
         experts.ClearRecords();
         experts.Routing = InferenceRouting() with { ExcludeUnusedExperts = false };
-        // One pass without gradients over the un-augmented training data: expert frequencies and class statistics.
+        CountExpertsAndCollectStatistics(task);
+        if (frequentRule == FrequentExpertRule.Official) experts.UpdateFrequentExperts();
+        experts.SnapshotKeys();
+        if (options.ClassifierAlignment && !task.IsFirstTask)
+        {
+            var seen = task.SeenClasses.Where(model.Statistics.IsKnown).ToList();
+            ClassifierAlignment.Run(model.Head.forward, [new ParameterGroup("head", TrainableParameters(model.Head))],
+                model.Statistics, seen, task.SeenClassMask, AlignmentSettings(task), task.Seed);
+        }
+    }
+
+    /// <summary>
+    /// One pass without gradients over the task's training data: top-K counts into the expert frequencies and the
+    /// prompted class token into the class statistics. The official code runs two passes over augmented data
+    /// (learners/prompt.py, OnePrompt.learn_batch "Selecting Experts" over the shuffled drop-last training loader;
+    /// trainer.py, _compute_mean per class); one augmented pass that counts only full batches is the same up to the
+    /// augmentation draws (its statistics pass also demotes never-counted experts, which cannot occur for a sample that
+    /// was counted).
+    /// </summary>
+    private void CountExpertsAndCollectStatistics(TaskContext task)
+    {
+        var experts = model.Experts;
+        var augmented = options.AugmentedStatistics;
+        var loader = task.Data.Loader(task.Train, augment: augmented, shuffle: augmented);
         var features = new Dictionary<int, List<Tensor>>();
         using (var noGrad = no_grad())
         {
-            foreach (var batch in task.Data.Loader(task.Train, augment: false, shuffle: false).Epoch(0))
+            foreach (var batch in loader.Epoch(augmented ? 1_000_000 + task.TaskIndex : 0))
             {
                 using (batch)
                 {
-                    experts.Record = true;
-                    var f = PromptedFeatures(batch.Images);
-                    experts.Record = false;
-                    experts.AccumulateFrequencies();
                     var labels = batch.Labels.data<long>().ToArray();
+                    var count = !augmented || labels.Length == loader.BatchSize;   // drop_last for the frequencies
+                    experts.Record = count;
+                    using var f = PromptedFeatures(batch.Images);
+                    experts.Record = false;
+                    if (count) experts.AccumulateFrequencies();
                     for (var i = 0; i < labels.Length; i++)
                     {
                         if (!features.TryGetValue((int)labels[i], out var list)) features[(int)labels[i]] = list = [];
                         list.Add(f[i].clone());
                     }
-                    f.Dispose();
                 }
             }
         }
@@ -178,16 +250,23 @@ public sealed class Smope : LearnerBase, IExpertUsage
             model.Statistics.Set(label, stacked);
             foreach (var t in list) t.Dispose();
         }
-        experts.SnapshotKeys();
-        if (options.ClassifierAlignment && !task.IsFirstTask)
-        {
-            var seen = task.SeenClasses.Where(model.Statistics.IsKnown).ToList();
-            ClassifierAlignment.Run(model.Head.forward, [new ParameterGroup("head", TrainableParameters(model.Head))],
-                model.Statistics, seen, task.SeenClassMask,
-                new AlignmentSettings(options.AlignmentEpochs, options.AlignmentSamplesPerClass, Context.Training.BatchSize,
-                    new OptimizerSettings { Kind = OptimizerKind.Sgd, LearningRate = options.AlignmentLearningRate, Momentum = 0.9, Schedule = ScheduleKind.Cosine }),
-                task.Seed);
-        }
+    }
+
+    /// <summary>The alignment recipe (see <see cref="Options.AlignmentRecipe"/>).</summary>
+    private AlignmentSettings AlignmentSettings(TaskContext task)
+    {
+        if (!OfficialAlignment)
+            return new AlignmentSettings(options.AlignmentEpochs, options.AlignmentSamplesPerClass ?? 256, Context.Training.BatchSize,
+                new OptimizerSettings { Kind = OptimizerKind.Sgd, LearningRate = options.AlignmentLearningRate ?? 0.01, Momentum = 0.9, Schedule = ScheduleKind.Cosine });
+        var perClass = options.AlignmentSamplesPerClass ?? Context.Training.BatchSize;
+        var earlierClasses = task.SeenClassMask.Count(seen => seen) - task.TaskClassMask.Count(current => current);
+        return new AlignmentSettings(options.AlignmentEpochs, perClass, perClass,
+            new OptimizerSettings
+            {
+                Kind = OptimizerKind.AdamW, LearningRate = options.AlignmentLearningRate ?? 1e-4, WeightDecay = options.AlignmentWeightDecay,
+                Schedule = ScheduleKind.IterationCosine, CosineStartFactor = 0.1, FinalRate = 1e-6,
+            })
+        { IterationsPerEpoch = earlierClasses };
     }
 
     public override Prediction Predict(Tensor images, EvaluationContext context)
@@ -219,7 +298,9 @@ public sealed class Smope : LearnerBase, IExpertUsage
             torch.random.manual_seed(context.Seed);
             Experts = new SparsePromptExperts(blocks, config.Heads, config.HeadDim, options.Experts);
             Head = nn.Linear(config.EmbedDim, context.ClassCount);
-            Statistics = new GaussianClassStatistics(context.ClassCount, config.EmbedDim, CovarianceKind.Diagonal);
+            // Official: population variances (numpy.var) plus 1e-4; the project recipe: unbiased variances plus 1e-4.
+            Statistics = new GaussianClassStatistics(context.ClassCount, config.EmbedDim, CovarianceKind.Diagonal,
+                unbiased: !IsOfficialAlignment(options));
             register_module("experts", Experts);
             register_module("head", Head);
             register_module("statistics", Statistics);

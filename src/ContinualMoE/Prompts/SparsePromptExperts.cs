@@ -17,10 +17,20 @@ public sealed record ExpertRouting
     /// <summary>Adaptive noise strength eps (0 disables). Active only while training tasks after the first.</summary>
     public double NoiseEpsilon { get; init; }
     public bool NoiseActive { get; init; }
-    /// <summary>Mean frequency over experts used at least once (official code) instead of over all experts (paper).</summary>
-    public bool FrequencyMeanOverUsedExperts { get; init; }
+    /// <summary>Which experts count as frequently used (adaptive noise and prototype loss).</summary>
+    public FrequentExpertRule FrequentExperts { get; init; } = FrequentExpertRule.Official;
     /// <summary>Never-used experts cannot be selected (official code's test-time option).</summary>
     public bool ExcludeUnusedExperts { get; init; }
+}
+
+/// <summary>How the frequently used experts F_j >= mean F are chosen.</summary>
+public enum FrequentExpertRule
+{
+    /// <summary>Official code (models/zoo.py, OnePrompt.process_task_count): mean over the experts used at least once;
+    /// the set is updated at the end of each task and never shrinks (an expert once frequent stays frequent).</summary>
+    Official,
+    /// <summary>The paper's definition: mean over all experts, recomputed from the current frequencies.</summary>
+    Paper,
 }
 
 /// <summary>Routing of one block in one forward pass, kept for the router loss and frequency counting.</summary>
@@ -39,6 +49,10 @@ public sealed class SparsePromptExperts : nn.Module, IAttentionPrefixProvider
     private readonly Parameter keys;          // [P, H, N_p, d]
     private readonly Parameter values;        // [P, H, N_p, d]
     private readonly Tensor frequencies;      // [P, H, N_p] top-K counts accumulated over finished tasks
+    private readonly Tensor frequent;         // [P, H, N_p] bool: the official rule's sticky set of frequent experts
+    // TorchSharp's Module.to rebinds fields by component name; without the attribute it would dispose the buffer
+    // this field still points to.
+    [TorchSharp.Utils.ComponentName(Name = "previous_keys")]
     private readonly Tensor previousKeys;     // [P, H, N_p, d] keys after the previous task (prototype loss)
     private readonly Dictionary<int, int> promptedIndexOfBlock;
     private readonly List<RoutingRecord> records = [];
@@ -65,10 +79,12 @@ public sealed class SparsePromptExperts : nn.Module, IAttentionPrefixProvider
         keys = new Parameter(rand(blocks.Count, heads, expertCount, headDim));
         values = new Parameter(rand(blocks.Count, heads, expertCount, headDim));
         frequencies = zeros(blocks.Count, heads, expertCount);
+        frequent = zeros(blocks.Count, heads, expertCount, dtype: ScalarType.Bool);
         previousKeys = zeros(blocks.Count, heads, expertCount, headDim);
         register_parameter("keys", keys);
         register_parameter("values", values);
         register_buffer("frequencies", frequencies);
+        register_buffer("frequent", frequent);
         register_buffer("previous_keys", previousKeys);
     }
 
@@ -142,19 +158,27 @@ public sealed class SparsePromptExperts : nn.Module, IAttentionPrefixProvider
         return range.mul(Scalars.Of(Routing.NoiseEpsilon)) * FrequentExperts(prompted).unsqueeze(0).to(scores.dtype);
     }
 
-    /// <summary>[H, N_p] true where F_j >= mean F (over all experts, or over used experts as the official code does).</summary>
+    /// <summary>[H, N_p] true for the frequently used experts: the official rule's sticky set (see
+    /// <see cref="UpdateFrequentExperts"/>), or the paper's F_j >= mean over all experts of the current frequencies.</summary>
     public Tensor FrequentExperts(int prompted)
     {
+        if (Routing.FrequentExperts == FrequentExpertRule.Official) return frequent.select(0, prompted);
         var f = frequencies.select(0, prompted);
-        Tensor mean;
-        if (Routing.FrequencyMeanOverUsedExperts)
-        {
-            var used = f.gt(Scalars.Of(0)).to(f.dtype);
-            mean = (f * used).sum(-1, keepdim: true) / used.sum(-1, keepdim: true).clamp_min(Scalars.Of(1));
-        }
-        else mean = f.mean([-1], keepdim: true);
-        return f.ge(mean).logical_and(f.gt(Scalars.Of(0)));
+        return f.ge(f.mean([-1], keepdim: true)).logical_and(f.gt(Scalars.Of(0)));
     }
+
+    /// <summary>The official rule's set, updated once per finished task (models/zoo.py, process_task_count): per block
+    /// and head, experts with F_j >= sum F / max(1, #{F > 0}) join the set, and no expert ever leaves it.</summary>
+    public void UpdateFrequentExperts()
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var used = frequencies.gt(Scalars.Of(0)).to(frequencies.dtype).sum(-1, keepdim: true).clamp_min(Scalars.Of(1));
+        var mean = frequencies.sum(-1, keepdim: true) / used;
+        frequent.logical_or_(frequencies.ge(mean));
+    }
+
+    public Tensor FrequentSet => frequent;
 
     private void Remember(int prompted, Tensor scores, Tensor selected)
     {
@@ -167,9 +191,10 @@ public sealed class SparsePromptExperts : nn.Module, IAttentionPrefixProvider
     /// <summary>
     /// Router loss: for every prompted block, head and selected slot, cross-entropy of the raw scores towards the
     /// selected index. As in the official code the unselected logits get a margin eps * range added, so the selected
-    /// experts must win by that margin. Averaged over blocks, samples, heads and slots.
+    /// experts must win by that margin. Official reduction (models/zoo.py, OnePrompt.router_loss): mean over the batch,
+    /// summed over blocks, heads and slots; <paramref name="sum"/> false averages over those too (1/(P H K) of it).
     /// </summary>
-    public Tensor RouterLoss(double marginEpsilon)
+    public Tensor RouterLoss(double marginEpsilon, bool sum = true)
     {
         if (records.Count == 0) throw new InvalidOperationException("router loss needs recorded routing (set Record)");
         var losses = new List<Tensor>();
@@ -180,17 +205,21 @@ public sealed class SparsePromptExperts : nn.Module, IAttentionPrefixProvider
             var selectedMask = zeros_like(r.Scores, dtype: ScalarType.Bool).scatter_(2, r.Selected, ones_like(r.Selected, dtype: ScalarType.Bool));
             var logits = r.Scores + r.Range.mul(Scalars.Of(marginEpsilon)) * selectedMask.logical_not().to(r.Scores.dtype);
             var flatLogits = logits.unsqueeze(2).expand(b, Heads, k, ExpertCount).reshape(-1, ExpertCount);
-            losses.Add(nn.functional.cross_entropy(flatLogits, r.Selected.reshape(-1)));
+            var total = nn.functional.cross_entropy(flatLogits, r.Selected.reshape(-1), reduction: nn.Reduction.Sum);
+            losses.Add(total.div(Scalars.Of(sum ? b : b * Heads * k)));
         }
-        return stack(losses).mean();
+        var stacked = stack(losses);
+        return sum ? stacked.sum() : stacked.mean();
     }
 
     /// <summary>
     /// Prototype loss: the keys as they were after the previous task, for its frequently used experts, are prototypes;
     /// each prototype's top-K experts under the old keys must stay its top-K under the current keys (cross-entropy of
-    /// prototype . current keys towards those indices). Zero before the second task.
+    /// prototype . current keys towards those indices). Zero before the second task. Official reduction (models/zoo.py,
+    /// OnePrompt.router_loss, second part): mean over prototype rows, summed over blocks, heads and slots;
+    /// <paramref name="sum"/> false averages over those too.
     /// </summary>
-    public Tensor PrototypeLoss()
+    public Tensor PrototypeLoss(bool sum = true)
     {
         var losses = new List<Tensor>();
         for (var p = 0; p < Blocks.Count; p++)
@@ -207,10 +236,13 @@ public sealed class SparsePromptExperts : nn.Module, IAttentionPrefixProvider
                 var current = prototypes.matmul(currentKeys.select(0, h).t());    // [M, N_p]
                 var k = oldTop.shape[1];
                 var flat = current.unsqueeze(1).expand(-1, k, -1).reshape(-1, ExpertCount);
-                losses.Add(nn.functional.cross_entropy(flat, oldTop.reshape(-1)));
+                var total = nn.functional.cross_entropy(flat, oldTop.reshape(-1), reduction: nn.Reduction.Sum);
+                losses.Add(total.div(Scalars.Of(sum ? rows.shape[0] : rows.shape[0] * k)));
             }
         }
-        return losses.Count == 0 ? zeros(1, device: keys.device).squeeze() : stack(losses).mean();
+        if (losses.Count == 0) return zeros(1, device: keys.device).squeeze();
+        var stacked = stack(losses);
+        return sum ? stacked.sum() : stacked.mean();
     }
 
     /// <summary>Adds the top-K counts of the recorded passes to the frequencies, then clears the records.</summary>

@@ -2,8 +2,16 @@ using static TorchSharp.torch;
 
 namespace ContinualMoE.Training;
 
-/// <summary>Settings of a classifier alignment on Gaussian pseudo-features.</summary>
-public sealed record AlignmentSettings(int Epochs, int SamplesPerClass, int BatchSize, OptimizerSettings Optimizer);
+/// <summary>Settings of a classifier alignment on Gaussian pseudo-features: each epoch draws
+/// <see cref="SamplesPerClass"/> features of every seen class, shuffles them and trains on consecutive batches of
+/// <see cref="BatchSize"/>, with <see cref="Optimizer"/> (its schedule may be per epoch or per iteration).</summary>
+public sealed record AlignmentSettings(int Epochs, int SamplesPerClass, int BatchSize, OptimizerSettings Optimizer)
+{
+    /// <summary>Optimiser steps per epoch; null runs every batch of the epoch's samples once. The official SMoPE code
+    /// (trainer.py, train_task_adaptive_prediction) and HiDe-Prompt's run as many steps as there are classes in the
+    /// earlier tasks, so most of each epoch's samples are never used. Capped at the number of batches drawn.</summary>
+    public int? IterationsPerEpoch { get; init; }
+}
 
 /// <summary>
 /// Retrains a classifier on features sampled from stored per-class Gaussians of every seen class, with logits masked
@@ -16,16 +24,30 @@ public static class ClassifierAlignment
         GaussianClassStatistics statistics, IReadOnlyList<int> classes, bool[] logitMask, AlignmentSettings settings, int seed)
     {
         var generator = new Generator((ulong)seed, statistics.Means.device);
+        Run(classifier, parameters, logitMask, settings, _ => statistics.SampleClasses(classes, settings.SamplesPerClass, generator));
+    }
+
+    /// <summary>The alignment loop on the features and labels <paramref name="drawEpoch"/> returns for each epoch (already
+    /// shuffled); the parity tests feed it the official code's draws.</summary>
+    public static void Run(Func<Tensor, Tensor> classifier, IReadOnlyList<ParameterGroup> parameters, bool[] logitMask,
+        AlignmentSettings settings, Func<int, (Tensor Features, Tensor Labels)> drawEpoch)
+    {
+        if (settings.BatchSize < 1) throw new ContinualMoEException($"classifier alignment batch size must be positive, got {settings.BatchSize}");
         using var optimizer = Optimizers.Create(parameters, settings.Optimizer);
+        long iteration = 0;
         for (var epoch = 0; epoch < settings.Epochs; epoch++)
         {
-            Optimizers.ApplyFactor(optimizer, parameters, settings.Optimizer, Optimizers.ScheduleFactor(settings.Optimizer, epoch, settings.Epochs));
             using var epochScope = NewDisposeScope();
-            var (features, labels) = statistics.SampleClasses(classes, settings.SamplesPerClass, generator);
-            for (long start = 0; start < labels.shape[0]; start += settings.BatchSize)
+            var (features, labels) = drawEpoch(epoch);
+            var count = labels.shape[0];
+            var batches = (int)((count + settings.BatchSize - 1) / settings.BatchSize);
+            var steps = Math.Min(batches, settings.IterationsPerEpoch ?? batches);
+            for (var step = 0; step < steps; step++)
             {
                 using var scope = NewDisposeScope();
-                var length = Math.Min(settings.BatchSize, labels.shape[0] - start);
+                Optimizers.ApplySchedule(optimizer, parameters, settings.Optimizer, epoch, settings.Epochs, iteration++, steps);
+                long start = (long)step * settings.BatchSize;
+                var length = Math.Min(settings.BatchSize, count - start);
                 optimizer.zero_grad();
                 var loss = Losses.MaskedCrossEntropy(classifier(features.narrow(0, start, length)), labels.narrow(0, start, length), logitMask);
                 if (!float.IsFinite(loss.item<float>()))

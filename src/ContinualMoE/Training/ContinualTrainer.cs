@@ -67,10 +67,9 @@ public sealed class ContinualTrainer(ClassIncrementalScenario scenario, DataSour
         var trainable = phase.Parameters.SelectMany(g => g.Parameters).ToList();
         var logitMask = phase.LogitMask ?? context.TaskClassMask;
         observer.PhaseStarted(context.TaskIndex, phase.Name, phase.Epochs, loader.BatchesPerEpoch);
+        long iteration = 0;   // optimiser steps in this phase: per-iteration schedules depend on it alone (resume-exact)
         for (var epoch = 0; epoch < phase.Epochs; epoch++)
         {
-            var factor = Optimizers.ScheduleFactor(phase.Optimizer, epoch, phase.Epochs);
-            Optimizers.ApplyFactor(optimizer, phase.Parameters, phase.Optimizer, factor);
             phase.OnEpochStart?.Invoke(epoch);
             var clock = Stopwatch.StartNew();
             double lossSum = 0; long seen = 0, correct = 0; var batchIndex = 0;
@@ -80,6 +79,7 @@ public sealed class ContinualTrainer(ClassIncrementalScenario scenario, DataSour
                 using (batch)
                 using (var scope = NewDisposeScope())
                 {
+                    Optimizers.ApplySchedule(optimizer, phase.Parameters, phase.Optimizer, epoch, phase.Epochs, iteration++, loader.BatchesPerEpoch);
                     optimizer.zero_grad();
                     var output = phase.Step(batch);
                     var loss = output.Logits is null
@@ -103,7 +103,7 @@ public sealed class ContinualTrainer(ClassIncrementalScenario scenario, DataSour
             }
             observer.EpochFinished(new EpochRecord(context.TaskIndex, phase.Name, epoch, phase.Epochs, lossSum / Math.Max(1, seen),
                 seen == 0 ? 0 : 100.0 * correct / seen, seen / clock.Elapsed.TotalSeconds, clock.Elapsed.TotalSeconds,
-                phase.Optimizer.LearningRate * factor));
+                Optimizers.Rate(phase.Optimizer, phase.Optimizer.LearningRate, epoch, phase.Epochs, Math.Max(0, iteration - 1), loader.BatchesPerEpoch)));
         }
         optimizer.Dispose();
     }

@@ -8,7 +8,8 @@ public enum CovarianceKind { Diagonal, Full }
 /// <summary>
 /// Per-class Gaussian statistics of features (mean and covariance), kept as module buffers so they are saved with a
 /// learner's state. SMoPE's classifier alignment uses diagonal variances; HiDe-Prompt's task-identity alignment and
-/// task-adaptive prediction use full covariances plus 1e-4 I (as the official code does).
+/// task-adaptive prediction use full covariances plus 1e-4 I (as the official code does). The official SMoPE code
+/// (trainer.py, _compute_mean, "multi-centroid" with one centroid) uses population variances (ddof 0) plus 1e-4.
 /// </summary>
 public sealed class GaussianClassStatistics : nn.Module
 {
@@ -18,11 +19,14 @@ public sealed class GaussianClassStatistics : nn.Module
 
     public CovarianceKind Kind { get; }
     public double Ridge { get; }
+    /// <summary>Divide by n - 1 (as torch.cov) rather than n (as numpy.var).</summary>
+    public bool Unbiased { get; }
 
-    public GaussianClassStatistics(int classes, int dim, CovarianceKind kind, double ridge = 1e-4) : base(nameof(GaussianClassStatistics))
+    public GaussianClassStatistics(int classes, int dim, CovarianceKind kind, double ridge = 1e-4, bool unbiased = true) : base(nameof(GaussianClassStatistics))
     {
         Kind = kind;
         Ridge = ridge;
+        Unbiased = unbiased;
         means = zeros(classes, dim);
         covariances = kind == CovarianceKind.Full ? zeros(classes, dim, dim) : zeros(classes, dim);
         known = zeros(classes, dtype: ScalarType.Bool);
@@ -32,10 +36,12 @@ public sealed class GaussianClassStatistics : nn.Module
     }
 
     public Tensor Means => means;
+    /// <summary>[C, D] variances or [C, D, D] covariances, ridge included.</summary>
+    public Tensor Covariances => covariances;
     public bool IsKnown(int label) => known[label].item<bool>();
 
-    /// <summary>Sets class <paramref name="label"/>'s statistics from its features [n, D] (unbiased covariance, as
-    /// torch.cov; the ridge keeps full covariances positive definite for sampling).</summary>
+    /// <summary>Sets class <paramref name="label"/>'s statistics from its features [n, D] (covariance divided by n - 1 or
+    /// n, see <see cref="Unbiased"/>; the ridge keeps full covariances positive definite for sampling).</summary>
     public void Set(int label, Tensor features)
     {
         using var noGrad = no_grad();
@@ -43,7 +49,7 @@ public sealed class GaussianClassStatistics : nn.Module
         var f = features.to(float32);
         var mean = f.mean([0]);
         var centred = f - mean;
-        var denominator = Math.Max(1, f.shape[0] - 1);
+        var denominator = Math.Max(1, Unbiased ? f.shape[0] - 1 : f.shape[0]);
         means[label].copy_(mean);
         if (Kind == CovarianceKind.Full)
             covariances[label].copy_(centred.t().matmul(centred) / denominator + eye(f.shape[1], device: f.device) * Ridge);

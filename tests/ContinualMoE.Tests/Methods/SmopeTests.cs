@@ -54,6 +54,39 @@ public class SmopeTests
         Assert.False(smope.Experts.Routing.NoiseActive);
     }
 
+    [Theory]
+    [InlineData(true, 24)]    // official: augmented data, frequencies over full batches only (drop_last)
+    [InlineData(false, 32)]   // un-augmented, every sample
+    public void EndOfTaskPassCountsFullBatchesOfAugmentedDataAsTheOfficialLoaderDoes(bool augmented, int countedSamples)
+    {
+        var scenario = HideNorga.HideNorgaFixture.Scenario();   // 2 tasks of 2 classes, 16 training images per class
+        var data = new DataSource(16, [0.5f, 0.5f, 0.5f], [0.5f, 0.5f, 0.5f], 12, 7, CPU, workers: 1);   // 32 = 2 x 12 + 8
+        var trainer = new ContinualTrainer(scenario, data, 3);
+        var settings = HideNorga.HideNorgaFixture.Settings(("experts", 6), ("top_k", 2), ("augmented_statistics", augmented));
+        using var smope = (Smope)MethodRegistry.Create("smope", HideNorga.HideNorgaFixture.Context(settings: settings));
+        var task = trainer.Context(0);
+        smope.EndTask(task);
+        var blocks = smope.ExpertBlocks.Count;
+        Assert.Equal(countedSamples * 2 * blocks * 3, (int)smope.Experts.Frequencies.sum().item<float>());
+        Assert.True(smope.Experts.FrequentSet.any().item<bool>());
+        Assert.True(smope.Experts.PreviousKeys.equal(smope.Experts.Keys).all().item<bool>());
+    }
+
+    [Fact]
+    public void BadChoiceSettingsNameTheSettingAndTheChoices()
+    {
+        foreach (var (key, value) in new[] { ("schedule", "linear"), ("alignment_recipe", "sgd"), ("frequent_experts", "all"), ("loss_reduction", "max") })
+        {
+            var settings = new MethodSettings(new Dictionary<string, System.Text.Json.JsonElement>
+            {
+                [key] = System.Text.Json.JsonSerializer.SerializeToElement(value),
+            });
+            var error = Assert.Throws<ContinualMoEException>(() => MethodRegistry.Create("smope", Context(3, settings: settings)));
+            Assert.Contains(key, error.Message);
+            Assert.Contains(value, error.Message);
+        }
+    }
+
     [Fact]
     public void UnknownSettingListsTheValidOnes()
     {

@@ -91,7 +91,7 @@ public class SparsePromptExpertsTests
         using var noGrad = no_grad();
         // Block 0, every head: frequencies 0,1,2,...,6 -> mean 3 over all experts; experts 3..6 are frequent.
         experts.Frequencies[0].copy_(arange(Experts, dtype: float32).expand(Heads, Experts));
-        experts.Routing = new ExpertRouting { TopK = TopK, NoiseEpsilon = 0.5, NoiseActive = true };
+        experts.Routing = new ExpertRouting { TopK = TopK, NoiseEpsilon = 0.5, NoiseActive = true, FrequentExperts = FrequentExpertRule.Paper };
         var scores = randn(Batch, Heads, Experts);
         var penalty = experts.NoisePenalty(0, scores);
         var range = scores.amax([-1]) - scores.amin([-1]);
@@ -101,8 +101,46 @@ public class SparsePromptExpertsTests
             Assert.True(penalty[.., .., j].allclose(expected, atol: 1e-6), $"expert {j}");
         }
         // The official code's rule averages over used experts only: mean of 1..6 = 3.5, so expert 3 is not frequent.
-        experts.Routing = experts.Routing with { FrequencyMeanOverUsedExperts = true };
+        experts.Routing = experts.Routing with { FrequentExperts = FrequentExpertRule.Official };
+        Assert.DoesNotContain(true, experts.FrequentExperts(0)[0].data<bool>().ToArray());   // no task has finished yet
+        experts.UpdateFrequentExperts();
         Assert.Equal(new[] { false, false, false, false, true, true, true }, experts.FrequentExperts(0)[0].data<bool>().ToArray());
+    }
+
+    [Fact]
+    public void OfficialFrequentExpertSetOnlyGrows()
+    {
+        var experts = MakeExperts();
+        experts.Routing = new ExpertRouting { TopK = TopK, FrequentExperts = FrequentExpertRule.Official };
+        using var noGrad = no_grad();
+        experts.Frequencies[0].copy_(tensor(new float[] { 0, 0, 10, 10, 1, 1, 0 }).expand(Heads, Experts));
+        experts.UpdateFrequentExperts();   // mean over used = 22 / 4 = 5.5
+        Assert.Equal(new[] { false, false, true, true, false, false, false }, experts.FrequentExperts(0)[1].data<bool>().ToArray());
+        // A later task uses experts 5 and 6 heavily: they join, and 2 and 3 stay although now below the mean.
+        experts.Frequencies[0].add_(tensor(new float[] { 0, 0, 0, 0, 0, 40, 40 }).expand(Heads, Experts));
+        experts.UpdateFrequentExperts();   // mean over used = 103 / 5 = 20.6
+        Assert.Equal(new[] { false, false, true, true, false, true, true }, experts.FrequentExperts(0)[2].data<bool>().ToArray());
+        // The paper's rule is recomputed from the current frequencies: mean over all = 103 / 7.
+        experts.Routing = experts.Routing with { FrequentExperts = FrequentExpertRule.Paper };
+        Assert.Equal(new[] { false, false, false, false, false, true, true }, experts.FrequentExperts(0)[2].data<bool>().ToArray());
+    }
+
+    [Fact]
+    public void SummedLossesAreTheMeanTimesBlocksHeadsAndSlots()
+    {
+        var experts = MakeExperts();
+        experts.Record = true;
+        experts.ForBlock(0, randn(Batch, Heads, Tokens, HeadDim));
+        experts.ForBlock(1, randn(Batch, Heads, Tokens, HeadDim));
+        var sum = experts.RouterLoss(0.4).item<float>();
+        var mean = experts.RouterLoss(0.4, sum: false).item<float>();
+        Assert.Equal(mean * 2 * Heads * TopK, sum, 3);
+        using var noGrad = no_grad();
+        experts.Frequencies.fill_(1);
+        experts.UpdateFrequentExperts();   // every expert frequent: the same number of prototype rows in every head
+        experts.SnapshotKeys();
+        experts.Keys.add_(randn_like(experts.Keys));
+        Assert.Equal(experts.PrototypeLoss(sum: false).item<float>() * 2 * Heads * TopK, experts.PrototypeLoss().item<float>(), 3);
     }
 
     [Fact]
@@ -117,6 +155,7 @@ public class SparsePromptExpertsTests
         // Mark the experts chosen for sample 0, head 0 as the frequent ones; strong noise must route around them.
         var chosen = clean[0, 0].data<long>().ToArray();
         foreach (var j in chosen) experts.Frequencies[0, 0, j].fill_(10);
+        experts.UpdateFrequentExperts();
         experts.ClearRecords();
         experts.Routing = new ExpertRouting { TopK = TopK, NoiseEpsilon = 2.0, NoiseActive = true };
         experts.ForBlock(0, queries);
@@ -147,6 +186,7 @@ public class SparsePromptExpertsTests
         var experts = MakeExperts();
         using var noGrad = no_grad();
         experts.Frequencies.fill_(1);
+        experts.UpdateFrequentExperts();
         experts.SnapshotKeys();
         var unchanged = experts.PrototypeLoss().item<float>();
         experts.Keys.add_(randn_like(experts.Keys) * 2);

@@ -1,0 +1,103 @@
+using System.Reflection;
+using ContinualMoE.Backbones;
+using ContinualMoE.Methods;
+using ContinualMoE.Tests.Backbones;
+using ContinualMoE.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ContinualMoE.Tests.Methods;
+
+/// <summary>
+/// TorchSharp's Module.to replaces every parameter and buffer that has to be copied and rebinds the module's fields by
+/// registered name; a field registered under another name keeps pointing at the disposed original. A device move and
+/// a dtype change take the same path, and only the dtype change can run on a CPU-only build, so these tests make the
+/// round trip float32 -> float64 -> float32.
+/// </summary>
+public class DeviceMoveTests
+{
+    /// <summary>Methods that still hold a field registered under another name (the fix is a
+    /// [TorchSharp.Utils.ComponentName(Name = "...")] on the field, as SparsePromptExperts.previousKeys has). Their files
+    /// belong to other work streams; <see cref="TheListOfAffectedMethodsIsCurrent"/> fails once one is fixed.</summary>
+    private static readonly HashSet<string> StillAffected =
+        ["coda-prompt", "deep-l2p", "dualprompt", "hide-prompt", "l2p", "norga", "ovor", "shared-prompt"];
+
+    public static TheoryData<string> Methods()
+    {
+        var data = new TheoryData<string>();
+        foreach (var name in MethodRegistry.Names.Where(n => !StillAffected.Contains(n))) data.Add(name);
+        return data;
+    }
+
+    [Fact]
+    public void TheListOfAffectedMethodsIsCurrent()
+    {
+        foreach (var method in StillAffected)
+        {
+            using var learner = MethodRegistry.Create(method, Context());
+            var module = Trainable(learner);
+            module.to(float64);
+            module.to(float32);
+            Assert.True(DisposedFields(module).Any(), $"{method} survives Module.to now: move it from StillAffected to the checked methods");
+        }
+    }
+
+    private static IEnumerable<string> DisposedFields(nn.Module module)
+    {
+        foreach (var m in module.modules().Prepend(module))
+            for (var type = m.GetType(); type is not null && type != typeof(nn.Module); type = type.BaseType)
+                foreach (var field in type.GetFields(BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public | BindingFlags.DeclaredOnly))
+                    if (field.GetValue(m) is Tensor { IsInvalid: true }) yield return $"{type.Name}.{field.Name}";
+    }
+
+    private static MethodContext Context() =>
+        new(new VisionTransformer(VitTestModels.Tiny, seed: 1), 10, 3, CPU, 3,
+            new TrainingSettings(Epochs: 1, LearningRate: 0.01, BatchSize: 8), MethodSettings.Empty);
+
+    private static nn.Module Trainable(IContinualLearner learner) =>
+        (nn.Module)typeof(LearnerBase).GetProperty("Trainable", BindingFlags.Instance | BindingFlags.NonPublic)!.GetValue(learner)!;
+
+    [Theory]
+    [MemberData(nameof(Methods))]
+    public void EveryTensorFieldSurvivesAMoveAndBack(string method)
+    {
+        using var learner = MethodRegistry.Create(method, Context());
+        var module = Trainable(learner);
+        module.to(float64);
+        module.to(float32);
+        foreach (var m in module.modules().Prepend(module))
+        {
+            for (var type = m.GetType(); type is not null && type != typeof(nn.Module); type = type.BaseType)
+            {
+                foreach (var field in type.GetFields(BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public | BindingFlags.DeclaredOnly))
+                {
+                    if (field.GetValue(m) is not Tensor tensor) continue;
+                    Assert.False(tensor.IsInvalid, $"{method}: field {type.Name}.{field.Name} points at a disposed tensor after Module.to");
+                    if (tensor.is_floating_point()) Assert.Equal(ScalarType.Float32, tensor.dtype);
+                }
+            }
+        }
+        foreach (var (name, value) in learner.State())
+            Assert.False(value.IsInvalid, $"{method}: state '{name}' is disposed after Module.to");
+    }
+
+    [Fact]
+    public void SmopePredictsAndComputesItsLossesAfterAMoveAndBack()
+    {
+        using var smope = (Smope)MethodRegistry.Create("smope", Context());
+        using (no_grad())
+        {
+            smope.Experts.Frequencies.fill_(1);
+            smope.Experts.UpdateFrequentExperts();
+            smope.Experts.SnapshotKeys();
+        }
+        var module = Trainable(smope);
+        module.to(float64);
+        module.to(float32);
+        Assert.True(smope.Experts.PreviousKeys.equal(smope.Experts.Keys).all().item<bool>());
+        Assert.True(float.IsFinite(smope.Experts.PrototypeLoss().item<float>()));
+        using var noGrad = no_grad();
+        using var prediction = smope.Predict(randn(2, 3, 16, 16), new EvaluationContext(1, Enumerable.Repeat(true, 10).ToArray(), null, null));
+        Assert.Equal(new long[] { 2, 10 }, prediction.Logits.shape);
+    }
+}
