@@ -131,8 +131,11 @@ public sealed class CodaPrompt : LearnerBase
     private sealed class Model : nn.Module
     {
         public readonly IReadOnlyList<int> Blocks;
+        [TorchSharp.Utils.ComponentName(Name = "components")]
         public readonly Parameter P;   // [blocks, M, L, D]
+        [TorchSharp.Utils.ComponentName(Name = "keys")]
         public readonly Parameter K;   // [blocks, M, D]
+        [TorchSharp.Utils.ComponentName(Name = "attention")]
         public readonly Parameter A;   // [blocks, M, D]
         public readonly Linear Head;
 

@@ -106,7 +106,9 @@ public sealed class DeepL2P : LearnerBase
     private sealed class Model : nn.Module
     {
         public readonly IReadOnlyList<int> Blocks;
+        [TorchSharp.Utils.ComponentName(Name = "prompts")]
         public readonly Parameter Prompts;   // [blocks, M, L, D]
+        [TorchSharp.Utils.ComponentName(Name = "keys")]
         public readonly Parameter Keys;      // [blocks, M, D]
         public readonly Linear Head;
 

@@ -121,8 +121,11 @@ public sealed class DualPrompt : LearnerBase
     private sealed class Model : nn.Module
     {
         public readonly IReadOnlyList<int> GBlocks, EBlocks;
+        [TorchSharp.Utils.ComponentName(Name = "g_prompts")]
         public readonly Parameter G;      // [G blocks, 2 L_g, D]: keys then values
+        [TorchSharp.Utils.ComponentName(Name = "e_prompts")]
         public readonly Parameter E;      // [E blocks, M, 2 L_e, D]
+        [TorchSharp.Utils.ComponentName(Name = "keys")]
         public readonly Parameter Keys;   // [M, D]
         public readonly Linear Head;
 

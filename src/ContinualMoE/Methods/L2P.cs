@@ -108,7 +108,9 @@ public sealed class L2P : LearnerBase
 
     private sealed class Model : nn.Module
     {
+        [TorchSharp.Utils.ComponentName(Name = "prompts")]
         public readonly Parameter Prompts;   // [M, L, D]
+        [TorchSharp.Utils.ComponentName(Name = "keys")]
         public readonly Parameter Keys;      // [M, D]
         public readonly Linear Head;
 

@@ -170,7 +170,9 @@ public sealed class Ovor : LearnerBase
     private sealed class Model : nn.Module
     {
         public readonly IReadOnlyList<int> GBlocks, EBlocks;
+        [TorchSharp.Utils.ComponentName(Name = "g_prompt")]
         public readonly Parameter G;   // [G blocks, 2 L_g, D]: keys then values
+        [TorchSharp.Utils.ComponentName(Name = "e_prompt")]
         public readonly Parameter E;   // [E blocks, 2 L_e, D]
         public readonly Linear Head;
 

@@ -69,7 +69,9 @@ public sealed class SharedPrompt : LearnerBase, IAttentionPrefixProvider
     private sealed class Model : nn.Module
     {
         private readonly Dictionary<int, int> index;
+        [TorchSharp.Utils.ComponentName(Name = "keys")]
         public readonly Parameter Keys;     // [blocks, H, L, d]
+        [TorchSharp.Utils.ComponentName(Name = "values")]
         public readonly Parameter Values;
         public readonly Linear Head;
 

@@ -18,6 +18,7 @@ public sealed class TaskIdentityInference : nn.Module
     private readonly Linear fc2;
     private readonly LayerNorm norm;
     private readonly Linear head;
+    [TorchSharp.Utils.ComponentName(Name = "task_of_class")]
     private readonly Tensor taskOfClass; // [C] int64, -1 for classes not seen yet
 
     public GaussianClassStatistics Statistics { get; }

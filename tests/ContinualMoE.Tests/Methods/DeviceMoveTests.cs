@@ -16,38 +16,11 @@ namespace ContinualMoE.Tests.Methods;
 /// </summary>
 public class DeviceMoveTests
 {
-    /// <summary>Methods that still hold a field registered under another name (the fix is a
-    /// [TorchSharp.Utils.ComponentName(Name = "...")] on the field, as SparsePromptExperts.previousKeys has). Their files
-    /// belong to other work streams; <see cref="TheListOfAffectedMethodsIsCurrent"/> fails once one is fixed.</summary>
-    private static readonly HashSet<string> StillAffected =
-        ["coda-prompt", "deep-l2p", "dualprompt", "hide-prompt", "l2p", "norga", "ovor", "shared-prompt"];
-
     public static TheoryData<string> Methods()
     {
         var data = new TheoryData<string>();
-        foreach (var name in MethodRegistry.Names.Where(n => !StillAffected.Contains(n))) data.Add(name);
+        foreach (var name in MethodRegistry.Names) data.Add(name);
         return data;
-    }
-
-    [Fact]
-    public void TheListOfAffectedMethodsIsCurrent()
-    {
-        foreach (var method in StillAffected)
-        {
-            using var learner = MethodRegistry.Create(method, Context());
-            var module = Trainable(learner);
-            module.to(float64);
-            module.to(float32);
-            Assert.True(DisposedFields(module).Any(), $"{method} survives Module.to now: move it from StillAffected to the checked methods");
-        }
-    }
-
-    private static IEnumerable<string> DisposedFields(nn.Module module)
-    {
-        foreach (var m in module.modules().Prepend(module))
-            for (var type = m.GetType(); type is not null && type != typeof(nn.Module); type = type.BaseType)
-                foreach (var field in type.GetFields(BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public | BindingFlags.DeclaredOnly))
-                    if (field.GetValue(m) is Tensor { IsInvalid: true }) yield return $"{type.Name}.{field.Name}";
     }
 
     private static MethodContext Context() =>
