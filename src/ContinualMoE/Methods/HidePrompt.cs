@@ -65,6 +65,10 @@ public sealed record HideOptions
     /// <c>--weight_decay</c> (5e-4) with the same destination; argparse keeps the first default, and the optimiser's
     /// parameter group passes <c>args.weight_decay</c>, which overrides the SGD constructor's 5e-4.</summary>
     public double AlignmentWeightDecay { get; init; }
+    /// <summary>Optimiser steps per epoch of both alignments. "earlier-classes" (official: the TAP and TII alignment loops
+    /// of hide_promtp_wtp_and_tap_engine.py and hide_tii_engine.py run <c>crct_num</c> steps, the number of classes of the
+    /// earlier tasks, so most of each epoch's samples go unused); "all-batches" trains on every batch drawn.</summary>
+    public string AlignmentSteps { get; init; } = "earlier-classes";
 
     // NoRGa.
     /// <summary>The non-linear residual gate on the prefix logits (true makes the pipeline NoRGa).</summary>
@@ -109,6 +113,8 @@ public class HidePrompt : LearnerBase
         this.name = name;
         if (options.Length < 1) throw new ContinualMoEException($"{name}: length must be at least 1");
         if (options.PromptMomentum is < 0 or >= 1) throw new ContinualMoEException($"{name}: prompt_momentum must be in [0, 1)");
+        if (options.AlignmentSteps is not ("earlier-classes" or "all-batches"))
+            throw new ContinualMoEException($"{name}: alignment_steps must be earlier-classes or all-batches, got '{options.AlignmentSteps}'");
     }
 
     public override string Name => name;
@@ -266,7 +272,8 @@ public class HidePrompt : LearnerBase
             var perClass = options.TiiAlignmentSamplesPerClass ?? BatchSize;
             ClassifierAlignment.Run(model.Tii.Logits, [new ParameterGroup("tii", model.Tii.NetworkParameters)],
                 model.Tii.Statistics, seen.Where(model.Tii.Statistics.IsKnown).ToList(), task.SeenClassMask,
-                new AlignmentSettings(options.TiiAlignmentEpochs, perClass, BatchSize, AlignmentOptimizer(TiiAlignmentRate)),
+                new AlignmentSettings(options.TiiAlignmentEpochs, perClass, BatchSize, AlignmentOptimizer(TiiAlignmentRate))
+                { IterationsPerEpoch = AlignmentStepsPerEpoch(task) },
                 task.Seed + 1);
         }
         if (options.Tap) RunTap(task);
@@ -280,9 +287,13 @@ public class HidePrompt : LearnerBase
         var seen = task.SeenClasses.Where(model.Statistics.IsKnown).ToList();
         ClassifierAlignment.Run(model.Head.forward, [new ParameterGroup("head", TrainableParameters(model.Head))],
             model.Statistics, seen, task.SeenClassMask,
-            new AlignmentSettings(options.TapEpochs, perClass, perClass, AlignmentOptimizer(options.TapLearningRate)),
+            new AlignmentSettings(options.TapEpochs, perClass, perClass, AlignmentOptimizer(options.TapLearningRate))
+            { IterationsPerEpoch = AlignmentStepsPerEpoch(task) },
             task.Seed + 2);
     }
+
+    private int? AlignmentStepsPerEpoch(TaskContext task) =>
+        options.AlignmentSteps == "earlier-classes" ? task.EarlierClassCount : null;
 
     private OptimizerSettings AlignmentOptimizer(double rate) => new()
     {

@@ -259,14 +259,13 @@ public sealed class Smope : LearnerBase, IExpertUsage
             return new AlignmentSettings(options.AlignmentEpochs, options.AlignmentSamplesPerClass ?? 256, Context.Training.BatchSize,
                 new OptimizerSettings { Kind = OptimizerKind.Sgd, LearningRate = options.AlignmentLearningRate ?? 0.01, Momentum = 0.9, Schedule = ScheduleKind.Cosine });
         var perClass = options.AlignmentSamplesPerClass ?? Context.Training.BatchSize;
-        var earlierClasses = task.SeenClassMask.Count(seen => seen) - task.TaskClassMask.Count(current => current);
         return new AlignmentSettings(options.AlignmentEpochs, perClass, perClass,
             new OptimizerSettings
             {
                 Kind = OptimizerKind.AdamW, LearningRate = options.AlignmentLearningRate ?? 1e-4, WeightDecay = options.AlignmentWeightDecay,
                 Schedule = ScheduleKind.IterationCosine, CosineStartFactor = 0.1, FinalRate = 1e-6,
             })
-        { IterationsPerEpoch = earlierClasses };
+        { IterationsPerEpoch = task.EarlierClassCount };
     }
 
     public override Prediction Predict(Tensor images, EvaluationContext context)

@@ -52,6 +52,8 @@ public sealed record TaskContext(
 {
     public bool IsFirstTask => TaskIndex == 0;
     public IEnumerable<int> SeenClasses => Enumerable.Range(0, ClassCount).Where(c => SeenClassMask[c]);
+    /// <summary>Classes seen before this task and not part of it (the official codes' "classes of the earlier tasks").</summary>
+    public int EarlierClassCount => Enumerable.Range(0, ClassCount).Count(c => SeenClassMask[c] && !TaskClassMask[c]);
 }
 
 /// <summary>What prediction may know: the classes seen so far, and the true task only in task-incremental scenarios.

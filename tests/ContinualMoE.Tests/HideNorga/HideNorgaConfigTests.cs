@@ -74,4 +74,14 @@ public class HideNorgaConfigTests
         Assert.Equal(HidePrompt.OfficialTiiRate * 8 / 256, phases.Single(p => p.Name == "tii").Optimizer.LearningRate, 12);
         Assert.Equal(0.3, phases.Single(p => p.Name == "wtp").Optimizer.LearningRate, 12);
     }
+
+    [Fact]
+    public void AlignmentStepsDefaultToTheOfficialCountAndRejectUnknownValues()
+    {
+        using (var method = new HidePrompt(HideNorgaFixture.Context()))
+            Assert.Equal("earlier-classes", method.Options.AlignmentSteps);
+        var error = Assert.Throws<ContinualMoEException>(() =>
+            new HidePrompt(HideNorgaFixture.Context(settings: Baselines.BaselineFixture.Settings(new() { ["alignment_steps"] = "some" }))));
+        Assert.Contains("alignment_steps must be earlier-classes or all-batches", error.Message);
+    }
 }
