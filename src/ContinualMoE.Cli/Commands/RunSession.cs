@@ -126,7 +126,7 @@ internal static class RunSession
     {
         Methods.MethodRegistry.EnsureKnown(config.Method);
         Data.DatasetCatalog.EnsureKnown(config.Dataset);
-        Backbones.VitRegistry.Get(config.Backbone);
+        Backbones.BackboneSpec.Parse(config.Backbone);
     }
 
     private static void PrintHeader(Experiment experiment)

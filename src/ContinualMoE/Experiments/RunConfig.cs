@@ -15,7 +15,7 @@ public sealed record RunConfig
     /// <summary>Dataset folder; null means the dataset's default place (cache, or the Debian package for Fashion-MNIST).</summary>
     public string? DataRoot { get; init; }
     public bool Download { get; init; }
-    /// <summary>Backbone config name from the registry.</summary>
+    /// <summary>Backbone: a registry name or an explicit geometry (<see cref="Backbones.BackboneSpec"/>).</summary>
     public string Backbone { get; init; } = DefaultBackbone;
     /// <summary>Weights file; "pretrained-default" means the cached backbone pretrained on the generated upstream classes.</summary>
     public string? BackboneWeights { get; init; } = PretrainedDefault;
