@@ -157,6 +157,7 @@ public sealed class Smope : LearnerBase, IExpertUsage
             foreach (var batch in task.Data.Loader(task.Train, augment: false, shuffle: false).Epoch(0))
             {
                 using (batch)
+                using (var scope = NewDisposeScope())
                 {
                     experts.Record = true;
                     var f = PromptedFeatures(batch.Images);
@@ -166,7 +167,7 @@ public sealed class Smope : LearnerBase, IExpertUsage
                     for (var i = 0; i < labels.Length; i++)
                     {
                         if (!features.TryGetValue((int)labels[i], out var list)) features[(int)labels[i]] = list = [];
-                        list.Add(f[i].clone());
+                        list.Add(f[i].clone().MoveToOuterDisposeScope());
                     }
                     f.Dispose();
                 }
