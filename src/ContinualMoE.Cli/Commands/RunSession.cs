@@ -75,15 +75,16 @@ internal static class RunSession
         }
         if (!int.TryParse(Meta("finished_tasks"), out var finished) || finished < 1 || finished > saved.Tasks)
             throw ContinualMoEException.ForFile(checkpointPath, $"checkpoint metadata has finished_tasks '{Meta("finished_tasks")}', not a task count in 1..{saved.Tasks}");
-        RunResults results;
-        try
+        AccuracyMatrix Matrix(string key)
         {
-            results = new RunResults(AccuracyMatrix.FromCsv(Meta("accuracy_matrix")), AccuracyMatrix.FromCsv(Meta("task_identity_matrix")));
+            var csv = Meta(key);
+            try { return AccuracyMatrix.FromCsv(csv); }
+            catch (Exception e)
+            {
+                throw ContinualMoEException.ForFile(checkpointPath, $"checkpoint metadata '{key}' is unreadable ({e.Message.Split('\n')[0]})", e);
+            }
         }
-        catch (Exception e) when (e is not ContinualMoEException)
-        {
-            throw ContinualMoEException.ForFile(checkpointPath, $"checkpoint metadata has an unreadable accuracy matrix ({e.Message.Split('\n')[0]})", e);
-        }
+        var results = new RunResults(Matrix("accuracy_matrix"), Matrix("task_identity_matrix"));
         if (results.Accuracy.TaskCount != saved.Tasks || results.Accuracy.TasksTrained != finished)
             throw ContinualMoEException.ForFile(checkpointPath, $"checkpoint accuracy matrix covers {results.Accuracy.TasksTrained} of {results.Accuracy.TaskCount} tasks, its metadata says {finished} of {saved.Tasks}");
 

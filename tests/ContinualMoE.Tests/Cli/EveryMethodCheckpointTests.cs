@@ -106,7 +106,7 @@ public class EveryMethodCheckpointTests : IDisposable
         using var after = restored.Learner.Predict(images, context);
         Assert.True(before.Logits.allclose(after.Logits, rtol: 1e-5, atol: 1e-5),
             $"{method}: predictions differ after the round trip (max {(before.Logits - after.Logits).abs().max().item<float>()})");
-        if (before.PredictedTask is { } task) Assert.True(task.equal(after.PredictedTask!).item<bool>(), $"{method}: predicted tasks differ");
+        if (before.PredictedTask is { } task) Assert.True(task.equal(after.PredictedTask!).all().item<bool>(), $"{method}: predicted tasks differ");
     }
 
     [Theory]
