@@ -12,7 +12,8 @@ internal static class BackboneWeights
         if (config.BackboneWeights is null) return null;
         if (config.BackboneWeights != RunConfig.PretrainedDefault)
         {
-            if (!File.Exists(config.BackboneWeights)) throw ContinualMoEException.ForFile(config.BackboneWeights, "backbone weights file not found");
+            if (!File.Exists(config.BackboneWeights) && !Directory.Exists(config.BackboneWeights))
+                throw ContinualMoEException.ForFile(config.BackboneWeights, "backbone weights file not found");
             return config.BackboneWeights;
         }
         var path = DefaultBackbone.CachePath(config.Backbone);

@@ -46,9 +46,26 @@ internal static class RunSession
         if (!File.Exists(checkpointPath))
             throw ContinualMoEException.ForFile(checkpointPath, "no checkpoint to resume from (the run stopped before its first task finished, or this is not a run folder)");
         var state = SafeTensorsFile.Read(checkpointPath, out var metadata);
+        try
+        {
+            return Resume(folderPath, checkpointPath, state, metadata, configFile, overrides, cancellation, taskFinished);
+        }
+        finally
+        {
+            // LoadState copies into the learner's own tensors.
+            foreach (var tensor in state.Values) tensor.Dispose();
+        }
+    }
+
+    private static int Resume(string folderPath, string checkpointPath, Dictionary<string, Tensor> state, Dictionary<string, string> metadata,
+        string? configFile, IReadOnlyList<string> overrides, CancellationToken cancellation, Action<int>? taskFinished)
+    {
+        string Meta(string key) => metadata.TryGetValue(key, out var value)
+            ? value
+            : throw ContinualMoEException.ForFile(checkpointPath, $"checkpoint metadata lacks '{key}' (damaged, or not written by continual-moe)");
         if (!metadata.TryGetValue("format", out var format) || format != CheckpointFormat)
             throw ContinualMoEException.ForFile(checkpointPath, $"not a {CheckpointFormat} checkpoint");
-        var saved = RunConfig.FromJson(metadata["config"], checkpointPath);
+        var saved = RunConfig.FromJson(Meta("config"), checkpointPath);
         if (configFile is not null || overrides.Count > 0)
         {
             var requested = (configFile is null ? saved : RunConfig.FromJson(File.ReadAllText(configFile), configFile)).WithOverrides(overrides);
@@ -56,18 +73,69 @@ internal static class RunSession
             if (differences.Count > 0)
                 throw ContinualMoEException.ForFile(checkpointPath, $"--resume with a different config; differing settings: {string.Join("; ", differences)}");
         }
-        var finished = int.Parse(metadata["finished_tasks"]);
-        var results = new RunResults(AccuracyMatrix.FromCsv(metadata["accuracy_matrix"]), AccuracyMatrix.FromCsv(metadata["task_identity_matrix"]));
+        if (!int.TryParse(Meta("finished_tasks"), out var finished) || finished < 1 || finished > saved.Tasks)
+            throw ContinualMoEException.ForFile(checkpointPath, $"checkpoint metadata has finished_tasks '{Meta("finished_tasks")}', not a task count in 1..{saved.Tasks}");
+        AccuracyMatrix Matrix(string key)
+        {
+            var csv = Meta(key);
+            try { return AccuracyMatrix.FromCsv(csv); }
+            catch (Exception e)
+            {
+                throw ContinualMoEException.ForFile(checkpointPath, $"checkpoint metadata '{key}' is unreadable ({e.Message.Split('\n')[0]})", e);
+            }
+        }
+        var results = new RunResults(Matrix("accuracy_matrix"), Matrix("task_identity_matrix"));
+        if (results.Accuracy.TaskCount != saved.Tasks || results.Accuracy.TasksTrained != finished)
+            throw ContinualMoEException.ForFile(checkpointPath, $"checkpoint accuracy matrix covers {results.Accuracy.TasksTrained} of {results.Accuracy.TaskCount} tasks, its metadata says {finished} of {saved.Tasks}");
+
         var folder = RunFolder.Open(folderPath);
-        if (finished >= saved.Tasks)
+        var missingResults = FinalResultFiles.Where(name => !File.Exists(Path.Combine(folder.Path, name))).ToList();
+        if (finished >= saved.Tasks && missingResults.Count == 0)
         {
             AnsiConsole.MarkupLine($"The run in [bold]{Markup.Escape(folder.Path)}[/] has finished all {saved.Tasks} tasks; nothing to resume.");
             return 0;
         }
-        AnsiConsole.MarkupLine($"Resuming [bold]{Markup.Escape(folderPath)}[/] after task {finished} of {saved.Tasks}.");
+        AnsiConsole.MarkupLine(finished >= saved.Tasks
+            ? $"All {saved.Tasks} tasks of [bold]{Markup.Escape(folderPath)}[/] are trained; writing the missing {Markup.Escape(string.Join(", ", missingResults))}."
+            : $"Resuming [bold]{Markup.Escape(folderPath)}[/] after task {finished} of {saved.Tasks}.");
         using var experiment = Build(saved, cancellation);
-        experiment.Learner.LoadState(state.Where(kv => kv.Key.StartsWith("learner.")).ToDictionary(kv => kv.Key["learner.".Length..], kv => kv.Value));
+        if (metadata.TryGetValue(BackboneHashKey, out var savedHash))
+        {
+            var hash = BackboneHash(experiment);
+            if (hash != savedHash)
+                throw ContinualMoEException.ForFile(checkpointPath,
+                    $"the backbone weights differ from the run's (sha256 {hash[..12]}.. vs {savedHash[..Math.Min(12, savedHash.Length)]}..); resume with the weights the run started with");
+        }
+        try
+        {
+            experiment.Learner.LoadState(state.Where(kv => kv.Key.StartsWith("learner.")).ToDictionary(kv => kv.Key["learner.".Length..], kv => kv.Value));
+        }
+        catch (ContinualMoEException e)
+        {
+            throw ContinualMoEException.ForFile(checkpointPath, e.Message, e);
+        }
+        // Lines of the task that was running when the process died are logged again when it reruns.
+        folder.TruncateEpochLog(firstTaskToDrop: finished);
         return Execute(experiment, folder, finished, results, cancellation, taskFinished);
+    }
+
+    /// <summary>What a finished run has written after its last checkpoint; a resume writes whichever is missing.</summary>
+    private static readonly string[] FinalResultFiles = [RunFolder.MetricsFileName, RunFolder.AccuracyMatrixFileName, "accuracy_matrix.png", "average_accuracy.png"];
+
+    private const string BackboneHashKey = "backbone_sha256";
+
+    /// <summary>SHA-256 over the frozen backbone's tensors (names and bytes in name order): resuming on other weights
+    /// would silently mix two backbones in one accuracy matrix.</summary>
+    internal static string BackboneHash(Experiment experiment)
+    {
+        using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        foreach (var (name, tensor) in experiment.Backbone.state_dict().OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            sha.AppendData(System.Text.Encoding.UTF8.GetBytes(name));
+            using var cpu = tensor.detach().cpu().contiguous();
+            sha.AppendData(cpu.bytes);
+        }
+        return Convert.ToHexString(sha.GetHashAndReset()).ToLowerInvariant();
     }
 
     private static int Execute(Experiment experiment, RunFolder folder, int startTask, RunResults? results,
@@ -80,12 +148,13 @@ internal static class RunSession
         var trainer = experiment.Trainer(observer);
         var expertPlots = new ExpertPlots(folder);
         var clock = Stopwatch.StartNew();
+        var backboneHash = BackboneHash(experiment);
         RunResults final;
         try
         {
             final = observer.Run(() => trainer.Run(experiment.Learner, startTask, results, (task, soFar) =>
             {
-                SaveCheckpoint(folder, experiment, task + 1, soFar);
+                SaveCheckpoint(folder, experiment, task + 1, soFar, backboneHash);
                 folder.WriteAccuracyMatrix(soFar.Accuracy);
                 if (experiment.Learner is IExpertUsage usage) expertPlots.Record(usage, task);
                 taskFinished?.Invoke(task);
@@ -103,6 +172,7 @@ internal static class RunSession
             throw new ContinualMoEException($"libtorch error during the run ({line}); tasks finished before it are saved: continue with continual-moe run --resume {folder.Path}", e);
         }
 
+        folder.WriteAccuracyMatrix(final.Accuracy);
         var metrics = ContinualMetrics.Compute(final.Accuracy, experiment.Scenario.Tasks.Select(t => t.Test.Count).ToList(),
             final.HasTaskIdentity ? final.TaskIdentity : null);
         var cost = experiment.Learner.Cost(config.Tasks);
@@ -126,7 +196,7 @@ internal static class RunSession
     {
         Methods.MethodRegistry.EnsureKnown(config.Method);
         Data.DatasetCatalog.EnsureKnown(config.Dataset);
-        Backbones.VitRegistry.Get(config.Backbone);
+        Backbones.BackboneSpec.Parse(config.Backbone);
     }
 
     private static void PrintHeader(Experiment experiment)
@@ -136,7 +206,7 @@ internal static class RunSession
                                $"{experiment.Scenario.ClassCount} classes, backbone {Markup.Escape(experiment.BackboneDescription)}, seed {c.Seed}");
     }
 
-    private static void SaveCheckpoint(RunFolder folder, Experiment experiment, int finishedTasks, RunResults results)
+    private static void SaveCheckpoint(RunFolder folder, Experiment experiment, int finishedTasks, RunResults results, string backboneHash)
     {
         var tensors = experiment.Learner.State().ToDictionary(kv => "learner." + kv.Key, kv => kv.Value);
         var metadata = new Dictionary<string, string>
@@ -146,6 +216,7 @@ internal static class RunSession
             ["finished_tasks"] = finishedTasks.ToString(),
             ["accuracy_matrix"] = results.Accuracy.ToCsv(),
             ["task_identity_matrix"] = results.TaskIdentity.ToCsv(),
+            [BackboneHashKey] = backboneHash,
         };
         SafeTensorsFile.Write(folder.ResultPath(CheckpointFileName), tensors, metadata);
     }

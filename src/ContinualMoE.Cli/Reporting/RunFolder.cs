@@ -114,6 +114,32 @@ public sealed class RunFolder
         stream.Flush(flushToDisk: true);
     }
 
+    /// <summary>
+    /// Drops the <c>epochs.jsonl</c> lines of tasks from <paramref name="firstTaskToDrop"/> on (and a torn last line):
+    /// a run killed during a task logged some of its epochs, which the resumed run logs again.
+    /// </summary>
+    public void TruncateEpochLog(int firstTaskToDrop)
+    {
+        var path = System.IO.Path.Combine(Path, EpochLogFileName);
+        if (!File.Exists(path)) return;
+        var kept = new StringBuilder();
+        var dropped = 0;
+        foreach (var line in File.ReadAllText(path).Split('\n'))
+        {
+            if (line.Length == 0) continue;
+            int? task = null;
+            try
+            {
+                using var entry = JsonDocument.Parse(line);
+                if (entry.RootElement.TryGetProperty("task", out var t) && t.TryGetInt32(out var value)) task = value;
+            }
+            catch (JsonException) { }
+            if (task is int k && k < firstTaskToDrop) kept.Append(line).Append('\n');
+            else dropped++;
+        }
+        if (dropped > 0) AtomicFile.WriteAllText(ResultPath(EpochLogFileName), kept.ToString());
+    }
+
     private void SaveManifest()
     {
         var manifest = new Manifest(_files.ToArray());

@@ -13,12 +13,14 @@ public sealed record VitConfig(
     double MlpRatio = 4.0,
     int InChannels = 3,
     int ClassCount = 1000,
-    double LayerNormEps = 1e-6)
+    double LayerNormEps = 1e-6,
+    int? MlpWidth = null)
 {
     public int GridSize => ImageSize / PatchSize;
     public int PatchCount => GridSize * GridSize;
     public int HeadDim => EmbedDim / Heads;
-    public int MlpHidden => (int)(EmbedDim * MlpRatio);
+    /// <summary>timm's int(dim * mlp_ratio), or the width read off a checkpoint (<see cref="MlpWidth"/>), which no ratio may round to.</summary>
+    public int MlpHidden => MlpWidth ?? (int)(EmbedDim * MlpRatio);
 
     /// <summary>Validates the geometry; a bad config is a user error, not a libtorch crash later.</summary>
     public VitConfig Validated()
@@ -27,6 +29,7 @@ public sealed record VitConfig(
             throw new ContinualMoEException($"ViT config '{Name}': image size {ImageSize} is not a multiple of patch size {PatchSize}");
         if (EmbedDim % Heads != 0)
             throw new ContinualMoEException($"ViT config '{Name}': embedding width {EmbedDim} is not divisible by {Heads} heads");
+        if (InChannels <= 0 || MlpHidden <= 0) throw new ContinualMoEException($"ViT config '{Name}': channels and MLP width must be positive");
         if (Depth <= 0) throw new ContinualMoEException($"ViT config '{Name}': depth must be positive");
         return this;
     }

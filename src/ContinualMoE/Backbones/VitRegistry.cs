@@ -20,12 +20,19 @@ public static class VitRegistry
         ["vit_nano_patch4_32"] = new("vit_nano_patch4_32", 32, 4, 64, 4, 4),
     };
 
-    /// <summary>timm's pretrained tags (e.g. <c>.augreg2_in21k_ft_in1k</c>) name weights, not geometry, and are accepted.</summary>
+    /// <summary>
+    /// A registry name, or a complete explicit geometry (<see cref="BackboneSpec"/>: <c>vit:image=..,patch=..,width=..,
+    /// depth=..,heads=..</c>). timm's pretrained tags (e.g. <c>.augreg2_in21k_ft_in1k</c>) name weights, not geometry,
+    /// and are accepted.
+    /// </summary>
     public static VitConfig Get(string name)
     {
+        if (name.Contains(':') || name.Trim().Equals(BackboneSpec.GeometryPrefix, StringComparison.OrdinalIgnoreCase))
+            return BackboneSpec.Parse(name).WithoutWeights();
         var architecture = name.Split('.')[0];
         if (Configs.TryGetValue(architecture, out var config)) return config;
-        throw new ContinualMoEException($"unknown backbone '{name}'; known: {string.Join(", ", Names)}");
+        throw new ContinualMoEException(
+            $"unknown backbone '{name}'; known: {string.Join(", ", Names)}, or a geometry such as {BackboneSpec.GeometryPrefix}:heads=6 (the rest from the weights)");
     }
 
     public static IReadOnlyList<string> Names => Configs.Keys.Order().ToList();

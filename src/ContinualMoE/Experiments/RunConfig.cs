@@ -18,7 +18,7 @@ public sealed record RunConfig
     /// <summary>Image folders (imagenet-r, image-folder): [train list, test list] naming the split, e.g. the official
     /// SMoPE ImageNet-R lists; null: the folder's train/ and test/, else a seeded 80/20 split.</summary>
     public string[]? SplitFiles { get; init; }
-    /// <summary>Backbone config name from the registry.</summary>
+    /// <summary>Backbone: a registry name or an explicit geometry (<see cref="Backbones.BackboneSpec"/>).</summary>
     public string Backbone { get; init; } = DefaultBackbone;
     /// <summary>Weights file; "pretrained-default" means the cached backbone pretrained on the generated upstream classes.</summary>
     public string? BackboneWeights { get; init; } = PretrainedDefault;

@@ -1,4 +1,5 @@
 using ContinualMoE.Backbones;
+using ContinualMoE.Data;
 using ContinualMoE.Prompts;
 using ContinualMoE.Training;
 using TorchSharp;
@@ -107,12 +108,14 @@ public sealed class Ovor : LearnerBase
             Parameters = [new ParameterGroup("head", TrainableParameters(model.Head))],
             Optimizer = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = rate, Schedule = ScheduleKind.Cosine },
             Augment = false,   // the step reads the features computed at epoch start, not the batch images
-            OnEpochStart = _ =>
+            OnEpochStart = epoch =>
             {
                 features?.Dispose();
                 outliers?.Dispose();
-                features = TaskFeatures(task);
-                outliers = VirtualOutliers.Generate(features, task.TaskClasses.Count, options);
+                features = TaskFeatures(task, epoch);
+                // Own generator per (task, epoch): the outliers do not depend on what drew from the global one before.
+                using var generator = new Generator((ulong)Seeds.Combine(task.Seed, epoch, 2), features.device);
+                outliers = VirtualOutliers.Generate(features, task.TaskClasses.Count, options, generator);
                 LastOutliers?.Dispose();
                 LastOutliers = outliers.clone();
                 var batches = (features.shape[0] + task.Data.BatchSize - 1) / task.Data.BatchSize;
@@ -133,15 +136,19 @@ public sealed class Ovor : LearnerBase
     }
 
     /// <summary>Prompted class-token features of the task's augmented training data, row i = dataset index i.</summary>
-    private Tensor TaskFeatures(TaskContext task)
+    private Tensor TaskFeatures(TaskContext task, int epoch)
     {
         using var noGrad = no_grad();
         var rows = new Tensor[task.Train.Count];
-        foreach (var batch in task.Data.Loader(task.Train, augment: true, shuffle: false).Epoch(0))
+        // Each epoch draws its own augmentations (the loader seeds them by epoch).
+        foreach (var batch in task.Data.Loader(task.Train, augment: true, shuffle: false).Epoch(epoch))
         {
             using (batch)
-            using (var f = Features(batch.Images))
-                for (var i = 0; i < batch.Count; i++) rows[batch.Indices[i]] = f[i].clone();
+            using (var scope = NewDisposeScope())
+            {
+                var f = Features(batch.Images);
+                for (var i = 0; i < batch.Count; i++) rows[batch.Indices[i]] = f[i].clone().MoveToOuterDisposeScope();
+            }
         }
         var stacked = stack(rows);
         foreach (var r in rows) r.Dispose();
@@ -195,7 +202,7 @@ public sealed class Ovor : LearnerBase
     /// <summary>NPOS-style virtual outlier synthesis and OVOR's energy regulariser.</summary>
     public static class VirtualOutliers
     {
-        public static Tensor Generate(Tensor features, int classCount, Options options)
+        public static Tensor Generate(Tensor features, int classCount, Options options, Generator? generator = null)
         {
             using var noGrad = no_grad();
             using var scope = NewDisposeScope();
@@ -206,7 +213,7 @@ public sealed class Ovor : LearnerBase
             // Boundary: largest distance to the K-th nearest neighbour (the point itself counts, as in a flat index search).
             var idDistance = KthDistance(normed, normed, k);
             var boundary = idDistance.topk(select).indexes;
-            var offsets = randn(select * (long)options.SampleFrom, features.shape[1], device: features.device) * options.Sigma;
+            var offsets = randn(select * (long)options.SampleFrom, features.shape[1], device: features.device, generator: generator) * options.Sigma;
             var candidates = options.CandidatesAtOrigin
                 ? offsets
                 : features.index_select(0, boundary).repeat_interleave(options.SampleFrom, dim: 0) + offsets;

@@ -229,6 +229,7 @@ public sealed class Smope : LearnerBase, IExpertUsage
             foreach (var batch in loader.Epoch(augmented ? 1_000_000 + task.TaskIndex : 0))
             {
                 using (batch)
+                using (var scope = NewDisposeScope())
                 {
                     var labels = batch.Labels.data<long>().ToArray();
                     var count = !augmented || labels.Length == loader.BatchSize;   // drop_last for the frequencies
@@ -239,7 +240,7 @@ public sealed class Smope : LearnerBase, IExpertUsage
                     for (var i = 0; i < labels.Length; i++)
                     {
                         if (!features.TryGetValue((int)labels[i], out var list)) features[(int)labels[i]] = list = [];
-                        list.Add(f[i].clone());
+                        list.Add(f[i].clone().MoveToOuterDisposeScope());
                     }
                 }
             }

@@ -63,7 +63,8 @@ public sealed class ContinualTrainer(ClassIncrementalScenario scenario, DataSour
     {
         var dataset = phase.Data ?? context.Train;
         var loader = data.Loader(dataset, phase.Augment, shuffle: true);
-        var optimizer = Optimizers.Create(phase.Parameters, phase.Optimizer);
+        // Disposed however the phase ends (a NaN loss, a cancelled run, a data error).
+        using var optimizer = Optimizers.Create(phase.Parameters, phase.Optimizer);
         var trainable = phase.Parameters.SelectMany(g => g.Parameters).ToList();
         var logitMask = phase.LogitMask ?? context.TaskClassMask;
         observer.PhaseStarted(context.TaskIndex, phase.Name, phase.Epochs, loader.BatchesPerEpoch);
@@ -105,7 +106,6 @@ public sealed class ContinualTrainer(ClassIncrementalScenario scenario, DataSour
                 seen == 0 ? 0 : 100.0 * correct / seen, seen / clock.Elapsed.TotalSeconds, clock.Elapsed.TotalSeconds,
                 Optimizers.Rate(phase.Optimizer, phase.Optimizer.LearningRate, epoch, phase.Epochs, Math.Max(0, iteration - 1), loader.BatchesPerEpoch)));
         }
-        optimizer.Dispose();
     }
 
     private sealed record EvaluationResult(double[] Accuracy, long[] Correct, int[] Counts, long[]? TaskIdentityCorrect,

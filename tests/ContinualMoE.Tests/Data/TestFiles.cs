@@ -49,7 +49,7 @@ internal static class TestFiles
         output.Write(length);
     }
 
-    private static uint Crc32(byte[] bytes)
+    public static uint Crc32(byte[] bytes)
     {
         var crc = 0xFFFFFFFFu;
         foreach (var b in bytes)

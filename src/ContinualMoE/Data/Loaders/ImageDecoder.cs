@@ -1,54 +1,116 @@
-using StbImageSharp;
+using System.Runtime.InteropServices;
+using SkiaSharp;
 
 namespace ContinualMoE.Data.Loaders;
 
-/// <summary>Decodes JPEG, PNG, BMP, GIF and TGA files with StbImageSharp into grey or RGB <see cref="RawImage"/>s (alpha is dropped).</summary>
+/// <summary>
+/// Decodes JPEG, PNG, WebP, BMP and GIF files (the first frame) with Skia's codecs (libjpeg-turbo, libpng, libwebp:
+/// hardened and fuzzed upstream) into grey or RGB <see cref="RawImage"/>s. Alpha is dropped without compositing and
+/// no colour profile or EXIF orientation is applied, like torchvision's PIL loader followed by <c>convert("RGB")</c>.
+/// <para>
+/// Every input either decodes completely or fails with a one-line <see cref="ContinualMoEException"/> naming the file:
+/// a truncated or corrupt file is an error (Skia would fill the missing rows; PIL refuses truncated files too), and so
+/// is an image declaring more than <see cref="MaxPixels"/> pixels, checked before any pixel memory is allocated
+/// (a decompression bomb). StbImageSharp, used before, never returned on some truncated JPEGs (a 16-byte file spun
+/// forever; <c>ImageDecoderFuzzTests</c> keeps that file).
+/// </para>
+/// </summary>
 public static class ImageDecoder
 {
     public static readonly IReadOnlySet<string> Extensions =
-        new HashSet<string>(StringComparer.OrdinalIgnoreCase) { ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tga" };
+        new HashSet<string>(StringComparer.OrdinalIgnoreCase) { ".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif" };
+
+    /// <summary>PIL's decompression-bomb limit (Image.MAX_IMAGE_PIXELS, 89.5 megapixels, about 1024 MB as RGBA).</summary>
+    public const long MaxPixels = 89_478_485;
 
     public static bool IsImageFile(string path) => Extensions.Contains(Path.GetExtension(path));
 
-    public static RawImage DecodeFile(string path)
+    /// <summary>Reads and decodes a file; see <see cref="Decode"/> for <paramref name="atLeast"/>.</summary>
+    public static RawImage DecodeFile(string path, (int Height, int Width)? atLeast = null)
     {
         byte[] bytes;
         try { bytes = File.ReadAllBytes(path); }
-        catch (IOException e) { throw ContinualMoEException.ForFile(path, $"cannot read image: {e.Message}", e); }
-        return Decode(bytes, path);
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw ContinualMoEException.ForFile(path, $"cannot read image: {e.Message}", e);
+        }
+        return Decode(bytes, path, atLeast);
     }
 
-    public static RawImage Decode(byte[] bytes, string source)
+    /// <summary>
+    /// Decodes an encoded image. With <paramref name="atLeast"/>, a JPEG may be decoded at a reduced scale (libjpeg's
+    /// DCT scaling, k/8) as long as both sides stay at least that size: much faster for large photos that a pipeline
+    /// shrinks anyway, but the pixels differ from a full decode followed by a resize, so callers opt in.
+    /// Other formats always decode at full size.
+    /// </summary>
+    public static RawImage Decode(byte[] bytes, string source, (int Height, int Width)? atLeast = null)
     {
-        ImageResult result;
-        try
+        using var data = SKData.CreateCopy(bytes);
+        // The codec takes ownership of the native stream and frees it with itself.
+        var stream = new SKMemoryStream(data);
+        using var codec = SKCodec.Create(stream, out var createResult);
+        if (codec == null)
         {
-            // StbImageSharp keeps no per-call global state apart from flip settings we never change, so decoding is
-            // safe from several threads at once.
-            result = ImageResult.FromMemory(bytes, ColorComponents.Default);
+            stream.Dispose();
+            throw ContinualMoEException.ForFile(source, $"cannot decode image: {Describe(createResult, unknownFormat: true)}");
         }
-        catch (Exception e)
+
+        var info = codec.Info;
+        if (info.Width <= 0 || info.Height <= 0)
+            throw ContinualMoEException.ForFile(source, $"cannot decode image: invalid size {info.Width}x{info.Height}");
+        if ((long)info.Width * info.Height > MaxPixels)
+            throw ContinualMoEException.ForFile(source,
+                $"image declares {info.Width}x{info.Height} pixels, more than the {MaxPixels} allowed (decompression bomb?)");
+
+        var (width, height) = (info.Width, info.Height);
+        if (atLeast is { } target && codec.EncodedFormat == SKEncodedImageFormat.Jpeg)
+            (width, height) = ScaledSize(codec, target.Height, target.Width);
+
+        var grey = info.ColorType == SKColorType.Gray8;
+        var decodeInfo = new SKImageInfo(width, height, grey ? SKColorType.Gray8 : SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        var decoded = new byte[decodeInfo.BytesSize64];
+        var handle = GCHandle.Alloc(decoded, GCHandleType.Pinned);
+        SKCodecResult result;
+        try { result = codec.GetPixels(decodeInfo, handle.AddrOfPinnedObject()); }
+        finally { handle.Free(); }
+        if (result != SKCodecResult.Success)
+            throw ContinualMoEException.ForFile(source, $"cannot decode image: {Describe(result, unknownFormat: false)}");
+
+        if (grey) return new RawImage(width, height, 1, decoded);
+        var pixelCount = width * height;
+        var rgb = new byte[pixelCount * 3];
+        for (int p = 0, q = 0; p < pixelCount; p++, q += 4)
         {
-            throw ContinualMoEException.ForFile(source, $"cannot decode image: {e.Message}", e);
+            rgb[3 * p] = decoded[q];
+            rgb[3 * p + 1] = decoded[q + 1];
+            rgb[3 * p + 2] = decoded[q + 2];
         }
-        if (result?.Data == null || result.Width <= 0 || result.Height <= 0)
-            throw ContinualMoEException.ForFile(source, "cannot decode image: decoder returned no pixels");
-
-        var sourceChannels = result.Comp switch
-        {
-            ColorComponents.Grey => 1,
-            ColorComponents.GreyAlpha => 2,
-            ColorComponents.RedGreenBlue => 3,
-            _ => 4,
-        };
-        var channels = sourceChannels <= 2 ? 1 : 3;
-        if (sourceChannels == channels) return new RawImage(result.Width, result.Height, channels, result.Data);
-
-        var pixelCount = result.Width * result.Height;
-        var pixels = new byte[pixelCount * channels];
-        for (var p = 0; p < pixelCount; p++)
-            for (var c = 0; c < channels; c++)
-                pixels[p * channels + c] = result.Data[p * sourceChannels + c];
-        return new RawImage(result.Width, result.Height, channels, pixels);
+        return new RawImage(width, height, 3, rgb);
     }
+
+    /// <summary>The smallest size the JPEG decoder supports whose sides are both at least the target (else full size).</summary>
+    private static (int Width, int Height) ScaledSize(SKCodec codec, int minHeight, int minWidth)
+    {
+        var (width, height) = (codec.Info.Width, codec.Info.Height);
+        var scale = Math.Max((float)minWidth / width, (float)minHeight / height);
+        if (scale >= 1) return (width, height);
+        // libjpeg-turbo scales by k/8; try each k upward and keep the first that covers the target.
+        for (var k = Math.Max(1, (int)Math.Floor(scale * 8)); k < 8; k++)
+        {
+            var size = codec.GetScaledDimensions(k / 8f);
+            if (size.Width >= minWidth && size.Height >= minHeight && size.Width <= width && size.Height <= height)
+                return (size.Width, size.Height);
+        }
+        return (width, height);
+    }
+
+    private static string Describe(SKCodecResult result, bool unknownFormat) => result switch
+    {
+        SKCodecResult.IncompleteInput => "the file is truncated",
+        SKCodecResult.ErrorInInput => "the file is corrupt",
+        SKCodecResult.InvalidInput when unknownFormat => "the file is corrupt or not a supported image format",
+        SKCodecResult.Unimplemented when unknownFormat => "not a supported image format (JPEG, PNG, WebP, BMP, GIF)",
+        SKCodecResult.Unimplemented => "the image uses an encoding the decoder does not support",
+        _ => $"decoder reported {result}",
+    };
 }
