@@ -58,6 +58,9 @@ public abstract class DecoderLanguageModel : Module<Tensor, Tensor>, ITransforme
         if (past + inputIds.shape[1] > Config.MaxPositions)
             throw new ContinualMoEException($"{Name}: {past + inputIds.shape[1]} positions exceed the model's limit of {Config.MaxPositions}");
         using var scope = NewDisposeScope();
+        if (inputIds.numel() > 0 && (inputIds.max().item<long>() >= Config.VocabSize || inputIds.min().item<long>() < 0))
+            throw new ContinualMoEException(
+                $"{Name}: token ids must lie in [0, {Config.VocabSize}) but range over [{inputIds.min().item<long>()}, {inputIds.max().item<long>()}] (does the tokenizer belong to this model?)");
         var hidden = ForwardHidden(inputIds, past, options);
         options.Cache?.Advance(inputIds.shape[1]);
         var logits = options.ComputeLogits ? ProjectToVocabulary(hidden).to(ScalarType.Float32) : null;
