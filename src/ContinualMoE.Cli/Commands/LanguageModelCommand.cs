@@ -32,14 +32,25 @@ internal static class LanguageModelCommand
         var topK = new Option<int>("--top-k") { Description = "sample among the k most likely tokens (0: all)" };
         var topP = new Option<double>("--top-p") { Description = "nucleus sampling threshold", DefaultValueFactory = _ => 1.0 };
         var seed = new Option<long>("--seed");
+        var chat = new Option<bool>("--chat") { Description = "send the prompt as a user message through the folder's chat template" };
+        var system = new Option<string?>("--system") { Description = "system message for --chat" };
         var command = new Command("generate", "continue a prompt (greedy, or sampling with --temperature)")
         {
-            common.Model, common.Prompt, common.DType, common.Tokenizer, maxNewTokens, temperature, topK, topP, seed,
+            common.Model, common.Prompt, common.DType, common.Tokenizer, maxNewTokens, temperature, topK, topP, seed, chat, system,
         };
         command.SetAction((parse, _) =>
         {
             var (model, tokenizer) = Load(parse, common);
-            var prompt = tokenizer.Encode(parse.GetValue(common.Prompt)!);
+            var text = parse.GetValue(common.Prompt)!;
+            var prompt = tokenizer.Encode(text);
+            if (parse.GetValue(chat))
+            {
+                List<ChatMessage> messages = parse.GetValue(system) is { } instructions ? [new("system", instructions)] : [];
+                messages.Add(new ChatMessage("user", text));
+                text = tokenizer.ApplyChatTemplate(messages);
+                // Templates write their own BOS token where the model wants one.
+                prompt = tokenizer.Encode(text, addBos: false);
+            }
             var settings = new GenerationSettings
             {
                 MaxNewTokens = parse.GetValue(maxNewTokens), Temperature = parse.GetValue(temperature), TopK = parse.GetValue(topK),
@@ -49,7 +60,11 @@ internal static class LanguageModelCommand
             var started = DateTime.UtcNow;
             var generated = TextGenerator.Generate(model, prompt.Select(i => (long)i).ToList(), settings);
             var seconds = (DateTime.UtcNow - started).TotalSeconds;
-            AnsiConsole.WriteLine(parse.GetValue(common.Prompt)! + tokenizer.Decode(generated.Select(i => (int)i)));
+            // Decoding the whole sequence keeps the space SentencePiece attaches to the first new token.
+            var whole = tokenizer.Decode(prompt.Concat(generated.Select(i => (int)i)));
+            var promptText = tokenizer.Decode(prompt);
+            var continuation = whole.StartsWith(promptText, StringComparison.Ordinal) ? whole[promptText.Length..] : tokenizer.Decode(generated.Select(i => (int)i));
+            AnsiConsole.WriteLine(text + continuation);
             AnsiConsole.MarkupLine(Markup.Escape($"[{prompt.Count} prompt + {generated.Length} new tokens in {seconds:F1} s, {generated.Length / Math.Max(seconds, 1e-9):F1} tokens/s]"));
             return Task.FromResult(0);
         });

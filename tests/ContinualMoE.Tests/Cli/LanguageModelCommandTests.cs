@@ -36,6 +36,22 @@ public class LanguageModelCommandTests
     }
 
     [Fact]
+    public void GeneratesThroughTheChatTemplateOfAByteLevelTokenizer()
+    {
+        using var folder = new TempDirectory();
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(LmFixtures.Folder("gpt2_tiny"), "config.json")))!.AsObject();
+        config["vocab_size"] = 320;
+        config["n_positions"] = 128;
+        File.WriteAllText(folder.File("config.json"), config.ToJsonString());
+        using var model = new Gpt2LanguageModel(DecoderConfig.Read(folder.File("config.json")));
+        StateDictLoader.Save(model, folder.File("model.safetensors"));
+        var tokenizer = Path.Combine(AppContext.BaseDirectory, "Fixtures", "tokenizers", "qwen_tokenizer_json");
+        foreach (var file in Directory.GetFiles(tokenizer)) File.Copy(file, folder.File(Path.GetFileName(file)));
+        var code = LanguageModelCommand.Create().Parse(["generate", "-m", folder.Path, "-p", "hello", "--chat", "--system", "be brief", "--max-new-tokens", "3"]).Invoke();
+        Assert.Equal(0, code);
+    }
+
+    [Fact]
     public void BadInputFailsWithANonZeroExitCode()
     {
         using var folder = ModelWithTokenizer();

@@ -58,12 +58,21 @@ public abstract class DecoderLanguageModel : Module<Tensor, Tensor>, ITransforme
         if (past + inputIds.shape[1] > Config.MaxPositions)
             throw new ContinualMoEException($"{Name}: {past + inputIds.shape[1]} positions exceed the model's limit of {Config.MaxPositions}");
         using var scope = NewDisposeScope();
-        if (inputIds.numel() > 0 && (inputIds.max().item<long>() >= Config.VocabSize || inputIds.min().item<long>() < 0))
-            throw new ContinualMoEException(
-                $"{Name}: token ids must lie in [0, {Config.VocabSize}) but range over [{inputIds.min().item<long>()}, {inputIds.max().item<long>()}] (does the tokenizer belong to this model?)");
+        if (inputIds.numel() > 0)
+        {
+            long lowest = inputIds.min().item<long>(), highest = inputIds.max().item<long>();
+            if (lowest < 0 || highest >= Config.VocabSize)
+                throw new ContinualMoEException(
+                    $"{Name}: token ids must lie in [0, {Config.VocabSize}) but range over [{lowest}, {highest}] (does the tokenizer belong to this model?)");
+        }
         var hidden = ForwardHidden(inputIds, past, options);
         options.Cache?.Advance(inputIds.shape[1]);
-        var logits = options.ComputeLogits ? ProjectToVocabulary(hidden).to(ScalarType.Float32) : null;
+        var tokens = inputIds.shape[1];
+        if (options.FirstLogitPosition < 0 || options.FirstLogitPosition >= Math.Max(tokens, 1))
+            throw new ContinualMoEException($"{Name}: first logit position {options.FirstLogitPosition} is outside the {tokens} new positions");
+        var logits = options.ComputeLogits
+            ? ProjectToVocabulary(hidden.narrow(1, options.FirstLogitPosition, tokens - options.FirstLogitPosition)).to(ScalarType.Float32)
+            : null;
         return new LmOutput(logits?.MoveToOuterDisposeScope(), hidden.MoveToOuterDisposeScope());
     }
 

@@ -19,9 +19,14 @@ public sealed class LmForwardOptions
 
     /// <summary>False skips the vocabulary projection (for methods that only need hidden states).</summary>
     public bool ComputeLogits { get; init; } = true;
+
+    /// <summary>Logits are computed for the new positions from this index on (0: all). Generation needs only the last
+    /// position and scoring only the label positions: with a vocabulary of 150k, logits of a long prompt would otherwise
+    /// take more memory than the model's activations.</summary>
+    public long FirstLogitPosition { get; init; }
 }
 
-/// <summary>Logits [B, T, V] in float32 (null when not computed) and the final normalised hidden states [B, T, D].</summary>
+/// <summary>Logits [B, T - FirstLogitPosition, V] in float32 (null when not computed) and the final normalised hidden states [B, T, D].</summary>
 public sealed record LmOutput(Tensor? Logits, Tensor Hidden) : IDisposable
 {
     public void Dispose()

@@ -23,20 +23,38 @@ public sealed class LanguageModelTokenizer
     public int? BosId { get; }
     public int? EosId { get; }
     /// <summary>tokenizer_config.json's Jinja chat template, unrendered (null when the folder has none).</summary>
-    public string? ChatTemplate { get; }
+    public string? ChatTemplateText { get; }
     /// <summary>Whether the model expects a BOS token before the text (SentencePiece LLaMA tokenizers).</summary>
     public bool AddsBosByDefault { get; }
 
+    private readonly TokenizerConfig config;
+    private Language.ChatTemplate? parsedTemplate;
+
     private LanguageModelTokenizer(Tokenizer tokenizer, string kind, IReadOnlyDictionary<string, int> specials, int? bos, int? eos,
-        string? chatTemplate, bool addsBos)
+        TokenizerConfig config, bool addsBos)
     {
         this.tokenizer = tokenizer;
+        this.config = config;
         Kind = kind;
         SpecialTokens = specials;
         BosId = bos;
         EosId = eos;
-        ChatTemplate = chatTemplate;
+        ChatTemplateText = config.ChatTemplate;
         AddsBosByDefault = addsBos;
+    }
+
+    /// <summary>
+    /// The prompt text of a conversation in the model's chat format (tokenizer_config.json's chat_template, or
+    /// chat_template.jinja), ending with the assistant's turn opener when <paramref name="addGenerationPrompt"/>.
+    /// Encode it with <c>addBos: false</c> when the template writes the BOS token itself.
+    /// </summary>
+    public string ApplyChatTemplate(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true)
+    {
+        if (config.ChatTemplate is null)
+            throw ContinualMoEException.ForFile(config.Path, "has no chat_template, so the model has no chat format");
+        parsedTemplate ??= Language.ChatTemplate.Parse(config.ChatTemplate, config.TemplatePath);
+        return parsedTemplate.Render(messages, addGenerationPrompt,
+            new Dictionary<string, string?> { ["bos_token"] = config.BosToken ?? "", ["eos_token"] = config.EosToken ?? "" });
     }
 
     /// <summary>Ids of <paramref name="text"/>; special-token strings in the text become their ids. A BOS id is
@@ -152,7 +170,7 @@ public sealed class LanguageModelTokenizer
         }
         return new LanguageModelTokenizer(tokenizer, kind, specials, config.IdOf(config.BosToken, specials, vocabulary),
             config.IdOf(config.EosToken, specials, vocabulary) ?? (specials.TryGetValue("<|endoftext|>", out var end) ? end : null),
-            config.ChatTemplate, addsBos: false);
+            config, addsBos: false);
     }
 
     private static LanguageModelTokenizer FromSentencePiece(string path, TokenizerConfig config)
@@ -170,7 +188,7 @@ public sealed class LanguageModelTokenizer
             throw ContinualMoEException.ForFile(path, $"not a SentencePiece model the tokenizer library can read: {e.Message}", e);
         }
         return new LanguageModelTokenizer(tokenizer, "SentencePiece tokenizer.model", config.AddedTokens,
-            tokenizer.BeginningOfSentenceId, tokenizer.EndOfSentenceId, config.ChatTemplate, addsBos: config.AddBosToken ?? true);
+            tokenizer.BeginningOfSentenceId, tokenizer.EndOfSentenceId, config, addsBos: config.AddBosToken ?? true);
     }
 
     private static JsonDocument ParseJson(string path)
@@ -226,9 +244,17 @@ public sealed class LanguageModelTokenizer
         public int? IdOf(string? token, IReadOnlyDictionary<string, int> specials, IReadOnlyDictionary<string, int> vocabulary) =>
             token is null ? null : specials.TryGetValue(token, out var s) ? s : vocabulary.TryGetValue(token, out var v) ? v : null;
 
+        public string Path { get; private init; } = "";
+        /// <summary>The file the chat template came from (tokenizer_config.json or chat_template.jinja).</summary>
+        public string TemplatePath { get; private init; } = "";
+
         public static TokenizerConfig Read(string path)
         {
-            if (!File.Exists(path)) return new TokenizerConfig();
+            // Newer transformers versions save the template as its own file.
+            var jinja = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(path)!, "chat_template.jinja");
+            var jinjaTemplate = File.Exists(jinja) ? File.ReadAllText(jinja) : null;
+            if (!File.Exists(path))
+                return new TokenizerConfig { Path = path, ChatTemplate = jinjaTemplate, TemplatePath = jinjaTemplate is null ? path : jinja };
             using var document = ParseJson(path);
             var root = document.RootElement;
             // Token fields are either strings or {"content": ...} objects.
@@ -242,13 +268,28 @@ public sealed class LanguageModelTokenizer
                 EosToken = Token("eos_token"),
                 NamedTokens = new[] { "bos_token", "eos_token", "unk_token", "pad_token" }.Select(Token).OfType<string>().Distinct().ToList(),
                 AddBosToken = root.TryGetProperty("add_bos_token", out var add) && add.ValueKind is JsonValueKind.True or JsonValueKind.False ? add.GetBoolean() : null,
-                ChatTemplate = root.TryGetProperty("chat_template", out var chat) && chat.ValueKind == JsonValueKind.String ? chat.GetString() : null,
+                ChatTemplate = jinjaTemplate ?? ReadTemplate(root, path),
+                Path = path,
+                TemplatePath = jinjaTemplate is null ? path : jinja,
             };
             if (root.TryGetProperty("added_tokens_decoder", out var decoder) && decoder.ValueKind == JsonValueKind.Object)
                 foreach (var item in decoder.EnumerateObject())
                     if (int.TryParse(item.Name, out var id) && item.Value.TryGetProperty("content", out var content))
                         config.AddedTokens[content.GetString()!] = id;
             return config;
+        }
+
+        /// <summary>A string, or a list of {"name", "template"} of which "default" is used.</summary>
+        private static string? ReadTemplate(JsonElement root, string path)
+        {
+            if (!root.TryGetProperty("chat_template", out var chat)) return null;
+            if (chat.ValueKind == JsonValueKind.String) return chat.GetString();
+            if (chat.ValueKind == JsonValueKind.Array)
+                foreach (var item in chat.EnumerateArray())
+                    if (item.TryGetProperty("name", out var name) && name.GetString() == "default" && item.TryGetProperty("template", out var template))
+                        return template.GetString();
+            if (chat.ValueKind == JsonValueKind.Null) return null;
+            throw ContinualMoEException.ForFile(path, "chat_template is neither a string nor a list with a \"default\" template");
         }
     }
 }

@@ -30,7 +30,6 @@ public static class TextGenerator
         var maxNew = (int)Math.Min(settings.MaxNewTokens, model.Config.MaxPositions - promptIds.Count);
         if (maxNew < 0) throw new ContinualMoEException($"prompt of {promptIds.Count} tokens exceeds the model's {model.Config.MaxPositions} positions");
         using var cache = model.NewCache();
-        var stepOptions = new LmForwardOptions { Adapters = options?.Adapters, Prefixes = options?.Prefixes, Cache = cache };
         using var generator = new Generator((ulong)settings.Seed);
         using var noGrad = no_grad();
         var generated = new List<long>();
@@ -38,7 +37,10 @@ public static class TextGenerator
         for (var step = 0; step < maxNew; step++)
         {
             using var scope = NewDisposeScope();
-            using var output = model.Forward(next, stepOptions);
+            using var output = model.Forward(next, new LmForwardOptions
+            {
+                Adapters = options?.Adapters, Prefixes = options?.Prefixes, Cache = cache, FirstLogitPosition = next.shape[1] - 1,
+            });
             var last = output.Logits!.select(1, -1).squeeze(0);                                     // [V]
             var id = Pick(last, settings, generator);
             generated.Add(id);
@@ -91,10 +93,13 @@ public static class LabelScorer
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var batch = tensor(ids, dtype: ScalarType.Int64).reshape(options.Count, length);
-        var plain = new LmForwardOptions { Adapters = forwardOptions?.Adapters, Prefixes = forwardOptions?.Prefixes };
-        using var output = model.Forward(batch, plain);
         // Position t predicts token t+1: option token i sits at prompt + i and is predicted at prompt + i - 1.
-        var logProbs = output.Logits!.narrow(1, promptIds.Count - 1, longest).log_softmax(-1);           // [N, longest, V]
+        var labelPositions = new LmForwardOptions
+        {
+            Adapters = forwardOptions?.Adapters, Prefixes = forwardOptions?.Prefixes, FirstLogitPosition = promptIds.Count - 1,
+        };
+        using var output = model.Forward(batch, labelPositions);
+        var logProbs = output.Logits!.narrow(1, 0, longest).log_softmax(-1);                             // [N, longest, V]
         var targets = batch.narrow(1, promptIds.Count, longest).unsqueeze(-1);
         var tokenScores = logProbs.gather(-1, targets).squeeze(-1).to(ScalarType.Float64).data<double>().ToArray();
         var scores = new double[options.Count];

@@ -54,6 +54,22 @@ public class LanguageModelFolderTests
     }
 
     [Fact]
+    public void Float16WeightsAreConvertedExactlyWhileStreaming()
+    {
+        using var folder = CopyOf("llama_tiny");
+        var original = SafeTensorsFile.Read(folder.File("model.safetensors"));
+        SafeTensorsFile.Write(folder.File("model.safetensors"), original.ToDictionary(p => p.Key, p => p.Value.to(ScalarType.Float16)));
+        var loaded = LanguageModelFolder.Load(folder.Path);
+        Assert.Contains("Float16 x", loaded.Description);
+        var parameters = loaded.Model.state_dict();
+        foreach (var (name, tensor) in original)
+        {
+            Assert.Equal(ScalarType.Float32, parameters[name].dtype);
+            Assert.True(parameters[name].eq(tensor.to(ScalarType.Float16).to(ScalarType.Float32)).all().item<bool>(), name);
+        }
+    }
+
+    [Fact]
     public void AMissingShardIsNamed()
     {
         using var folder = CopyOf("gpt2_tiny");

@@ -42,7 +42,7 @@ public class LanguageModelTokenizerTests
         var qwen = LanguageModelTokenizer.Load(Path.Combine(Root, "qwen_tokenizer_json"));
         Assert.StartsWith("tokenizer.json", qwen.Kind);
         Assert.Equal(qwen.SpecialTokens["<|im_end|>"], qwen.EosId);
-        Assert.Contains("<|im_start|>", qwen.ChatTemplate);
+        Assert.Contains("<|im_start|>", qwen.ChatTemplateText);
         Assert.Equal([qwen.SpecialTokens["<|im_start|>"]], qwen.Encode("<|im_start|>"));
 
         var llama = LanguageModelTokenizer.Load(Path.Combine(Root, "sentencepiece"));
