@@ -39,6 +39,44 @@ public static class SafeTensorsFile
         return tensors;
     }
 
+    /// <summary>Name, dtype and shape of every tensor of the file, from the header alone (no tensor data is read).</summary>
+    public static IReadOnlyList<SafeTensorsEntry> ReadEntries(string path)
+    {
+        using var stream = OpenForReading(path);
+        return SafeTensorsHeader.Read(stream, path).Entries
+            .Select(e => new SafeTensorsEntry(e.Name, e.Type, e.Shape, e.End - e.Begin)).ToList();
+    }
+
+    /// <summary>
+    /// Streams the file's tensors into destinations chosen by <paramref name="destinationFor"/> (null: skip the tensor),
+    /// so that a model of several GB needs its own size in memory plus one tensor, not twice its size. A destination of
+    /// the stored dtype and shape (contiguous, on the CPU) receives the bytes directly; otherwise the tensor is read into
+    /// a temporary and copied (converting dtype or device). Destinations are written without tracking gradients.
+    /// </summary>
+    public static void ReadInto(string path, Func<SafeTensorsEntry, Tensor?> destinationFor)
+    {
+        using var stream = OpenForReading(path);
+        var header = SafeTensorsHeader.Read(stream, path);
+        using var noGrad = no_grad();
+        foreach (var entry in header.Entries)
+        {
+            var destination = destinationFor(new SafeTensorsEntry(entry.Name, entry.Type, entry.Shape, entry.End - entry.Begin));
+            if (destination is null) continue;
+            if (!destination.shape.SequenceEqual(entry.Shape))
+                throw ContinualMoEException.ForFile(path,
+                    $"tensor '{entry.Name}' has shape [{string.Join(", ", entry.Shape)}] but its destination is [{string.Join(", ", destination.shape)}]");
+            var direct = destination.dtype == entry.Type && destination.device_type == DeviceType.CPU && destination.is_contiguous();
+            if (direct)
+            {
+                ReadInto(stream, header.DataStart + entry.Begin, entry.End - entry.Begin, destination, path, entry.Name);
+                continue;
+            }
+            using var temporary = empty(entry.Shape, entry.Type, CPU);
+            ReadInto(stream, header.DataStart + entry.Begin, entry.End - entry.Begin, temporary, path, entry.Name);
+            destination.copy_(temporary);
+        }
+    }
+
     /// <summary>Reads only the header's <c>__metadata__</c>, without touching the tensor data.</summary>
     public static Dictionary<string, string> ReadMetadata(string path)
     {
@@ -145,3 +183,6 @@ public static class SafeTensorsFile
         }
     }
 }
+
+/// <summary>One tensor of a safetensors header: name, stored dtype, shape and size in bytes.</summary>
+public sealed record SafeTensorsEntry(string Name, torch.ScalarType Type, long[] Shape, long ByteSize);

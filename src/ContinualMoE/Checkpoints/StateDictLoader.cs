@@ -87,6 +87,52 @@ public static class StateDictLoader
         }
     }
 
+    /// <summary>
+    /// Streams a (possibly sharded) safetensors checkpoint into the module, one tensor at a time, so that loading
+    /// needs the module's memory plus one tensor (see <see cref="SafeTensorsFile.ReadInto"/>). Names and shapes are
+    /// checked from the headers before any data is read. <paramref name="rename"/> maps a checkpoint name to the
+    /// module's name, or to null for a tensor known to be unused (it is then neither loaded nor reported unexpected).
+    /// Shape mismatches throw unless <see cref="LoadOptions.AllowShapeMismatches"/>.
+    /// </summary>
+    public static LoadReport Load(nn.Module module, SafeTensorsCheckpoint checkpoint, Func<string, string?>? rename = null, LoadOptions? options = null)
+    {
+        options ??= LoadOptions.Default;
+        rename ??= name => name;
+        var targets = module.state_dict();
+        var mismatches = new List<ShapeMismatch>();
+        var unexpected = new List<string>();
+        var ignored = 0;
+        var plan = new Dictionary<(string File, string Name), Tensor>();
+        var filled = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (file, entry) in checkpoint.Tensors)
+        {
+            var target = rename(entry.Name);
+            if (target is null) { ignored++; continue; }
+            if (!targets.TryGetValue(target, out var tensor)) { unexpected.Add(entry.Name); continue; }
+            if (!tensor.shape.SequenceEqual(entry.Shape)) { mismatches.Add(new ShapeMismatch(target, tensor.shape, entry.Shape)); continue; }
+            if (!filled.Add(target))
+                throw ContinualMoEException.ForFile(file, $"tensor '{entry.Name}' fills '{target}', which another tensor of the checkpoint already fills");
+            plan[(file, entry.Name)] = tensor;
+        }
+        if (mismatches.Count > 0 && !options.AllowShapeMismatches)
+            throw new ContinualMoEException(
+                $"checkpoint shapes do not fit the model: {string.Join("; ", mismatches.Take(6))}{(mismatches.Count > 6 ? "; ..." : "")}");
+
+        foreach (var file in checkpoint.Files)
+            SafeTensorsFile.ReadInto(file, entry => plan.GetValueOrDefault((file, entry.Name)));
+
+        var messages = new List<string>();
+        if (ignored > 0) messages.Add($"ignored {ignored} tensors the model computes or shares (masks, tied head, rotary frequencies)");
+        return new LoadReport
+        {
+            Loaded = filled.Order(StringComparer.Ordinal).ToList(),
+            Missing = targets.Keys.Where(k => !filled.Contains(k)).ToList(),
+            Unexpected = unexpected.Order(StringComparer.Ordinal).ToList(),
+            ShapeMismatches = mismatches,
+            Messages = messages,
+        };
+    }
+
     /// <summary>Writes the module's parameters and buffers (its state_dict) to a safetensors file, atomically.</summary>
     public static void Save(nn.Module module, string path, IReadOnlyDictionary<string, string>? metadata = null) =>
         SafeTensorsFile.Write(path, module.state_dict(), metadata);

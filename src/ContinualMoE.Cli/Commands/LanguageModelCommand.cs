@@ -1,0 +1,115 @@
+using System.CommandLine;
+using ContinualMoE.Backbones.Language;
+using Spectre.Console;
+using static TorchSharp.torch;
+
+namespace ContinualMoE.Cli.Commands;
+
+/// <summary><c>continual-moe lm generate|score</c>: runs a Hugging Face decoder model folder (GPT-2, LLaMA, Mistral, Qwen2).</summary>
+internal static class LanguageModelCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("lm", "run a decoder language model from a Hugging Face folder (config.json, safetensors, tokenizer files)");
+        command.Subcommands.Add(Generate());
+        command.Subcommands.Add(Score());
+        return command;
+    }
+
+    private sealed record CommonOptions(Option<string> Model, Option<string> Prompt, Option<string> DType, Option<string?> Tokenizer);
+
+    private static CommonOptions Common() => new(
+        new Option<string>("--model", "-m") { Description = "Hugging Face model folder", Required = true },
+        new Option<string>("--prompt", "-p") { Description = "prompt text", Required = true },
+        new Option<string>("--dtype") { Description = "float32, bfloat16 or float16", DefaultValueFactory = _ => "float32" },
+        new Option<string?>("--tokenizer") { Description = "tokenizer folder (default: the model folder)" });
+
+    private static Command Generate()
+    {
+        var common = Common();
+        var maxNewTokens = new Option<int>("--max-new-tokens") { DefaultValueFactory = _ => 32 };
+        var temperature = new Option<double>("--temperature") { Description = "0: greedy decoding", DefaultValueFactory = _ => 0.0 };
+        var topK = new Option<int>("--top-k") { Description = "sample among the k most likely tokens (0: all)" };
+        var topP = new Option<double>("--top-p") { Description = "nucleus sampling threshold", DefaultValueFactory = _ => 1.0 };
+        var seed = new Option<long>("--seed");
+        var chat = new Option<bool>("--chat") { Description = "send the prompt as a user message through the folder's chat template" };
+        var system = new Option<string?>("--system") { Description = "system message for --chat" };
+        var command = new Command("generate", "continue a prompt (greedy, or sampling with --temperature)")
+        {
+            common.Model, common.Prompt, common.DType, common.Tokenizer, maxNewTokens, temperature, topK, topP, seed, chat, system,
+        };
+        command.SetAction((parse, _) =>
+        {
+            var (model, tokenizer) = Load(parse, common);
+            var text = parse.GetValue(common.Prompt)!;
+            var prompt = tokenizer.Encode(text);
+            if (parse.GetValue(chat))
+            {
+                List<ChatMessage> messages = parse.GetValue(system) is { } instructions ? [new("system", instructions)] : [];
+                messages.Add(new ChatMessage("user", text));
+                text = tokenizer.ApplyChatTemplate(messages);
+                // Templates write their own BOS token where the model wants one.
+                prompt = tokenizer.Encode(text, addBos: false);
+            }
+            var settings = new GenerationSettings
+            {
+                MaxNewTokens = parse.GetValue(maxNewTokens), Temperature = parse.GetValue(temperature), TopK = parse.GetValue(topK),
+                TopP = parse.GetValue(topP), Seed = parse.GetValue(seed),
+                StopTokenIds = model.Config.EosTokenIds.Select(i => (long)i).Concat(tokenizer.EosId is int e ? [e] : []).ToHashSet(),
+            };
+            var started = DateTime.UtcNow;
+            var generated = TextGenerator.Generate(model, prompt.Select(i => (long)i).ToList(), settings);
+            var seconds = (DateTime.UtcNow - started).TotalSeconds;
+            // Decoding the whole sequence keeps the space SentencePiece attaches to the first new token.
+            var whole = tokenizer.Decode(prompt.Concat(generated.Select(i => (int)i)));
+            var promptText = tokenizer.Decode(prompt);
+            var continuation = whole.StartsWith(promptText, StringComparison.Ordinal) ? whole[promptText.Length..] : tokenizer.Decode(generated.Select(i => (int)i));
+            AnsiConsole.WriteLine(text + continuation);
+            AnsiConsole.MarkupLine(Markup.Escape($"[{prompt.Count} prompt + {generated.Length} new tokens in {seconds:F1} s, {generated.Length / Math.Max(seconds, 1e-9):F1} tokens/s]"));
+            return Task.FromResult(0);
+        });
+        return command;
+    }
+
+    private static Command Score()
+    {
+        var common = Common();
+        var labels = new Option<string[]>("--labels", "-l") { Description = "label options, scored as continuations of the prompt", Required = true, AllowMultipleArgumentsPerToken = true };
+        var command = new Command("score", "rank label options by their log-likelihood after the prompt")
+        {
+            common.Model, common.Prompt, common.DType, common.Tokenizer, labels,
+        };
+        command.SetAction((parse, _) =>
+        {
+            var (model, tokenizer) = Load(parse, common);
+            var prompt = tokenizer.Encode(parse.GetValue(common.Prompt)!).Select(i => (long)i).ToList();
+            var options = parse.GetValue(labels)!;
+            var optionIds = options.Select(o => (IReadOnlyList<long>)tokenizer.Encode(o, addBos: false).Select(i => (long)i).ToList()).ToList();
+            var scores = LabelScorer.Score(model, prompt, optionIds);
+            var table = new Table().AddColumns("label", "tokens", "log-likelihood", "per token");
+            foreach (var i in Enumerable.Range(0, options.Length).OrderByDescending(i => scores[i]))
+                table.AddRow(Markup.Escape(options[i]), optionIds[i].Count.ToString(), $"{scores[i]:F4}", $"{scores[i] / optionIds[i].Count:F4}");
+            AnsiConsole.Write(table);
+            return Task.FromResult(0);
+        });
+        return command;
+    }
+
+    private static (DecoderLanguageModel Model, LanguageModelTokenizer Tokenizer) Load(ParseResult parse, CommonOptions common)
+    {
+        ComputeDevice.ConfigureThreads();
+        var dtypeName = parse.GetValue(common.DType)!;
+        var dtype = dtypeName switch
+        {
+            "float32" or "fp32" => ScalarType.Float32,
+            "bfloat16" or "bf16" => ScalarType.BFloat16,
+            "float16" or "fp16" => ScalarType.Float16,
+            _ => throw new ContinualMoEException($"--dtype '{dtypeName}' is not one of float32, bfloat16, float16"),
+        };
+        var folder = parse.GetValue(common.Model)!;
+        var tokenizer = LanguageModelTokenizer.Load(parse.GetValue(common.Tokenizer) ?? folder);
+        var loaded = LanguageModelFolder.Load(folder, new LanguageModelLoadOptions { DType = dtype });
+        AnsiConsole.MarkupLine(Markup.Escape($"[{loaded.Description}; tokenizer: {tokenizer.Kind}]"));
+        return (loaded.Model, tokenizer);
+    }
+}

@@ -1,0 +1,57 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace ContinualMoE.Backbones.Language;
+
+/// <summary>
+/// The attention core shared by GPT-2 and LLaMA: cache, optional prefix, grouped-query expansion and causal
+/// scaled-dot-product attention through libtorch's fused kernel.
+/// </summary>
+internal static class CausalAttention
+{
+    /// <summary>
+    /// q [B, H, T, d]; k, v [B, Hkv, T, d] of the new positions. Returns the attended values [B, H, T, d].
+    /// Position i of the new tokens sees every prefix entry, every cached position and new positions up to i.
+    /// </summary>
+    public static Tensor Attend(Tensor q, Tensor k, Tensor v, int block, LmForwardOptions options)
+    {
+        long batch = q.shape[0], heads = q.shape[1], tokens = q.shape[2];
+        long past = options.Cache?.Length ?? 0;
+        if (options.Cache is { } cache) (k, v) = cache.Append(block, k, v);
+        k = ExpandKeyValueHeads(k, heads);
+        v = ExpandKeyValueHeads(v, heads);
+
+        long prefixLength = 0;
+        if (options.Prefixes?.ForBlock(block, q) is { } prefix)
+        {
+            if (prefix.Keys is null || prefix.Logits is not null || prefix.LogitTransform is not null || prefix.ObserveLogits is not null)
+                throw new ContinualMoEException("language models support only plain prefix keys and values (no logits, transforms or observers)");
+            prefixLength = prefix.Length;
+            k = torch.cat([ExpandBatch(prefix.Keys, batch).to(k.dtype), k], dim: 2);
+            v = torch.cat([ExpandBatch(prefix.Values, batch).to(v.dtype), v], dim: 2);
+        }
+
+        if (prefixLength == 0 && past == 0)
+            return functional.scaled_dot_product_attention(q, k, v, null, 0.0, true);
+        if (tokens == 1)
+            return functional.scaled_dot_product_attention(q, k, v); // the newest position sees everything
+        // libtorch's is_causal aligns the mask top-left; with earlier keys it must be aligned bottom-right.
+        var keyPositions = torch.arange(k.shape[2], dtype: ScalarType.Int64);
+        var queryPositions = torch.arange(tokens, dtype: ScalarType.Int64).add(prefixLength + past).unsqueeze(1);
+        var allowed = keyPositions.unsqueeze(0).le(queryPositions);                     // [T, L + past + T]
+        return functional.scaled_dot_product_attention(q, k, v, allowed);
+    }
+
+    /// <summary>Grouped-query attention (Ainslie et al. 2023): each key/value head serves Heads/Hkv consecutive query heads.</summary>
+    private static Tensor ExpandKeyValueHeads(Tensor t, long heads)
+    {
+        long keyValueHeads = t.shape[1];
+        if (keyValueHeads == heads) return t;
+        long batch = t.shape[0], length = t.shape[2], dim = t.shape[3];
+        return t.unsqueeze(2).expand(batch, keyValueHeads, heads / keyValueHeads, length, dim).reshape(batch, heads, length, dim);
+    }
+
+    private static Tensor ExpandBatch(Tensor t, long batch) =>
+        t.shape[0] == batch ? t : t.expand(batch, t.shape[1], t.shape[2], t.shape[3]);
+}

@@ -1,0 +1,103 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace ContinualMoE.Backbones.Language;
+
+/// <summary>
+/// A decoder-only language model with Hugging Face parameter names, frozen on construction. Subclasses are the
+/// architectures (<see cref="Gpt2LanguageModel"/>, <see cref="LlamaLanguageModel"/>); load weights with
+/// <see cref="LanguageModelFolder"/>.
+/// </summary>
+public abstract class DecoderLanguageModel : Module<Tensor, Tensor>, ITransformerBackbone
+{
+    protected DecoderLanguageModel(string name, DecoderConfig config, ScalarType dtype) : base(name)
+    {
+        Config = config;
+        DType = dtype;
+        Name = config.ModelType;
+    }
+
+    public DecoderConfig Config { get; }
+    /// <summary>Dtype of the parameters and of the computation (float32, bfloat16 or float16).</summary>
+    public ScalarType DType { get; }
+
+    public string Name { get; set; }
+    public long Width => Config.Width;
+    public int Depth => Config.Depth;
+    public int Heads => Config.Heads;
+
+    public IReadOnlyList<LinearLayerShape> AdaptableLayers
+    {
+        get
+        {
+            var layers = new List<LinearLayerShape>();
+            long attention = (long)Config.Heads * Config.HeadDim, keyValue = (long)Config.KeyValueHeads * Config.HeadDim;
+            for (var block = 0; block < Config.Depth; block++)
+            {
+                LinearLayerShape Shape(string layer, long input, long output) => new(new LinearSite(block, layer), input, output);
+                layers.Add(Shape(LinearLayers.Query, Width, attention));
+                layers.Add(Shape(LinearLayers.Key, Width, keyValue));
+                layers.Add(Shape(LinearLayers.Value, Width, keyValue));
+                layers.Add(Shape(LinearLayers.Output, attention, Width));
+                layers.Add(Shape(LinearLayers.MlpIn, Width, Config.MlpHidden));
+                if (Config.Family == DecoderFamily.Llama) layers.Add(Shape(LinearLayers.MlpGate, Width, Config.MlpHidden));
+                layers.Add(Shape(LinearLayers.MlpOut, Config.MlpHidden, Width));
+            }
+            return layers;
+        }
+    }
+
+    /// <summary>Token ids [B, T] (int64) to logits and hidden states. With a cache, the ids continue the cached positions.</summary>
+    public LmOutput Forward(Tensor inputIds, LmForwardOptions? options = null)
+    {
+        options ??= new LmForwardOptions();
+        if (inputIds.dim() != 2 || inputIds.dtype != ScalarType.Int64)
+            throw new ContinualMoEException($"{Name}: input ids must be an int64 tensor [batch, tokens], got {inputIds.dtype} [{string.Join(", ", inputIds.shape)}]");
+        var past = options.Cache?.Length ?? 0;
+        if (past + inputIds.shape[1] > Config.MaxPositions)
+            throw new ContinualMoEException($"{Name}: {past + inputIds.shape[1]} positions exceed the model's limit of {Config.MaxPositions}");
+        using var scope = NewDisposeScope();
+        if (inputIds.numel() > 0)
+        {
+            long lowest = inputIds.min().item<long>(), highest = inputIds.max().item<long>();
+            if (lowest < 0 || highest >= Config.VocabSize)
+                throw new ContinualMoEException(
+                    $"{Name}: token ids must lie in [0, {Config.VocabSize}) but range over [{lowest}, {highest}] (does the tokenizer belong to this model?)");
+        }
+        var hidden = ForwardHidden(inputIds, past, options);
+        options.Cache?.Advance(inputIds.shape[1]);
+        var tokens = inputIds.shape[1];
+        if (options.FirstLogitPosition < 0 || options.FirstLogitPosition >= Math.Max(tokens, 1))
+            throw new ContinualMoEException($"{Name}: first logit position {options.FirstLogitPosition} is outside the {tokens} new positions");
+        var logits = options.ComputeLogits
+            ? ProjectToVocabulary(hidden.narrow(1, options.FirstLogitPosition, tokens - options.FirstLogitPosition)).to(ScalarType.Float32)
+            : null;
+        return new LmOutput(logits?.MoveToOuterDisposeScope(), hidden.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Logits [B, T, V] (float32) of a whole sequence; the plain model.</summary>
+    public override Tensor forward(Tensor inputIds)
+    {
+        using var output = Forward(inputIds);
+        return output.Logits!.alias();
+    }
+
+    public KeyValueCache NewCache() => new(Config.Depth);
+
+    /// <summary>Freezes (or unfreezes) every parameter of the model.</summary>
+    public void SetFrozen(bool frozen)
+    {
+        foreach (var p in parameters()) p.requires_grad = !frozen;
+    }
+
+    /// <summary>Embeddings, blocks and final norm: the normalised hidden states [B, T, D] of positions past.. past+T-1.</summary>
+    protected abstract Tensor ForwardHidden(Tensor inputIds, long past, LmForwardOptions options);
+
+    /// <summary>The language-model head (tied to the token embedding or separate).</summary>
+    protected abstract Tensor ProjectToVocabulary(Tensor hidden);
+
+    /// <summary>Maps a checkpoint tensor name to this model's parameter name; null for tensors that are known to
+    /// be unused (causal-mask buffers, a tied head stored twice, cached rotary frequencies).</summary>
+    public abstract string? ParameterNameFor(string checkpointName);
+}

@@ -1,0 +1,27 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace ContinualMoE.Backbones.Language;
+
+/// <summary>
+/// transformers' <c>Conv1D</c> (GPT-2's linear layer): y = x W + b with the weight stored [in, out], the transpose of
+/// nn.Linear. Keeping that layout lets checkpoints load without copies.
+/// </summary>
+public sealed class HfConv1D : Module<Tensor, Tensor>
+{
+    private readonly Parameter weight;
+    private readonly Parameter bias;
+
+    public HfConv1D(long inFeatures, long outFeatures, ScalarType dtype) : base(nameof(HfConv1D))
+    {
+        weight = Parameter(empty(inFeatures, outFeatures, dtype: dtype));
+        bias = Parameter(zeros(outFeatures, dtype: dtype));
+        using (no_grad()) init.normal_(weight, 0, 0.02);
+        register_parameter("weight", weight);
+        register_parameter("bias", bias);
+    }
+
+    public override Tensor forward(Tensor x) => torch.matmul(x, weight).add_(bias);
+}
