@@ -58,6 +58,13 @@ internal static class CompareCommand
             s.Cost.ParametersAddedPerTask.ToString(CultureInfo.InvariantCulture), s.Cost.BackbonePassesPerTestImage.ToString(CultureInfo.InvariantCulture),
             F(s.TrainImagesPerSecond, "F0"), F(s.TestImagesPerSecond, "F0"), F(s.WallSeconds, "F0"),
         }).ToList();
+        // Overlapping scenarios and forward transfer add their columns (docs/metrics.md).
+        if (summaries.Any(s => s.Scenario is { OverlappingClasses: > 0 } || s.Scenario?.ForwardTransfer is not null))
+        {
+            columns = [.. columns, "overlapping cls acc (%)", "other cls acc (%)", "fwd transfer (pp)"];
+            rows = rows.Select((row, i) => (string[])[.. row, F(summaries[i].Scenario?.OverlappingClassAccuracy),
+                F(summaries[i].Scenario?.NonOverlappingClassAccuracy), F(summaries[i].Scenario?.ForwardTransfer?.Mean)]).ToList();
+        }
         var csv = new StringBuilder().AppendLine(string.Join(',', columns.Select(c => c.Replace(",", ""))));
         foreach (var row in rows) csv.AppendLine(string.Join(',', row));
         AtomicFile.WriteAllText(folder.ResultPath("comparison.csv"), csv.ToString());
