@@ -136,8 +136,9 @@ internal static class RunSession
     private static void PrintScenarioMetrics(ScenarioMetrics m)
     {
         static string F(double? v) => v is double d ? $"{d:F2}" : "-";
-        AnsiConsole.MarkupLine($"Final accuracy on overlapping classes ({m.OverlappingClasses}): {F(m.OverlappingClassAccuracy)}%, " +
-                               $"on non-overlapping classes ({m.NonOverlappingClasses}): {F(m.NonOverlappingClassAccuracy)}%.");
+        if (m.OverlappingClasses > 0)
+            AnsiConsole.MarkupLine($"Final accuracy on overlapping classes ({m.OverlappingClasses}): {F(m.OverlappingClassAccuracy)}%, " +
+                                   $"on non-overlapping classes ({m.NonOverlappingClasses}): {F(m.NonOverlappingClassAccuracy)}%.");
         if (m.ForwardTransfer is { } fwt)
             AnsiConsole.MarkupLine($"Forward transfer: {F(fwt.Mean)} pp (task alone: {string.Join(", ", fwt.Alone.Select(a => $"{a:F1}"))}%).");
     }
