@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using ContinualMoE.Cli.Reporting;
+using ContinualMoE.Experiments;
 using ContinualMoE.Methods;
 using Spectre.Console;
 
@@ -31,19 +32,29 @@ internal static class CompareCommand
             var baseConfig = runOptions.Resolve(parse);
             foreach (var name in names) RunSession.Validate(baseConfig with { Method = name });   // every typo before the first run
             var folder = RunFolder.Create(parse.GetValue(output) ?? Path.Combine("runs", $"compare-{baseConfig.Dataset}-{DateTime.Now:yyyyMMdd-HHmmss}"), parse.GetValue(force));
-            var summaries = new List<RunSummary>();
-            foreach (var name in names)
-            {
-                AnsiConsole.Write(new Rule(Markup.Escape(name)));
-                var runFolder = Path.Combine(folder.Path, name);
-                var code = RunSession.Start(baseConfig with { Method = name }, runFolder, parse.GetValue(force), cancellation);
-                if (code != 0) return Task.FromResult(code);
-                summaries.Add(JsonSerializer.Deserialize<RunSummary>(File.ReadAllText(Path.Combine(runFolder, RunFolder.MetricsFileName)), ReportJson.Indented)!);
-            }
+            var (code, summaries) = RunAll(folder, names.Select(name => (name, name, baseConfig with { Method = name })).ToList(), parse.GetValue(force), cancellation);
+            if (code != 0) return Task.FromResult(code);
             Write(folder, summaries);
             return Task.FromResult(0);
         });
         return command;
+    }
+
+    /// <summary>Runs each config in its own subfolder of <paramref name="folder"/>, one after another, and reads back
+    /// each run's metrics.json; stops at the first run that does not finish (its exit code).</summary>
+    public static (int Code, IReadOnlyList<RunSummary> Summaries) RunAll(RunFolder folder,
+        IReadOnlyList<(string Title, string Subfolder, RunConfig Config)> runs, bool force, CancellationToken cancellation)
+    {
+        var summaries = new List<RunSummary>();
+        foreach (var (title, subfolder, config) in runs)
+        {
+            AnsiConsole.Write(new Rule(Markup.Escape(title)));
+            var runFolder = Path.Combine(folder.Path, subfolder);
+            var code = RunSession.Start(config, runFolder, force, cancellation);
+            if (code != 0) return (code, summaries);
+            summaries.Add(JsonSerializer.Deserialize<RunSummary>(File.ReadAllText(Path.Combine(runFolder, RunFolder.MetricsFileName)), ReportJson.Indented)!);
+        }
+        return (0, summaries);
     }
 
     private static void Write(RunFolder folder, IReadOnlyList<RunSummary> summaries)
@@ -58,6 +69,13 @@ internal static class CompareCommand
             s.Cost.ParametersAddedPerTask.ToString(CultureInfo.InvariantCulture), s.Cost.BackbonePassesPerTestImage.ToString(CultureInfo.InvariantCulture),
             F(s.TrainImagesPerSecond, "F0"), F(s.TestImagesPerSecond, "F0"), F(s.WallSeconds, "F0"),
         }).ToList();
+        // Overlapping scenarios and forward transfer add their columns (docs/metrics.md).
+        if (summaries.Any(s => s.Scenario is { OverlappingClasses: > 0 } || s.Scenario?.ForwardTransfer is not null))
+        {
+            columns = [.. columns, "overlapping cls acc (%)", "other cls acc (%)", "fwd transfer (pp)"];
+            rows = rows.Select((row, i) => (string[])[.. row, F(summaries[i].Scenario?.OverlappingClassAccuracy),
+                F(summaries[i].Scenario?.NonOverlappingClassAccuracy), F(summaries[i].Scenario?.ForwardTransfer?.Mean)]).ToList();
+        }
         var csv = new StringBuilder().AppendLine(string.Join(',', columns.Select(c => c.Replace(",", ""))));
         foreach (var row in rows) csv.AppendLine(string.Join(',', row));
         AtomicFile.WriteAllText(folder.ResultPath("comparison.csv"), csv.ToString());

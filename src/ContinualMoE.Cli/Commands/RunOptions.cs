@@ -26,6 +26,11 @@ internal sealed class RunOptions
         Setting<int?>("--first-task-classes", "first_task_classes", "classes in the first task (the rest split evenly)", Number);
         Setting<string?>("--class-order", "class_order_file", "file with an explicit class order", Json);
         Setting<bool>("--task-incremental", "task_incremental", "evaluate with the true task's classes only", b => b ? "true" : "false");
+        Setting<string?>("--scenario", "scenario", "class-incremental, overlap or blurry (docs/scenarios.md)", Json);
+        Setting<int?>("--shots", "shots", "training images per class per task (default: all)", Number);
+        Setting<double?>("--overlap", "overlap", "overlap scenario: fraction rho (0..1) of each later task's classes seen before", v => v!.Value.ToString(CultureInfo.InvariantCulture));
+        Setting<double?>("--blurry", "blurry", "blurry scenario: fraction of each task's training images from other tasks' classes", v => v!.Value.ToString(CultureInfo.InvariantCulture));
+        Setting<bool>("--forward-transfer", "forward_transfer", "also train each task alone for forward transfer (about doubles training time)", b => b ? "true" : "false");
         Setting<int?>("--epochs", "epochs", "epochs per task", Number);
         Setting<int?>("--batch-size", "batch_size", "batch size", Number);
         Setting<double?>("--lr", "learning_rate", "base learning rate", v => v!.Value.ToString(CultureInfo.InvariantCulture));

@@ -176,8 +176,9 @@ internal static class RunSession
         var metrics = ContinualMetrics.Compute(final.Accuracy, experiment.Scenario.Tasks.Select(t => t.Test.Count).ToList(),
             final.HasTaskIdentity ? final.TaskIdentity : null);
         var cost = experiment.Learner.Cost(config.Tasks);
+        var scenarioMetrics = ScenarioMetrics(experiment, final, cancellation);
         var summary = new RunSummary(config.Method, experiment.BackboneDescription, metrics, cost,
-            observer.TrainImagesPerSecond, observer.TestImagesPerSecond, clock.Elapsed.TotalSeconds);
+            observer.TrainImagesPerSecond, observer.TestImagesPerSecond, clock.Elapsed.TotalSeconds, scenarioMetrics);
         folder.WriteMetrics(summary);
         Plots.AccuracyHeatmap(final.Accuracy, folder.ResultPath("accuracy_matrix.png"), $"{config.Method}: accuracy (%) of task i after task t");
         Plots.AverageAccuracyCurve(new Dictionary<string, double[]> { [config.Method] = metrics.AverageAccuracyCurve },
@@ -185,15 +186,37 @@ internal static class RunSession
 
         AnsiConsole.Write(SummaryTable.AccuracyGrid(final.Accuracy));
         AnsiConsole.Write(SummaryTable.Metrics(metrics));
+        if (scenarioMetrics is not null) PrintScenarioMetrics(scenarioMetrics);
         AnsiConsole.MarkupLine($"Trainable parameters {cost.TrainableParameters:N0}, backbone passes per test image {cost.BackbonePassesPerTestImage}, " +
                                $"train {observer.TrainImagesPerSecond:F0} img/s, test {observer.TestImagesPerSecond:F0} img/s, wall time {clock.Elapsed.TotalSeconds:F0} s.");
         AnsiConsole.MarkupLine($"Results: [bold]{Markup.Escape(folder.Path)}[/]");
         return 0;
     }
 
+    /// <summary>Overlapping / non-overlapping class accuracy and, with forward_transfer, the task-alone reference runs.</summary>
+    private static ScenarioMetrics? ScenarioMetrics(Experiment experiment, RunResults final, CancellationToken cancellation)
+    {
+        if (final.LatestClasses is not { } classes) return null;
+        double[]? alone = null;
+        if (experiment.Config.ForwardTransfer)
+            alone = experiment.TaskAloneAccuracies(t => AnsiConsole.MarkupLine($"Forward-transfer reference: task {t + 1} of {experiment.Scenario.TaskCount} alone"), cancellation);
+        return Evaluation.ScenarioMetrics.Compute(experiment.Scenario, classes, final.Accuracy, alone);
+    }
+
+    private static void PrintScenarioMetrics(ScenarioMetrics m)
+    {
+        static string F(double? v) => v is double d ? $"{d:F2}" : "-";
+        if (m.OverlappingClasses > 0)
+            AnsiConsole.MarkupLine($"Final accuracy on overlapping classes ({m.OverlappingClasses}): {F(m.OverlappingClassAccuracy)}%, " +
+                                   $"on non-overlapping classes ({m.NonOverlappingClasses}): {F(m.NonOverlappingClassAccuracy)}%.");
+        if (m.ForwardTransfer is { } fwt)
+            AnsiConsole.MarkupLine($"Forward transfer: {F(fwt.Mean)} pp (task alone: {string.Join(", ", fwt.Alone.Select(a => $"{a:F1}"))}%).");
+    }
+
     /// <summary>Checks names before anything is written, so a typo leaves no half-made run folder behind.</summary>
     public static void Validate(RunConfig config)
     {
+        Experiment.ScenarioSettings(config with { ClassOrderFile = null }, 1).Validate();
         Methods.MethodRegistry.EnsureKnown(config.Method);
         Data.DatasetCatalog.EnsureKnown(config.Dataset);
         Backbones.BackboneSpec.Parse(config.Backbone);
@@ -202,7 +225,9 @@ internal static class RunSession
     private static void PrintHeader(Experiment experiment)
     {
         var c = experiment.Config;
-        AnsiConsole.MarkupLine($"[bold]{Markup.Escape(c.Method)}[/] on [bold]{Markup.Escape(c.Dataset)}[/]: {experiment.Scenario.Tasks.Count} tasks, " +
+        var scenario = experiment.Scenario.Kind + (c.Shots is int shots ? $", {shots} shots" : "") +
+                       (c.Overlap > 0 ? $", overlap {c.Overlap}" : "") + (c.Blurry > 0 ? $", blurry {c.Blurry}" : "");
+        AnsiConsole.MarkupLine($"[bold]{Markup.Escape(c.Method)}[/] on [bold]{Markup.Escape(c.Dataset)}[/] ({Markup.Escape(scenario)}): {experiment.Scenario.Tasks.Count} tasks, " +
                                $"{experiment.Scenario.ClassCount} classes, backbone {Markup.Escape(experiment.BackboneDescription)}, seed {c.Seed}");
     }
 
@@ -224,4 +249,4 @@ internal static class RunSession
 
 /// <summary>metrics.json: the metrics, the method's cost, and measured speed.</summary>
 internal sealed record RunSummary(string Method, string Backbone, ContinualMetrics Metrics, MethodCost Cost,
-    double TrainImagesPerSecond, double TestImagesPerSecond, double WallSeconds);
+    double TrainImagesPerSecond, double TestImagesPerSecond, double WallSeconds, ScenarioMetrics? Scenario = null);

@@ -66,6 +66,37 @@ public static class Plots
     }
 
     /// <summary>
+    /// Sample-efficiency curves: final average accuracy against shots (one line per series), the shots as evenly spaced
+    /// categories ("1", "5", ..., "all") so that "all" has a place.
+    /// </summary>
+    public static void SampleEfficiency(IReadOnlyDictionary<string, double[]> curves, string[] shotLabels, string path,
+        string title = "Final average accuracy against shots")
+    {
+        if (curves.Count == 0) throw new ContinualMoEException("no sample-efficiency curves to plot");
+        using var plot = new Plot();
+        var xs = Enumerable.Range(0, shotLabels.Length).Select(x => (double)x).ToArray();
+        foreach (var (name, curve) in curves)
+        {
+            var line = plot.Add.Scatter(xs, curve);
+            line.LegendText = name;
+            line.LineWidth = 2;
+            line.MarkerSize = 7;
+        }
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(xs, shotLabels);
+        plot.Axes.SetLimitsX(-0.5, shotLabels.Length - 0.5);
+        plot.Title(title);
+        plot.XLabel("training images per class per task (shots)");
+        plot.YLabel("final average accuracy (%)");
+        plot.ShowLegend(Alignment.LowerRight);
+        Save(plot, path, width: 800, height: 500);
+    }
+
+    /// <summary>Heatmap of a grid's mean final accuracy: rows are shots, columns overlap fractions; scale 0..100 %.</summary>
+    public static void GridHeatmap(double[,] values, string[] shotLabels, string[] overlapLabels, string path, string title) =>
+        SaveHeatmap(values, shotLabels, overlapLabels, path, title, xLabel: "overlap (rho)", yLabel: "shots",
+            colorBarLabel: "final average accuracy (%)", range: new ScottPlot.Range(0, 100), format: "F1");
+
+    /// <summary>
     /// Expert activation frequency as a heatmap: one row per series (e.g. per task), one column per expert.
     /// A heatmap rather than grouped bars because tasks x experts quickly exceeds what bars can show legibly.
     /// The colour scale spans the data; cell labels are shown while cells are large enough to hold them.

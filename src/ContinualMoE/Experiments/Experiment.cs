@@ -15,18 +15,20 @@ namespace ContinualMoE.Experiments;
 public sealed class Experiment : IDisposable
 {
     public RunConfig Config { get; }
-    public ClassIncrementalScenario Scenario { get; }
+    public IContinualScenario Scenario { get; }
     public VisionTransformer Backbone { get; }
     public IContinualLearner Learner { get; }
     public DataSource Data { get; }
     public TorchSharp.torch.Device Device { get; }
     public string BackboneDescription { get; }
+    /// <summary>What the learner was built from (a fresh learner of the same method can be made from it).</summary>
+    public MethodContext MethodContext { get; }
 
-    private Experiment(RunConfig config, ClassIncrementalScenario scenario, VisionTransformer backbone, IContinualLearner learner,
-        DataSource data, TorchSharp.torch.Device device, string backboneDescription)
+    private Experiment(RunConfig config, IContinualScenario scenario, VisionTransformer backbone, IContinualLearner learner,
+        DataSource data, TorchSharp.torch.Device device, string backboneDescription, MethodContext methodContext)
     {
         Config = config; Scenario = scenario; Backbone = backbone; Learner = learner; Data = data; Device = device;
-        BackboneDescription = backboneDescription;
+        BackboneDescription = backboneDescription; MethodContext = methodContext;
     }
 
     /// <summary>Builds the run. <paramref name="backboneWeights"/> is the resolved weights file (null: random init).</summary>
@@ -35,12 +37,7 @@ public sealed class Experiment : IDisposable
         var device = ComputeDevice.Parse(config.Device);
         data ??= LoadData(config);
         data = LimitPerClass(data, config);
-        var classCount = data.Train.ClassNames.Count;
-        var generator = ClassOrder.ParseGenerator(config.ClassOrder);
-        var order = config.ClassOrderFile is not null ? ClassOrder.ReadFile(config.ClassOrderFile, classCount)
-            : generator == ClassOrderGenerator.Project ? null : ClassOrder.Generate(generator, classCount, config.Seed);
-        var scenario = ClassIncrementalScenario.Create(data, config.Tasks, config.Seed, config.FirstTaskClasses, order,
-            config.TaskIncremental);
+        var scenario = ContinualScenario.Create(data, ScenarioSettings(config, data.Train.ClassNames.Count));
         var (backbone, report) = BackboneFactory.Create(config.Backbone, backboneWeights, config.Seed);
         backbone.to(device);
         backbone.eval();
@@ -48,14 +45,50 @@ public sealed class Experiment : IDisposable
         var dataSource = new DataSource(backbone.Config.ImageSize, config.Input.Mean, config.Input.Std,
             config.BatchSize, config.Seed, device, config.Workers, config.CropScaleMin, config.Input);
         var settings = new MethodSettings(config.MethodSettings);
-        var learner = MethodRegistry.Create(config.Method, new MethodContext(backbone, scenario.ClassCount, config.Tasks, device,
-            config.Seed, new TrainingSettings(config.Epochs, config.LearningRate, config.BatchSize), settings));
+        var methodContext = new MethodContext(backbone, scenario.ClassCount, config.Tasks, device,
+            config.Seed, new TrainingSettings(config.Epochs, config.LearningRate, config.BatchSize), settings);
+        var learner = MethodRegistry.Create(config.Method, methodContext);
         var description = backboneWeights is null ? $"{config.Backbone} (random init)" : $"{config.Backbone} from {backboneWeights}";
         if (report is not null && report.SkippedHead) description += " (classifier head of another size skipped)";
-        return new Experiment(config, scenario, backbone, learner, dataSource, device, description);
+        return new Experiment(config, scenario, backbone, learner, dataSource, device, description, methodContext);
     }
 
     public ContinualTrainer Trainer(ITrainingObserver? observer = null) => new(Scenario, Data, Config.Seed, observer);
+
+    /// <summary>
+    /// The reference of forward transfer (docs/metrics.md): for each task, a fresh learner of the same method and
+    /// settings, on the same frozen backbone, trained on that task alone (a one-task run) and tested on the task's test
+    /// set over the task's classes. Costs one more training of every task (about the run's own training time).
+    /// </summary>
+    public double[] TaskAloneAccuracies(Action<int>? taskStarted = null, CancellationToken cancellation = default)
+    {
+        var accuracies = new double[Scenario.TaskCount];
+        for (var t = 0; t < accuracies.Length; t++)
+        {
+            taskStarted?.Invoke(t);
+            using var learner = MethodRegistry.Create(Config.Method, MethodContext with { TaskCount = 1 });
+            var results = new ContinualTrainer(Scenario.Alone(t), Data, Config.Seed).Run(learner, cancellation: cancellation);
+            accuracies[t] = results.Accuracy[0, 0];
+        }
+        return accuracies;
+    }
+
+    /// <summary>The scenario part of a run config.</summary>
+    public static ScenarioSettings ScenarioSettings(RunConfig config, int classCount) => new()
+    {
+        Kind = config.Scenario, Tasks = config.Tasks, FirstTaskClasses = config.FirstTaskClasses, Seed = config.Seed,
+        ClassOrder = ClassOrderOf(config, classCount),
+        TaskIncremental = config.TaskIncremental, Shots = config.Shots, Overlap = config.Overlap, Blurry = config.Blurry,
+    };
+
+    /// <summary>The run's class order: an order file, else the configured generator (null: the project's own, which the
+    /// scenario draws from the seed).</summary>
+    private static IReadOnlyList<int>? ClassOrderOf(RunConfig config, int classCount)
+    {
+        if (config.ClassOrderFile is not null) return ClassOrder.ReadFile(config.ClassOrderFile, classCount);
+        var generator = ClassOrder.ParseGenerator(config.ClassOrder);
+        return generator == ClassOrderGenerator.Project ? null : ClassOrder.Generate(generator, classCount, config.Seed);
+    }
 
     public static DatasetSplits LoadData(RunConfig config) => DatasetCatalog.Load(config.Dataset, new DatasetOptions
     {

@@ -29,6 +29,16 @@ public sealed record RunConfig
     /// (random.seed + random.shuffle); see <see cref="Scenarios.ClassOrderGenerator"/>. Ignored with class_order_file.</summary>
     public string ClassOrder { get; init; } = "project";
     public bool TaskIncremental { get; init; }
+    /// <summary>Scenario kind: class-incremental, overlap or blurry (docs/scenarios.md).</summary>
+    public string Scenario { get; init; } = "class-incremental";
+    /// <summary>Training images per class per task, drawn from the seed; null: all.</summary>
+    public int? Shots { get; init; }
+    /// <summary>Overlap scenario: fraction rho (0..1) of each later task's classes seen in earlier tasks.</summary>
+    public double Overlap { get; init; }
+    /// <summary>Blurry scenario: fraction (0..1) of each task's training images from other tasks' classes.</summary>
+    public double Blurry { get; init; }
+    /// <summary>Also train each task alone (same method and backbone) for forward transfer; costs about one more run's training.</summary>
+    public bool ForwardTransfer { get; init; }
     public int Epochs { get; init; } = 3;
     public int BatchSize { get; init; } = 64;
     public double LearningRate { get; init; } = 0.005;

@@ -310,7 +310,7 @@ public class HidePrompt : LearnerBase
     {
         foreach (var (label, list) in features)
         {
-            using (var stacked = stack(list)) statistics.Set(label, stacked);
+            using (var stacked = stack(list)) statistics.Merge(label, stacked);   // a class seen again adds to its statistics
             foreach (var t in list) t.Dispose();
         }
     }

@@ -10,7 +10,7 @@ namespace ContinualMoE.Methods;
 /// defined after every task like the other methods'. Otherwise exactly <see cref="FineTuneHead"/>.
 /// </summary>
 [ContinualMethod("joint", "joint training of a linear head on all data seen so far (upper bound)")]
-public sealed class JointTraining : FineTuneHead
+public sealed class JointTraining : FineTuneHead, IRehearsalLearner
 {
     public JointTraining(MethodContext context) : base(context, nn.Linear(context.Backbone.EmbedDim, context.ClassCount)) { }
 

@@ -7,7 +7,8 @@ namespace ContinualMoE.Methods;
 /// <summary>
 /// SimpleCIL (Zhou et al., 2023, "Revisiting class-incremental learning with pre-trained models"): no training; after
 /// each task, every new class's prototype is the mean frozen class-token feature of its un-augmented training images,
-/// and prediction is the cosine similarity to the prototypes.
+/// and prediction is the cosine similarity to the prototypes. A class seen again (overlapping tasks) keeps the mean over
+/// all its images so far.
 /// </summary>
 [ContinualMethod("ncm", "nearest-class-mean (SimpleCIL) cosine classifier on frozen features")]
 public sealed class NearestClassMean : LearnerBase
@@ -40,7 +41,9 @@ public sealed class NearestClassMean : LearnerBase
         foreach (var c in task.TaskClasses)
         {
             if (counts[c].item<float>() == 0) continue;
-            store.prototypes[c].copy_(sums[c] / counts[c]);
+            var earlier = store.counts[c].item<float>();
+            store.prototypes[c].copy_(earlier == 0 ? sums[c] / counts[c] : (store.prototypes[c] * earlier + sums[c]) / (counts[c] + earlier));
+            store.counts[c].add_(counts[c]);
             store.known[c].fill_(1);
         }
     }
@@ -59,13 +62,16 @@ public sealed class NearestClassMean : LearnerBase
     {
         public readonly Tensor prototypes;
         public readonly Tensor known;
+        public readonly Tensor counts;   // images behind each prototype
 
         public PrototypeStore(int classes, int dim) : base(nameof(PrototypeStore))
         {
             prototypes = zeros(classes, dim);
             known = zeros(classes, dtype: torch.@bool);
+            counts = zeros(classes);
             register_buffer("prototypes", prototypes);
             register_buffer("known", known);
+            register_buffer("counts", counts);
         }
     }
 }

@@ -248,7 +248,7 @@ public sealed class Smope : LearnerBase, IExpertUsage
         foreach (var (label, list) in features)
         {
             using var stacked = stack(list);
-            model.Statistics.Set(label, stacked);
+            model.Statistics.Merge(label, stacked);   // a class seen again (overlapping tasks) adds to its statistics
             foreach (var t in list) t.Dispose();
         }
     }

@@ -13,9 +13,10 @@ namespace ContinualMoE.Training;
 /// the accuracy matrix A[i, t]. Deterministic for a seed: each task reseeds torch from (seed, task), so a run resumed
 /// between tasks continues exactly as an uninterrupted one.
 /// </summary>
-public sealed class ContinualTrainer(ClassIncrementalScenario scenario, DataSource data, int seed, ITrainingObserver? observer = null)
+public sealed class ContinualTrainer(IContinualScenario scenario, DataSource data, int seed, ITrainingObserver? observer = null)
 {
     private readonly ITrainingObserver observer = observer ?? new NullObserver();
+    private Tensor? classInTask;
 
     /// <summary>Trains tasks <paramref name="startTask"/>.. and fills <paramref name="results"/> (new when null).
     /// <paramref name="afterTask"/> runs after each task's evaluation (the CLI saves its checkpoint there).</summary>
@@ -29,7 +30,7 @@ public sealed class ContinualTrainer(ClassIncrementalScenario scenario, DataSour
             cancellation.ThrowIfCancellationRequested();
             observer.TaskStarted(t, taskCount);
             torch.random.manual_seed(TaskSeed(t));
-            var context = Context(t);
+            var context = Context(t, learner);
             var clock = Stopwatch.StartNew();
             learner.BeginTask(context);
             var phases = learner.TrainingPhases(context);
@@ -42,6 +43,7 @@ public sealed class ContinualTrainer(ClassIncrementalScenario scenario, DataSour
                 results.Accuracy.Record(i, t, evaluation.Correct[i], evaluation.Counts[i]);
                 if (evaluation.TaskIdentityCorrect is { } identity) results.TaskIdentity.Record(i, t, identity[i], evaluation.Counts[i]);
             }
+            results.LatestClasses = evaluation.Classes;
             observer.TaskEvaluated(new TaskEvaluation(t, evaluation.Accuracy, evaluation.Counts, evaluation.TaskIdentityAccuracy,
                 evaluation.ImagesPerSecond, trainSeconds));
             afterTask?.Invoke(t, results);
@@ -51,12 +53,17 @@ public sealed class ContinualTrainer(ClassIncrementalScenario scenario, DataSour
 
     public int TaskSeed(int task) => unchecked(seed * 7919 + 1000 * (task + 1));
 
-    public TaskContext Context(int t)
+    /// <summary>What <paramref name="learner"/> knows about task <paramref name="t"/>. Earlier tasks' training sets
+    /// (<see cref="TaskContext.SeenTrainSets"/>) are given only to learners that declare rehearsal
+    /// (<see cref="IRehearsalLearner"/>); every other learner gets the current task's data alone.</summary>
+    public TaskContext Context(int t, IContinualLearner? learner = null)
     {
         var task = scenario.Tasks[t];
+        IReadOnlyList<Data.IImageDataset> seenTrainSets = learner is IRehearsalLearner
+            ? scenario.Tasks.Take(t + 1).Select(x => x.Train).ToList()
+            : [];
         return new TaskContext(t, scenario.Tasks.Count, scenario.ClassCount, task.Classes, scenario.ClassMask(t),
-            scenario.SeenClassMask(t), task.Train,
-            scenario.Tasks.Take(t + 1).Select(x => x.Train).ToList(), data, data.Device, TaskSeed(t));
+            scenario.SeenClassMask(t), task.Train, seenTrainSets, data, data.Device, TaskSeed(t));
     }
 
     private void RunPhase(IContinualLearner learner, TaskContext context, TrainingPhase phase, int phaseIndex, CancellationToken cancellation)
@@ -109,22 +116,29 @@ public sealed class ContinualTrainer(ClassIncrementalScenario scenario, DataSour
     }
 
     private sealed record EvaluationResult(double[] Accuracy, long[] Correct, int[] Counts, long[]? TaskIdentityCorrect,
-        double? TaskIdentityAccuracy, double ImagesPerSecond);
+        double? TaskIdentityAccuracy, double ImagesPerSecond, ClassResults Classes);
 
     /// <summary>Accuracy on every task seen so far, with logits restricted to seen classes (class-incremental) or to the
-    /// true task's classes (task-incremental).</summary>
+    /// true task's classes (task-incremental). A predicted task counts as correct when it is any task whose training
+    /// set holds the sample's class (the owning task when classes are disjoint; docs/metrics.md).</summary>
     private EvaluationResult Evaluate(IContinualLearner learner, int afterTask, double trainSeconds)
     {
         var seenMask = scenario.SeenClassMask(afterTask);
         var correct = new long[afterTask + 1];
         var counts = new int[afterTask + 1];
         var identityCorrect = new long[afterTask + 1];
+        // Per class, counted in the first task row that holds it (a class in several tasks' test sets counts once).
+        var classCorrect = new long[scenario.ClassCount];
+        var classTotal = new long[scenario.ClassCount];
+        var classCounted = new bool[scenario.ClassCount];
         long taskIdentityTotal = 0, images = 0;
         var clock = Stopwatch.StartNew();
         using var noGrad = torch.no_grad();
         for (var i = 0; i <= afterTask; i++)
         {
             var testSet = scenario.Tasks[i].Test;
+            var countClasses = scenario.Tasks[i].TestClasses.Where(c => !classCounted[c]).ToHashSet();
+            foreach (var c in countClasses) classCounted[c] = true;
             var loader = data.Loader(testSet, augment: false, shuffle: false);
             var taskMask = scenario.ClassMask(i);
             var evalContext = new EvaluationContext(afterTask + 1, seenMask,
@@ -137,12 +151,24 @@ public sealed class ContinualTrainer(ClassIncrementalScenario scenario, DataSour
                 {
                     var mask = scenario.TaskIncremental ? taskMask : seenMask;
                     var predicted = Losses.MaskLogits(prediction.Logits, mask).argmax(-1);
-                    correct[i] += predicted.eq(batch.Labels).sum().item<long>();
+                    var hits = predicted.eq(batch.Labels);
+                    correct[i] += hits.sum().item<long>();
                     counts[i] += (int)batch.Labels.shape[0];
                     images += batch.Labels.shape[0];
+                    if (countClasses.Count > 0)
+                    {
+                        var labels = batch.Labels.cpu().data<long>().ToArray();
+                        var hit = hits.cpu().data<bool>().ToArray();
+                        for (var s = 0; s < labels.Length; s++)
+                        {
+                            if (!countClasses.Contains((int)labels[s])) continue;
+                            classTotal[labels[s]]++;
+                            if (hit[s]) classCorrect[labels[s]]++;
+                        }
+                    }
                     if (prediction.PredictedTask is not null)
                     {
-                        identityCorrect[i] += prediction.PredictedTask.eq(Scalars.Of(i)).sum().item<long>();
+                        identityCorrect[i] += PredictedTaskHoldsClass(prediction.PredictedTask, batch.Labels).sum().item<long>();
                         taskIdentityTotal += batch.Labels.shape[0];
                     }
                 }
@@ -151,8 +177,31 @@ public sealed class ContinualTrainer(ClassIncrementalScenario scenario, DataSour
         var accuracy = correct.Select((c, i) => counts[i] == 0 ? 0 : 100.0 * c / counts[i]).ToArray();
         var hasIdentity = taskIdentityTotal > 0;
         double? tii = hasIdentity ? 100.0 * identityCorrect.Sum() / taskIdentityTotal : null;
-        return new EvaluationResult(accuracy, correct, counts, hasIdentity ? identityCorrect : null, tii, images / clock.Elapsed.TotalSeconds);
+        return new EvaluationResult(accuracy, correct, counts, hasIdentity ? identityCorrect : null, tii, images / clock.Elapsed.TotalSeconds,
+            new ClassResults(afterTask, classCorrect, classTotal));
     }
+
+    /// <summary>[B] bool: the predicted task's training set holds the sample's class.</summary>
+    private Tensor PredictedTaskHoldsClass(Tensor predictedTask, Tensor labels)
+    {
+        var taskCount = scenario.TaskCount;
+        if (classInTask is null)
+        {
+            var table = new bool[scenario.ClassCount, taskCount];
+            for (var c = 0; c < scenario.ClassCount; c++)
+                foreach (var t in scenario.TasksOfClass(c)) table[c, t] = true;
+            classInTask = torch.tensor(table, device: labels.device).DetachFromDisposeScope();
+            lastTask = ((long)taskCount - 1).ToScalar();
+        }
+        var task = predictedTask.to(labels.device).to(ScalarType.Int64);
+        var valid = task.ge(FirstTask).logical_and(task.le(lastTask!));
+        var inRange = task.clamp(FirstTask, lastTask!);
+        return classInTask.index([TensorIndex.Tensor(labels), TensorIndex.Tensor(inRange)]).logical_and(valid);
+    }
+
+    // Integer scalars kept referenced (docs/known-issues.md: a temporary Scalar can be finalized mid-call).
+    private static readonly Scalar FirstTask = 0L.ToScalar();
+    private Scalar? lastTask;
 
     private sealed class NullObserver : ITrainingObserver { }
 }
@@ -161,4 +210,10 @@ public sealed class ContinualTrainer(ClassIncrementalScenario scenario, DataSour
 public sealed record RunResults(AccuracyMatrix Accuracy, AccuracyMatrix TaskIdentity)
 {
     public bool HasTaskIdentity => TaskIdentity.TasksTrained > 0;
+
+    /// <summary>Per-class test results of the latest evaluation (null before the first task of this session).</summary>
+    public ClassResults? LatestClasses { get; set; }
 }
+
+/// <summary>Correct predictions and test images per class (each class's test images counted once) after a task.</summary>
+public sealed record ClassResults(int AfterTask, long[] Correct, long[] Total);

@@ -16,6 +16,7 @@ public sealed class GaussianClassStatistics : nn.Module
     private readonly Tensor means;       // [C, D]
     private readonly Tensor covariances; // [C, D, D] (full) or [C, D] (diagonal)
     private readonly Tensor known;       // [C] bool
+    private readonly Tensor counts;      // [C] float64: samples behind each class's statistics (for Merge)
 
     public CovarianceKind Kind { get; }
     public double Ridge { get; }
@@ -30,9 +31,11 @@ public sealed class GaussianClassStatistics : nn.Module
         means = zeros(classes, dim);
         covariances = kind == CovarianceKind.Full ? zeros(classes, dim, dim) : zeros(classes, dim);
         known = zeros(classes, dtype: ScalarType.Bool);
+        counts = zeros(classes, dtype: ScalarType.Float64);
         register_buffer("means", means);
         register_buffer("covariances", covariances);
         register_buffer("known", known);
+        register_buffer("counts", counts);
     }
 
     public Tensor Means => means;
@@ -56,7 +59,53 @@ public sealed class GaussianClassStatistics : nn.Module
         else
             covariances[label].copy_(centred.square().sum(dim: 0) / denominator + Ridge);
         known[label].fill_(true);
+        counts[label].fill_((double)f.shape[0]);
     }
+
+    /// <summary>Adds features [n, D] of class <paramref name="label"/> to its statistics: the result equals
+    /// <see cref="Set"/> on all the class's features so far (Chan et al.'s pairwise update of count, mean and
+    /// centred second moment). A class without statistics is simply set. Used where a class can come back in a later
+    /// task (overlapping scenarios).</summary>
+    public void Merge(int label, Tensor features)
+    {
+        if (!IsKnown(label))
+        {
+            Set(label, features);
+            return;
+        }
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var f = features.to(float64);
+        var dim = f.shape[1];
+        var countA = counts[label].item<double>();
+        var countB = (double)f.shape[0];
+        var total = countA + countB;
+        var meanA = means[label].to(float64);
+        var meanB = f.mean([0]);
+        var centred = f - meanB;
+        var delta = meanB - meanA;
+        var mean = meanA + delta * (countB / total);
+        var oldDenominator = Math.Max(1, countA - 1);
+        var newDenominator = Math.Max(1, total - 1);
+        var cross = countA * countB / total;
+        if (Kind == CovarianceKind.Full)
+        {
+            var ridge = eye(dim, dtype: float64, device: f.device) * Ridge;
+            var moment = (covariances[label].to(float64) - ridge) * oldDenominator
+                         + centred.t().matmul(centred) + delta.outer(delta) * cross;
+            covariances[label].copy_(moment / newDenominator + ridge);
+        }
+        else
+        {
+            var moment = (covariances[label].to(float64) - Ridge) * oldDenominator + centred.square().sum(dim: 0) + delta.square() * cross;
+            covariances[label].copy_(moment / newDenominator + Ridge);
+        }
+        means[label].copy_(mean);
+        counts[label].fill_(total);
+    }
+
+    /// <summary>How many samples class <paramref name="label"/>'s statistics were computed from (0 if unknown).</summary>
+    public double Count(int label) => counts[label].item<double>();
 
     /// <summary>Draws <paramref name="count"/> features of class <paramref name="label"/> from its Gaussian.</summary>
     public Tensor Sample(int label, int count, Generator? generator = null)

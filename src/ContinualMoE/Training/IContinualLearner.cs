@@ -36,7 +36,12 @@ public interface IContinualLearner : IDisposable
     MethodCost Cost(int tasksTrained);
 }
 
-/// <summary>What a learner knows about the task it trains.</summary>
+/// <summary>Declares that a learner trains on earlier tasks' data (joint training, rehearsal). Only such learners get
+/// the earlier tasks' training sets in <see cref="TaskContext.SeenTrainSets"/>; every other learner gets an empty list.</summary>
+public interface IRehearsalLearner : IContinualLearner;
+
+/// <summary>What a learner knows about the task it trains. <see cref="SeenTrainSets"/> holds the training sets of
+/// tasks 0..TaskIndex for an <see cref="IRehearsalLearner"/> and is empty otherwise.</summary>
 public sealed record TaskContext(
     int TaskIndex,
     int TaskCount,
