@@ -210,9 +210,9 @@ public sealed class Samoe : LearnerBase, IExpertPoolGrowth
         var none = allowed.logical_and(usable).any(1, keepdim: true).logical_not();
         var mask = where(none, usable, allowed.logical_and(usable));
         var k = (int)Math.Min(options.TopK, similarity.shape[1]);
-        var (topScores, experts) = z.masked_fill(mask.logical_not(), double.NegativeInfinity).topk(k, dim: 1);
+        var (topScores, experts) = z.masked_fill(mask.logical_not(), Scalars.NegativeInfinity).topk(k, dim: 1);
         var logits = similarity.gather(1, experts).div(Scalars.Of(options.RoutingTemperature))
-            .masked_fill(topScores.isfinite().logical_not(), double.NegativeInfinity);
+            .masked_fill(topScores.isfinite().logical_not(), Scalars.NegativeInfinity);
         return (experts, softmax(logits, 1));
     }
 

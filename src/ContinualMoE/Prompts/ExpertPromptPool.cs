@@ -105,13 +105,13 @@ public sealed class ExpertPromptPool : nn.Module
     {
         var active = similarity.shape[1];
         var count = moments.Count.narrow(0, 0, active).to(similarity.device);
-        var n = count.clamp_min(1);
+        var n = count.clamp_min(Scalars.Of(1));
         var mean = moments.Sum.narrow(0, 0, active).to(similarity.device) / n;
         // Unbiased variance; one sample has no spread of its own, so the floor decides.
-        var variance = (moments.Squares.narrow(0, 0, active).to(similarity.device) - mean.square() * n) / (n - 1).clamp_min(1);
-        var std = variance.clamp_min(0).sqrt().clamp_min(minStd);
+        var variance = (moments.Squares.narrow(0, 0, active).to(similarity.device) - mean.square() * n) / n.sub(Scalars.Of(1)).clamp_min(Scalars.Of(1));
+        var std = variance.clamp_min(Scalars.Of(0)).sqrt().clamp_min(Scalars.Of(minStd));
         var z = (similarity.to(float64) - mean) / std;
-        return z.masked_fill(count.eq(0).unsqueeze(0), double.NegativeInfinity).to(float32);
+        return z.masked_fill(count.eq(Scalars.Of(0)).unsqueeze(0), Scalars.NegativeInfinity).to(float32);
     }
 
     /// <summary>Adds one moment per sample: <paramref name="experts"/> [N] int64 served samples with similarities [N].</summary>
