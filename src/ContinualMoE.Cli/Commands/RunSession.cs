@@ -157,6 +157,7 @@ internal static class RunSession
                 SaveCheckpoint(folder, experiment, task + 1, soFar, backboneHash);
                 folder.WriteAccuracyMatrix(soFar.Accuracy);
                 if (experiment.Learner is IExpertUsage usage) expertPlots.Record(usage, task);
+                if (experiment.Learner is IExpertPoolGrowth pool) PoolPlots.Record(pool, folder);
                 taskFinished?.Invoke(task);
             }, cancellation));
         }

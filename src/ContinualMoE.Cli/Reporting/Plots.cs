@@ -120,6 +120,54 @@ public static class Plots
             range: null, format: fractions ? "F2" : "G3");
     }
 
+    /// <summary>
+    /// A growing expert pool per task: stacked bars of the task's training samples judged in-distribution (reusing
+    /// experts) and out-of-distribution (deciding growth), labelled with the experts added and the pool size after it.
+    /// </summary>
+    public static void PoolGrowth(int[] inDistribution, int[] outOfDistribution, int[] expertsAdded, int[] activeExperts,
+        string[] taskLabels, string path, string title = "Expert pool per task")
+    {
+        var n = taskLabels.Length;
+        if (n == 0) throw new ContinualMoEException("no tasks to plot for the expert pool");
+        if (inDistribution.Length != n || outOfDistribution.Length != n || expertsAdded.Length != n || activeExperts.Length != n)
+            throw new ContinualMoEException($"expert pool plot: {n} task labels but series of other lengths");
+
+        using var plot = new Plot();
+        var inColor = Colors.SteelBlue;
+        var outColor = Colors.Orange;
+        var bars = new List<Bar>();
+        for (var t = 0; t < n; t++)
+        {
+            bars.Add(new Bar { Position = t, ValueBase = 0, Value = inDistribution[t], FillColor = inColor });
+            bars.Add(new Bar { Position = t, ValueBase = inDistribution[t], Value = inDistribution[t] + outOfDistribution[t], FillColor = outColor });
+            var label = plot.Add.Text($"+{expertsAdded[t]} (pool {activeExperts[t]})", t, inDistribution[t] + outOfDistribution[t]);
+            label.Alignment = Alignment.LowerCenter;
+            label.LabelFontSize = 12;
+        }
+        plot.Add.Bars(bars);
+        plot.Legend.ManualItems.Add(new LegendItem { LabelText = "in-distribution (reuse)", FillColor = inColor });
+        plot.Legend.ManualItems.Add(new LegendItem { LabelText = "out-of-distribution (new experts)", FillColor = outColor });
+        plot.ShowLegend(Alignment.UpperRight);
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
+            Enumerable.Range(0, n).Select(t => (double)t).ToArray(), taskLabels);
+        var top = Enumerable.Range(0, n).Max(t => inDistribution[t] + outOfDistribution[t]);
+        plot.Axes.SetLimits(-0.6, n - 0.4, 0, Math.Max(1, top) * 1.25);
+        plot.Title(title);
+        plot.YLabel("training samples");
+        Save(plot, path, width: Math.Max(600, 90 * n + 200), height: 500);
+    }
+
+    /// <summary>Task-by-task similarity in [0, 1] (e.g. from shared expert use) as a heatmap with a fixed 0..1 scale.</summary>
+    public static void TaskSimilarity(double[,] similarity, string[] taskLabels, string path, string title = "Task similarity")
+    {
+        ArgumentNullException.ThrowIfNull(similarity);
+        if (similarity.GetLength(0) == 0) throw new ContinualMoEException("task similarity matrix is empty");
+        if (similarity.GetLength(0) != taskLabels.Length || similarity.GetLength(1) != taskLabels.Length)
+            throw new ContinualMoEException($"task similarity matrix is {similarity.GetLength(0)}x{similarity.GetLength(1)} for {taskLabels.Length} task labels");
+        SaveHeatmap(similarity, taskLabels, taskLabels, path, title, xLabel: "task", yLabel: "task",
+            colorBarLabel: "similarity", range: new ScottPlot.Range(0, 1), format: "F2");
+    }
+
     private static void SaveHeatmap(double[,] values, string[] rowLabels, string[] columnLabels, string path,
         string title, string xLabel, string yLabel, string colorBarLabel, ScottPlot.Range? range, string format)
     {

@@ -107,4 +107,18 @@ public class PlotsTests
         Plots.ExpertUtilisation(frequency, Enumerable.Range(0, 5).Select(t => $"task {t}").ToArray(),
             Path.Combine(target, "experts.png"));
     }
+
+    [Fact]
+    public void Expert_pool_growth_and_task_similarity_are_pngs()
+    {
+        using var folder = new TemporaryFolder();
+        string[] labels = ["task 1", "task 2", "task 3"];
+        Plots.PoolGrowth([0, 380, 200], [400, 20, 200], [2, 0, 1], [2, 2, 3], labels, folder.File("pool.png"));
+        Plots.TaskSimilarity(new double[,] { { 1, 0.9, 0.1 }, { 0.9, 1, 0.2 }, { 0.1, 0.2, 1 } }, labels, folder.File("similarity.png"));
+        ReadPng(folder.File("pool.png"));
+        ReadPng(folder.File("similarity.png"));
+        Assert.Throws<ContinualMoEException>(() => Plots.PoolGrowth([1], [1, 2], [0], [1], ["task 1"], folder.File("bad.png")));
+        Assert.Throws<ContinualMoEException>(() => Plots.TaskSimilarity(new double[2, 2], labels, folder.File("bad.png")));
+        AssertNoTemporaryFiles(folder.Path);
+    }
 }
