@@ -295,11 +295,10 @@ public sealed class Samoe : LearnerBase, IExpertPoolGrowth
                 using (batch)
                 using (NewDisposeScope())
                 {
-                    var features = PromptedFeatures(batch.Images, RoutingOf(routing, batch.Indices)).to(float64);
-                    var labels = batch.Labels.to(model.ClassCount.device);
-                    model.ClassCount.index_add_(0, labels, ones(labels.shape[0], dtype: float64, device: labels.device), Scalars.Of(1));
-                    model.ClassSum.index_add_(0, labels, features.to(model.ClassSum.device), Scalars.Of(1));
-                    model.ClassSquares.index_add_(0, labels, features.square().to(model.ClassSum.device), Scalars.Of(1));
+                    var features = PromptedFeatures(batch.Images, RoutingOf(routing, batch.Indices));
+                    var labels = batch.Labels.to(features.device);
+                    foreach (var label in labels.cpu().data<long>().Distinct().ToArray())
+                        model.Statistics.Merge((int)label, features.index_select(0, labels.eq(Scalars.Of(label)).nonzero().squeeze(1)));
                 }
             }
         }
@@ -311,36 +310,12 @@ public sealed class Samoe : LearnerBase, IExpertPoolGrowth
     /// <summary>SMoPE's classifier alignment on Gaussian samples of every seen class, from the merged moments.</summary>
     private void AlignHead(TaskContext task)
     {
-        var seen = task.SeenClasses.Where(c => model.ClassCount[c].item<double>() > 0).ToList();
+        var seen = task.SeenClasses.Where(model.Statistics.IsKnown).ToList();
         if (seen.Count == 0) return;
-        using var statistics = MergedStatistics(seen);
-        ClassifierAlignment.Run(model.Head.forward, [new ParameterGroup("head", TrainableParameters(model.Head))], statistics, seen, task.SeenClassMask,
+        ClassifierAlignment.Run(model.Head.forward, [new ParameterGroup("head", TrainableParameters(model.Head))], model.Statistics, seen, task.SeenClassMask,
             new AlignmentSettings(options.AlignmentEpochs, options.AlignmentSamplesPerClass, Context.Training.BatchSize,
                 new OptimizerSettings { Kind = OptimizerKind.Sgd, LearningRate = options.AlignmentLearningRate, Momentum = 0.9, Schedule = ScheduleKind.Cosine }),
             task.Seed);
-    }
-
-    /// <summary>
-    /// Diagonal Gaussians of the given classes from the merged moments. <see cref="GaussianClassStatistics.Set"/> takes
-    /// features, not moments, so each class is handed the two points mean +- std/sqrt(2): their mean is the mean and
-    /// their unbiased variance exactly the merged unbiased variance. (An additive moments API on
-    /// GaussianClassStatistics would replace this.)
-    /// </summary>
-    private GaussianClassStatistics MergedStatistics(IEnumerable<int> classes)
-    {
-        var statistics = new GaussianClassStatistics(Context.ClassCount, Backbone.EmbedDim, CovarianceKind.Diagonal);
-        statistics.to(Context.Device);
-        using var noGrad = no_grad();
-        foreach (var c in classes)
-        {
-            using var scope = NewDisposeScope();
-            var count = model.ClassCount[c].item<double>();
-            var mean = model.ClassSum[c] / count;
-            var variance = ((model.ClassSquares[c] - mean.square() * count) / Math.Max(1, count - 1)).clamp_min(0);
-            var offset = variance.sqrt() / Math.Sqrt(2);
-            statistics.Set(c, stack([mean + offset, mean - offset]).to(float32).to(Context.Device));
-        }
-        return statistics;
     }
 
     public override Prediction Predict(Tensor images, EvaluationContext context)
@@ -425,14 +400,13 @@ public sealed class Samoe : LearnerBase, IExpertPoolGrowth
     }
 
     /// <summary>Everything SAMoE learns or keeps: the pool (keys, prompts, moments, when each expert entered), the head,
-    /// merged class moments, and per-task records for the plots.</summary>
+    /// merged class statistics, and per-task records for the plots.</summary>
     private sealed class SamoeModel : nn.Module
     {
         public readonly ExpertPromptPool Pool;
         public readonly Linear Head;
-        public readonly Tensor ClassCount;     // [C] float64
-        public readonly Tensor ClassSum;       // [C, D] float64
-        public readonly Tensor ClassSquares;   // [C, D] float64
+        /// <summary>Diagonal Gaussians of each class's prompted features, merged exactly when a class comes back.</summary>
+        public readonly GaussianClassStatistics Statistics;
         public readonly Tensor Usage;          // [T, M] float64: task t's training samples per top-1 expert
         public readonly Tensor Split;          // [T, 2] int64: in- and out-of-distribution samples of task t
 
@@ -443,16 +417,12 @@ public sealed class Samoe : LearnerBase, IExpertPoolGrowth
             torch.random.manual_seed(context.Seed);
             Pool = new ExpertPromptPool(blocks, options.MaxExperts, options.PromptLength, config.EmbedDim, config.Heads);
             Head = nn.Linear(config.EmbedDim, context.ClassCount);
-            ClassCount = zeros(context.ClassCount, dtype: float64);
-            ClassSum = zeros(context.ClassCount, config.EmbedDim, dtype: float64);
-            ClassSquares = zeros(context.ClassCount, config.EmbedDim, dtype: float64);
+            Statistics = new GaussianClassStatistics(context.ClassCount, config.EmbedDim, CovarianceKind.Diagonal);
             Usage = zeros(context.TaskCount, options.MaxExperts, dtype: float64);
             Split = zeros(context.TaskCount, 2, dtype: int64);
             register_module("pool", Pool);
             register_module("head", Head);
-            register_buffer("class_count", ClassCount);
-            register_buffer("class_sum", ClassSum);
-            register_buffer("class_squares", ClassSquares);
+            register_module("statistics", Statistics);
             register_buffer("usage", Usage);
             register_buffer("split", Split);
         }

@@ -196,9 +196,9 @@ public class SamoeTests(Xunit.Abstractions.ITestOutputHelper output)
     {
         using var stream = NewStream(new() { ["classifier_alignment"] = false });
         stream.Visit(stream.Context(0, stream.A));
-        var once = stream.Learner.State()["class_count"].clone();
+        var once = stream.Learner.State()["statistics.counts"].clone();
         stream.Visit(stream.Context(1, stream.A));
-        var twice = stream.Learner.State()["class_count"];
+        var twice = stream.Learner.State()["statistics.counts"];
         Assert.True(once.sum().item<double>() > 0);
         Assert.True(twice.equal(once * 2).all().item<bool>());
     }
