@@ -52,7 +52,7 @@ public sealed class ElasticAnchor : nn.Module
     public void AccumulateSquaredGradients()
     {
         using var noGrad = no_grad();
-        fisher ??= parameters.Select(p => zeros_like(p).detach()).ToArray();
+        fisher ??= parameters.Select(p => zeros_like(p).detach().DetachFromDisposeScope()).ToArray();
         for (var i = 0; i < parameters.Count; i++)
             if (parameters[i].grad is { } grad) fisher[i].add_(grad.square());
         fisherBatches++;

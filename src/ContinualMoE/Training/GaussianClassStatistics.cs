@@ -32,6 +32,9 @@ public sealed class GaussianClassStatistics : nn.Module
     }
 
     public Tensor Means => means;
+    /// <summary>[C, D, D] (full) or [C, D] (diagonal variances), ridge included.</summary>
+    public Tensor Covariances => covariances;
+    public Tensor Known => known;
     public bool IsKnown(int label) => known[label].item<bool>();
 
     /// <summary>Sets class <paramref name="label"/>'s statistics from its features [n, D] (unbiased covariance, as
