@@ -88,6 +88,7 @@ internal static class RunSession
                 SaveCheckpoint(folder, experiment, task + 1, soFar);
                 folder.WriteAccuracyMatrix(soFar.Accuracy);
                 if (experiment.Learner is IExpertUsage usage) expertPlots.Record(usage, task);
+                if (experiment.Learner is IAdapterGrowth growth) AdapterPlots(folder, growth, config.Method);
                 taskFinished?.Invoke(task);
             }, cancellation));
         }
@@ -119,6 +120,15 @@ internal static class RunSession
                                $"train {observer.TrainImagesPerSecond:F0} img/s, test {observer.TestImagesPerSecond:F0} img/s, wall time {clock.Elapsed.TotalSeconds:F0} s.");
         AnsiConsole.MarkupLine($"Results: [bold]{Markup.Escape(folder.Path)}[/]");
         return 0;
+    }
+
+    /// <summary>Growth of low-rank experts against one expert per task, and shared vs unique components per layer.</summary>
+    private static void AdapterPlots(RunFolder folder, IAdapterGrowth growth, string method)
+    {
+        Plots.ParameterGrowth(growth.ParametersAfterTask, growth.OneTaskExpertParameters, folder.ResultPath("parameter_growth.png"),
+            $"{method}: adapter parameters after each task");
+        Plots.SharedUniqueComponents(growth.ComponentsPerSite, folder.ResultPath("shared_unique_components.png"),
+            $"{method}: shared vs unique components per layer");
     }
 
     /// <summary>Checks names before anything is written, so a typo leaves no half-made run folder behind.</summary>

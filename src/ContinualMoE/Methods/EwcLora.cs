@@ -26,7 +26,7 @@ public sealed class EwcLora : LoraLearner
     public ElasticAnchor Anchor => anchor;
 
     protected override Tensor? AuxiliaryLoss(TaskContext task) =>
-        task.IsFirstTask || Options.Strength <= 0 ? null : anchor.Penalty().mul(Scalars.Of(Options.Strength));
+        task.IsFirstTask || Strength <= 0 ? null : anchor.Penalty().mul(Scalars.Of(Strength));
 
     public override void EndTask(TaskContext task)
     {

@@ -16,8 +16,9 @@ public sealed record LoraOptions
     public int Rank { get; init; } = 8;
     /// <summary>LoRA alpha; null: the rank (scaling 1).</summary>
     public double? Alpha { get; init; }
-    /// <summary>EWC-LoRA: lambda of the anchoring term. O-LoRA: lambda_1 of the orthogonality loss (O-LoRA's 0.5).</summary>
-    public double Strength { get; init; } = 1.0;
+    /// <summary>EWC-LoRA: lambda of the anchoring term (default 1). O-LoRA: lambda_1 of the orthogonality loss (default
+    /// the paper's 0.5). Null: the method's default.</summary>
+    public double? Strength { get; init; }
     /// <summary>O-LoRA: lambda_2 of the L2 loss on the new task's LoRA (O-LoRA's default 0).</summary>
     public double L2 { get; init; }
     public int? Epochs { get; init; }
@@ -50,6 +51,8 @@ public abstract class LoraLearner : LearnerBase
 
     /// <summary>The expert task <paramref name="task"/> trains.</summary>
     protected virtual int TrainedExpert(TaskContext task) => 0;
+    protected virtual double DefaultStrength => 1.0;
+    protected double Strength => Options.Strength ?? DefaultStrength;
     protected virtual Tensor? AuxiliaryLoss(TaskContext task) => null;
     protected virtual Data.IImageDataset? PhaseData(TaskContext task) => null;
     protected virtual bool[]? PhaseLogitMask(TaskContext task) => null;

@@ -18,11 +18,12 @@ public sealed class OLora : LoraLearner
 
     public override string Name => "o-lora";
     protected override int TrainedExpert(TaskContext task) => task.TaskIndex;
+    protected override double DefaultStrength => 0.5;
 
     protected override Tensor? AuxiliaryLoss(TaskContext task)
     {
         Tensor? loss = null;
-        if (Options.Strength > 0 && !task.IsFirstTask) loss = OrthogonalityLoss(task.TaskIndex).mul(Scalars.Of(Options.Strength));
+        if (Strength > 0 && !task.IsFirstTask) loss = OrthogonalityLoss(task.TaskIndex).mul(Scalars.Of(Strength));
         if (Options.L2 > 0)
         {
             var l2 = Bank[task.TaskIndex].Parameters().Select(p => p.square().sum()).Aggregate((a, b) => a + b).mul(Scalars.Of(Options.L2));

@@ -25,7 +25,7 @@ namespace ContinualMoE.Methods;
 ///   test   gate(frozen pass) -> unique expert weights; adapted pass with pool + chosen unique expert -> head.
 /// </summary>
 [ContinualMethod("seta", "SETA: shared and unique low-rank experts with split-on-share, elastic anchoring and a task gate (2026, designed from the abstract)")]
-public sealed class Seta : LearnerBase
+public sealed class Seta : LearnerBase, IAdapterGrowth
 {
     public sealed record Options
     {
@@ -288,6 +288,9 @@ public sealed class Seta : LearnerBase
     /// <summary>Trainable numbers in use after each finished task (adapters only), for the growth curve.</summary>
     public IReadOnlyList<long> ParametersAfterTask =>
         model.ParametersAfterTask.narrow(0, 0, (long)model.TasksTrained.item<float>()).data<float>().Select(v => (long)v).ToList();
+
+    public IReadOnlyList<(string Site, int Shared, int Unique)> ComponentsPerSite =>
+        model.Experts.ComponentsPerSite().Select((c, i) => (model.Experts.Sites[i].Site.ToString(), c.Shared, c.Unique)).ToList();
 
     /// <summary>What one task's own expert would cost at the same capacity (shared + unique rank at every site).</summary>
     public long OneTaskExpertParameters =>
