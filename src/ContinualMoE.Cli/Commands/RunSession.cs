@@ -158,6 +158,7 @@ internal static class RunSession
                 folder.WriteAccuracyMatrix(soFar.Accuracy);
                 if (experiment.Learner is IExpertUsage usage) expertPlots.Record(usage, task);
                 if (experiment.Learner is IExpertPoolGrowth pool) PoolPlots.Record(pool, folder);
+                if (experiment.Learner is IAdapterGrowth growth) AdapterPlots(folder, growth, config.Method);
                 taskFinished?.Invoke(task);
             }, cancellation));
         }
@@ -212,6 +213,15 @@ internal static class RunSession
                                    $"on non-overlapping classes ({m.NonOverlappingClasses}): {F(m.NonOverlappingClassAccuracy)}%.");
         if (m.ForwardTransfer is { } fwt)
             AnsiConsole.MarkupLine($"Forward transfer: {F(fwt.Mean)} pp (task alone: {string.Join(", ", fwt.Alone.Select(a => $"{a:F1}"))}%).");
+    }
+
+    /// <summary>Growth of low-rank experts against one expert per task, and shared vs unique components per layer.</summary>
+    private static void AdapterPlots(RunFolder folder, IAdapterGrowth growth, string method)
+    {
+        Plots.ParameterGrowth(growth.ParametersAfterTask, growth.OneTaskExpertParameters, folder.ResultPath("parameter_growth.png"),
+            $"{method}: adapter parameters after each task");
+        Plots.SharedUniqueComponents(growth.ComponentsPerSite, folder.ResultPath("shared_unique_components.png"),
+            $"{method}: shared vs unique components per layer");
     }
 
     /// <summary>Checks names before anything is written, so a typo leaves no half-made run folder behind.</summary>

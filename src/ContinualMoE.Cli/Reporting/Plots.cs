@@ -222,6 +222,50 @@ public static class Plots
         Save(plot, path, width: columns * cell + 220 + labelWidth, height: rows * cell + 150);
     }
 
+    /// <summary>Adapter parameters after each task against the linear reference (one task's own expert per task).</summary>
+    public static void ParameterGrowth(IReadOnlyList<long> parameters, long oneTaskExpert, string path, string title)
+    {
+        if (parameters.Count == 0) throw new ContinualMoEException("no parameter counts to plot");
+        using var plot = new Plot();
+        var xs = Enumerable.Range(1, parameters.Count).Select(x => (double)x).ToArray();
+        var measured = plot.Add.Scatter(xs, parameters.Select(p => (double)p).ToArray());
+        measured.LegendText = "adapter parameters in use";
+        measured.LineWidth = 2;
+        var linear = plot.Add.Scatter(xs, xs.Select(x => x * oneTaskExpert).ToArray());
+        linear.LegendText = "T x one task's expert";
+        linear.LinePattern = LinePattern.Dashed;
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(xs, xs.Select(x => x.ToString(CultureInfo.InvariantCulture)).ToArray());
+        plot.Title(title);
+        plot.XLabel("tasks learned");
+        plot.YLabel("parameters");
+        plot.ShowLegend(Alignment.UpperLeft);
+        Save(plot, path, width: 800, height: 500);
+    }
+
+    /// <summary>Share of rank-1 components in shared vs unique experts, per adapted layer (stacked bars summing to 1).</summary>
+    public static void SharedUniqueComponents(IReadOnlyList<(string Site, int Shared, int Unique)> sites, string path, string title)
+    {
+        if (sites.Count == 0) throw new ContinualMoEException("no adapted layers to plot");
+        using var plot = new Plot();
+        var bars = new List<Bar>();
+        for (var i = 0; i < sites.Count; i++)
+        {
+            var total = Math.Max(1, sites[i].Shared + sites[i].Unique);
+            var shared = (double)sites[i].Shared / total;
+            bars.Add(new Bar { Position = i, ValueBase = 0, Value = shared, FillColor = Colors.SteelBlue });
+            bars.Add(new Bar { Position = i, ValueBase = shared, Value = 1, FillColor = Colors.Orange });
+        }
+        plot.Add.Bars(bars);
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
+            Enumerable.Range(0, sites.Count).Select(i => (double)i).ToArray(), sites.Select(s => s.Site).ToArray());
+        plot.Axes.Bottom.TickLabelStyle.Rotation = 45;
+        plot.Axes.Bottom.TickLabelStyle.Alignment = Alignment.MiddleLeft;
+        plot.Axes.SetLimitsY(0, 1);
+        plot.Title(title);
+        plot.YLabel("shared (blue) / unique (orange) components");
+        Save(plot, path, width: Math.Max(600, 40 * sites.Count + 200), height: 550);
+    }
+
     private static void Save(Plot plot, string path, int width, int height)
     {
         var png = plot.GetImageBytes(width, height, ImageFormat.Png);

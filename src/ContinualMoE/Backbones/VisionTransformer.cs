@@ -11,6 +11,9 @@ public sealed class VitForwardOptions
     /// <summary>Per-block prefix keys/values (prefix tuning, SMoPE experts, NoRGa gates).</summary>
     public IAttentionPrefixProvider? Prefixes { get; init; }
 
+    /// <summary>Deltas added to the frozen linear layers (LoRA-style experts); works alongside <see cref="Prefixes"/>.</summary>
+    public ILinearAdapterProvider? Adapters { get; init; }
+
     /// <summary>Prompt tokens [B|1, P, D] inserted right after the class token, after position embedding
     /// (prompt tuning as in L2P). They carry no position embedding.</summary>
     public Tensor? PromptTokens { get; init; }
@@ -57,7 +60,7 @@ public sealed class PatchEmbed : Module<Tensor, Tensor>
 /// blocks.N.attn.qkv, blocks.N.attn.proj, blocks.N.norm2, blocks.N.mlp.fc1/fc2, norm, head.
 /// Frozen on construction: continual-learning methods train their own parameters around it.
 /// </summary>
-public sealed class VisionTransformer : Module<Tensor, Tensor>
+public sealed class VisionTransformer : Module<Tensor, Tensor>, ITransformerBackbone
 {
     private readonly Parameter cls_token;
     private readonly Parameter pos_embed;
@@ -91,6 +94,24 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>
 
     public int Depth => Config.Depth;
     public int EmbedDim => Config.EmbedDim;
+
+    string ITransformerBackbone.Name => Config.Name;
+    long ITransformerBackbone.Width => Config.EmbedDim;
+    int ITransformerBackbone.Heads => Config.Heads;
+
+    /// <summary>q, k, v (the three parts of timm's fused qkv), the output projection, fc1 and fc2 of every block.</summary>
+    public IReadOnlyList<LinearLayerShape> AdaptableLayers => adaptableLayers ??= Enumerable.Range(0, Config.Depth)
+        .SelectMany(b => new[]
+        {
+            new LinearLayerShape(new LinearSite(b, LinearLayers.Query), Config.EmbedDim, Config.EmbedDim),
+            new LinearLayerShape(new LinearSite(b, LinearLayers.Key), Config.EmbedDim, Config.EmbedDim),
+            new LinearLayerShape(new LinearSite(b, LinearLayers.Value), Config.EmbedDim, Config.EmbedDim),
+            new LinearLayerShape(new LinearSite(b, LinearLayers.Output), Config.EmbedDim, Config.EmbedDim),
+            new LinearLayerShape(new LinearSite(b, LinearLayers.MlpIn), Config.EmbedDim, Config.MlpHidden),
+            new LinearLayerShape(new LinearSite(b, LinearLayers.MlpOut), Config.MlpHidden, Config.EmbedDim),
+        }).ToList();
+
+    private IReadOnlyList<LinearLayerShape>? adaptableLayers;
 
     /// <summary>Freezes (or unfreezes) every backbone parameter. Methods' own parameters live outside this module.</summary>
     public void SetFrozen(bool frozen)
@@ -128,7 +149,7 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>
         var depth = Math.Min(options.StopAfterBlocks ?? Config.Depth, Config.Depth);
         for (var i = 0; i < depth; i++)
         {
-            x = blocks[i].Forward(x, options.Prefixes);
+            x = blocks[i].Forward(x, options.Prefixes, options.Adapters);
             if (options.CaptureBlocks?.Contains(i) == true) captured[i] = x.MoveToOuterDisposeScope();
         }
         var tokens = norm.forward(x);

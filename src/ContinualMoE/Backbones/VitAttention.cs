@@ -30,13 +30,16 @@ public sealed class VitAttention : Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x) => Forward(x, null, -1);
 
-    /// <summary>x: [B, N, D]. With a provider, the provider's prefix for <paramref name="blockIndex"/> joins the attention.</summary>
-    public Tensor Forward(Tensor x, IAttentionPrefixProvider? prefixProvider, int blockIndex)
+    /// <summary>x: [B, N, D]. With a provider, the provider's prefix for <paramref name="blockIndex"/> joins the attention;
+    /// with adapters, each of q, k, v and the output projection gets its own delta (see <see cref="ILinearAdapterProvider"/>).</summary>
+    public Tensor Forward(Tensor x, IAttentionPrefixProvider? prefixProvider, int blockIndex, ILinearAdapterProvider? adapters = null)
     {
         using var scope = NewDisposeScope();
         long batch = x.shape[0], tokens = x.shape[1], dim = x.shape[2];
+        var fused = qkv.forward(x);
+        if (adapters is not null) fused = AddFusedDeltas(fused, x, adapters, blockIndex, dim);
         // [B, N, 3, H, d] -> [3, B, H, N, d]: permute (never reshape) so that samples and heads stay apart.
-        var qkvHeads = qkv.forward(x).reshape(batch, tokens, 3, heads, headDim).permute(2, 0, 3, 1, 4);
+        var qkvHeads = fused.reshape(batch, tokens, 3, heads, headDim).permute(2, 0, 3, 1, 4);
         var q = qkvHeads[0];
         var k = qkvHeads[1];
         var v = qkvHeads[2];
@@ -59,7 +62,21 @@ public sealed class VitAttention : Module<Tensor, Tensor>
             attended = AttendWithPrefixLogits(q, k, v, prefix, batch, tokens);
         }
         var merged = attended.transpose(1, 2).reshape(batch, tokens, dim);
-        return proj.forward(merged).MoveToOuterDisposeScope();
+        var output = proj.forward(merged);
+        if (adapters?.Delta(new LinearSite(blockIndex, LinearLayers.Output), merged) is { } outputDelta) output = output + outputDelta;
+        return output.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>timm fuses q, k and v in one layer; adapters see them as three sites, each delta added to its slice
+    /// of the fused output [B, N, 3D] (q first, then k, then v, as timm's reshape to [B, N, 3, H, d] reads them).</summary>
+    private static Tensor AddFusedDeltas(Tensor fused, Tensor x, ILinearAdapterProvider adapters, int blockIndex, long dim)
+    {
+        var dq = adapters.Delta(new LinearSite(blockIndex, LinearLayers.Query), x);
+        var dk = adapters.Delta(new LinearSite(blockIndex, LinearLayers.Key), x);
+        var dv = adapters.Delta(new LinearSite(blockIndex, LinearLayers.Value), x);
+        if (dq is null && dk is null && dv is null) return fused;
+        Tensor Slice(Tensor? delta, int part) => delta ?? zeros_like(fused.narrow(-1, part * dim, dim));
+        return fused + torch.cat([Slice(dq, 0), Slice(dk, 1), Slice(dv, 2)], dim: -1);
     }
 
     /// <summary>One softmax over [prefix logits, token logits]; only real tokens act as queries.</summary>

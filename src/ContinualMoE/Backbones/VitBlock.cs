@@ -18,10 +18,23 @@ public sealed class VitMlp : Module<Tensor, Tensor>
         register_module("fc2", fc2);
     }
 
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => Forward(x, null, -1);
+
+    /// <summary>With adapters, fc1 and fc2 each get the provider's delta for their site.</summary>
+    public Tensor Forward(Tensor x, ILinearAdapterProvider? adapters, int blockIndex)
     {
-        using var hidden = functional.gelu(fc1.forward(x));
-        return fc2.forward(hidden);
+        if (adapters is null)
+        {
+            using var hidden = functional.gelu(fc1.forward(x));
+            return fc2.forward(hidden);
+        }
+        using var scope = NewDisposeScope();
+        var preActivation = fc1.forward(x);
+        if (adapters.Delta(new LinearSite(blockIndex, LinearLayers.MlpIn), x) is { } inDelta) preActivation = preActivation + inDelta;
+        var activated = functional.gelu(preActivation);
+        var output = fc2.forward(activated);
+        if (adapters.Delta(new LinearSite(blockIndex, LinearLayers.MlpOut), activated) is { } outDelta) output = output + outDelta;
+        return output.MoveToOuterDisposeScope();
     }
 }
 
@@ -49,10 +62,10 @@ public sealed class VitBlock : Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x) => Forward(x, null);
 
-    public Tensor Forward(Tensor x, IAttentionPrefixProvider? prefixProvider)
+    public Tensor Forward(Tensor x, IAttentionPrefixProvider? prefixProvider, ILinearAdapterProvider? adapters = null)
     {
         using var scope = NewDisposeScope();
-        var h = x + attn.Forward(norm1.forward(x), prefixProvider, Index);
-        return (h + mlp.forward(norm2.forward(h))).MoveToOuterDisposeScope();
+        var h = x + attn.Forward(norm1.forward(x), prefixProvider, Index, adapters);
+        return (h + mlp.Forward(norm2.forward(h), adapters, Index)).MoveToOuterDisposeScope();
     }
 }

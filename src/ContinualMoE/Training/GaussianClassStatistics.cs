@@ -41,6 +41,7 @@ public sealed class GaussianClassStatistics : nn.Module
     public Tensor Means => means;
     /// <summary>[C, D] variances or [C, D, D] covariances, ridge included.</summary>
     public Tensor Covariances => covariances;
+    public Tensor Known => known;
     public bool IsKnown(int label) => known[label].item<bool>();
 
     /// <summary>Sets class <paramref name="label"/>'s statistics from its features [n, D] (covariance divided by n - 1 or

@@ -1,0 +1,94 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace ContinualMoE.LowRank;
+
+/// <summary>
+/// Elastic weight anchoring of a fixed list of parameters (EWC, Kirkpatrick et al. 2017, eq. 3, in its online form with
+/// one anchor, Schwarz et al. 2018): penalty = sum_p Omega_p (theta_p - theta*_p)^2, where Omega accumulates each
+/// finished task's diagonal Fisher (squared gradients of the task loss on its data) and theta* is the value after the
+/// last task. Strong where earlier tasks depend on a parameter, zero where none does, so unused capacity stays plastic.
+/// Each task's Fisher is divided by its mean over all anchored numbers (<see cref="NormaliseEachTask"/>) so that the
+/// strength setting does not depend on the loss scale of a converged task.
+/// </summary>
+public sealed class ElasticAnchor : nn.Module
+{
+    private readonly IReadOnlyList<Parameter> parameters;
+    private readonly Tensor[] importance;
+    private readonly Tensor[] anchor;
+    private Tensor[]? fisher;
+    private long fisherBatches;
+
+    public bool NormaliseEachTask { get; }
+
+    public ElasticAnchor(IReadOnlyList<Parameter> parameters, bool normaliseEachTask = true) : base(nameof(ElasticAnchor))
+    {
+        this.parameters = parameters;
+        NormaliseEachTask = normaliseEachTask;
+        importance = parameters.Select(p => zeros_like(p).detach()).ToArray();
+        anchor = parameters.Select(p => p.detach().clone()).ToArray();
+        for (var i = 0; i < parameters.Count; i++)
+        {
+            register_buffer($"importance_{i}", importance[i]);
+            register_buffer($"anchor_{i}", anchor[i]);
+        }
+    }
+
+    public IReadOnlyList<Tensor> Importance => importance;
+    public IReadOnlyList<Tensor> Anchor => anchor;
+
+    /// <summary>sum_p Omega_p (theta_p - theta*_p)^2 (a scalar with gradients to the parameters).</summary>
+    public Tensor Penalty()
+    {
+        using var scope = NewDisposeScope();
+        Tensor total = zeros(1, device: parameters[0].device).squeeze();
+        for (var i = 0; i < parameters.Count; i++)
+            total = total + (importance[i] * (parameters[i] - anchor[i]).square()).sum();
+        return total.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Call after <c>backward()</c> of one batch of the task's loss to add its squared gradients.</summary>
+    public void AccumulateSquaredGradients()
+    {
+        using var noGrad = no_grad();
+        fisher ??= parameters.Select(p => zeros_like(p).detach().DetachFromDisposeScope()).ToArray();
+        for (var i = 0; i < parameters.Count; i++)
+            if (parameters[i].grad is { } grad) fisher[i].add_(grad.square());
+        fisherBatches++;
+    }
+
+    /// <summary>Adds the accumulated Fisher (mean over batches, normalised when asked) to Omega and moves the anchor to
+    /// the current values.</summary>
+    public void CommitTask()
+    {
+        using var noGrad = no_grad();
+        if (fisher is not null && fisherBatches > 0)
+        {
+            var total = fisher.Sum(f => f.sum().item<float>());
+            var count = fisher.Sum(f => f.numel());
+            var divisor = NormaliseEachTask ? total / count : fisherBatches;
+            if (divisor > 0)
+                for (var i = 0; i < parameters.Count; i++) importance[i].add_(fisher[i] / (NormaliseEachTask ? divisor * 1.0 : divisor));
+        }
+        if (fisher is not null) foreach (var f in fisher) f.Dispose();
+        fisher = null;
+        fisherBatches = 0;
+        MoveAnchor();
+    }
+
+    public void MoveAnchor()
+    {
+        using var noGrad = no_grad();
+        for (var i = 0; i < parameters.Count; i++) anchor[i].copy_(parameters[i]);
+    }
+
+    /// <summary>Forgets the importance of a slice of parameter <paramref name="index"/> (a component that was split off or
+    /// renewed) and anchors it at its current value.</summary>
+    public void Release(int index, int dim, long start, long length)
+    {
+        using var noGrad = no_grad();
+        importance[index].narrow(dim, start, length).zero_();
+        anchor[index].narrow(dim, start, length).copy_(parameters[index].narrow(dim, start, length));
+    }
+}

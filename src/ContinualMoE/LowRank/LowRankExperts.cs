@@ -1,0 +1,188 @@
+using ContinualMoE.Backbones;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace ContinualMoE.LowRank;
+
+/// <summary>
+/// A bank of low-rank experts on the frozen linear layers of any <see cref="ITransformerBackbone"/>, plugged in as its
+/// <see cref="ILinearAdapterProvider"/>: delta(x) = sum_e w_e(x) * scaling_e * B_e diag(m_e) A_e x (+ merged x).
+/// Experts are added (activated) per task, frozen, masked, merged into a dense delta and counted. Capacity is
+/// allocated at construction so that a checkpoint's shapes never change as experts are added.
+/// With <see cref="SampleWeights"/> [B, experts] each sample mixes the experts with its own weights (gating);
+/// without, every active expert has weight 1.
+/// </summary>
+public sealed class LowRankExperts : nn.Module, ILinearAdapterProvider
+{
+    private readonly ModuleList<LowRankExpert> experts;
+    private readonly Tensor activeFlags;   // [E] 1 = in use
+    private readonly Tensor frozenFlags;   // [E] 1 = frozen
+    private readonly Tensor[] merged;      // per site [out, in], only when mergeable
+    private readonly Dictionary<LinearSite, int> siteIndex;
+    private bool[] active;
+    private bool[] frozen;
+    private Tensor?[]? energySums;
+    private long[]? energyCounts;
+    private int energyExpert = -1;
+
+    public IReadOnlyList<LinearLayerShape> Sites { get; }
+    public bool Mergeable { get; }
+
+    /// <param name="experts">Every expert the bank may ever use (inactive until <see cref="Activate"/>).</param>
+    public LowRankExperts(IReadOnlyList<LinearLayerShape> sites, IEnumerable<LowRankExpert> experts, bool mergeable = false) : base(nameof(LowRankExperts))
+    {
+        Sites = sites;
+        Mergeable = mergeable;
+        this.experts = new ModuleList<LowRankExpert>(experts.ToArray());
+        if (this.experts.Any(e => !e.Sites.SequenceEqual(sites)))
+            throw new ArgumentException("every expert of a bank must adapt the bank's sites");
+        siteIndex = sites.Select((s, i) => (s.Site, i)).ToDictionary(x => x.Site, x => x.i);
+        active = new bool[this.experts.Count];
+        frozen = new bool[this.experts.Count];
+        activeFlags = zeros(this.experts.Count);
+        frozenFlags = zeros(this.experts.Count);
+        register_module("experts", this.experts);
+        register_buffer("active", activeFlags);
+        register_buffer("frozen", frozenFlags);
+        merged = mergeable ? sites.Select(s => zeros(s.OutFeatures, s.InFeatures)).ToArray() : [];
+        for (var i = 0; i < merged.Length; i++) register_buffer($"merged_{i}", merged[i]);
+    }
+
+    /// <summary>A bank of <paramref name="count"/> experts of equal rank, scaling alpha / rank (LoRA's convention).</summary>
+    public static LowRankExperts Uniform(IReadOnlyList<LinearLayerShape> sites, int count, int rank, double alpha, bool mergeable = false) =>
+        new(sites, Enumerable.Range(0, count).Select(_ => new LowRankExpert(sites, rank, alpha / rank)), mergeable);
+
+    public int Count => experts.Count;
+    public LowRankExpert this[int expert] => experts[expert];
+    public bool IsActive(int expert) => active[expert];
+    public bool IsFrozen(int expert) => frozen[expert];
+
+    /// <summary>Per-sample expert weights [B, <see cref="Count"/>] for the next forward passes; null: weight 1 for every active expert.</summary>
+    public Tensor? SampleWeights { get; set; }
+
+    public void Activate(int expert, bool on = true) { active[expert] = on; SyncFlags(); }
+
+    /// <summary>A frozen expert still acts in the forward pass but is never trained again (requires_grad false).</summary>
+    public void Freeze(int expert, bool on = true) { frozen[expert] = on; SyncFlags(); ApplyFreezing(); }
+
+    /// <summary>Parameters of the active, unfrozen experts (the ones a training phase may change).</summary>
+    public IReadOnlyList<Parameter> TrainableParameters(IEnumerable<int>? only = null)
+    {
+        ApplyFreezing();
+        var chosen = only?.ToHashSet();
+        return Enumerable.Range(0, Count).Where(e => active[e] && !frozen[e] && (chosen is null || chosen.Contains(e)))
+            .SelectMany(e => experts[e].Parameters()).ToList();
+    }
+
+    /// <summary>Trainable numbers in use over the active experts (inactive capacity and merged deltas not counted).</summary>
+    public long ActiveParameterCount(IEnumerable<int>? only = null) =>
+        (only ?? Enumerable.Range(0, Count)).Where(e => active[e]).Sum(e => experts[e].ActiveParameterCount());
+
+    /// <summary>Folds expert <paramref name="expert"/> into the dense per-site delta (weight 1 from then on, whatever
+    /// the sample weights) and switches it off; the layer's output does not change.</summary>
+    public void Merge(int expert)
+    {
+        if (!Mergeable) throw new InvalidOperationException("this expert bank was built without merged deltas");
+        using var noGrad = no_grad();
+        for (var s = 0; s < Sites.Count; s++)
+        {
+            using var delta = experts[expert].DenseDelta(s);
+            merged[s].add_(delta);
+        }
+        Activate(expert, false);
+    }
+
+    public Tensor? MergedDelta(int site) => Mergeable ? merged[site] : null;
+
+    public Tensor? Delta(LinearSite site, Tensor input)
+    {
+        if (!siteIndex.TryGetValue(site, out var s)) return null;
+        var used = Enumerable.Range(0, Count).Where(e => active[e]).ToList();
+        Tensor? delta = null;
+        if (used.Count > 0)
+        {
+            var downs = used.Select(e => experts[e].Down(s) * (experts[e].SlotMask[s] * experts[e].Scaling).unsqueeze(1)).ToArray();
+            var hidden = input.matmul(torch.cat(downs, 0).t());                     // [..., R]
+            if (energyExpert >= 0) RecordEnergy(s, input, used);
+            if (SampleWeights is { } weights)
+            {
+                var columns = torch.cat(used.Select(e => weights.narrow(1, e, 1).expand(-1, experts[e].Rank)).ToArray(), 1);  // [B, R]
+                var shape = new long[input.dim()];
+                Array.Fill(shape, 1L);
+                shape[0] = columns.shape[0];
+                shape[^1] = columns.shape[1];
+                hidden = hidden * columns.reshape(shape);
+            }
+            delta = hidden.matmul(torch.cat(used.Select(e => (Tensor)experts[e].Up(s)).ToArray(), 1).t());
+        }
+        if (Mergeable)
+        {
+            var dense = input.matmul(merged[s].t());
+            delta = delta is null ? dense : delta + dense;
+        }
+        return delta;
+    }
+
+    /// <summary>Starts measuring, over the next forward passes, the output energy of each component of
+    /// <paramref name="expert"/>: E[(a_k . x)^2] * |b_k|^2 * scaling^2, i.e. how much component k changes the layer's
+    /// output on that data. <see cref="StopEnergy"/> returns it [sites, rank].</summary>
+    public void StartEnergy(int expert)
+    {
+        energyExpert = expert;
+        energySums = new Tensor?[Sites.Count];
+        energyCounts = new long[Sites.Count];
+    }
+
+    public Tensor StopEnergy()
+    {
+        var expert = experts[energyExpert];
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var rows = new List<Tensor>();
+        for (var s = 0; s < Sites.Count; s++)
+        {
+            var mean = energySums![s] is { } sum ? sum / Math.Max(1, energyCounts![s]) : zeros(expert.Rank);
+            rows.Add(mean * expert.Up(s).square().sum(dim: 0).to(mean.device) * (expert.Scaling * expert.Scaling) * expert.SlotMask[s]);
+        }
+        foreach (var t in energySums!) t?.Dispose();
+        energyExpert = -1;
+        energySums = null;
+        return stack(rows).MoveToOuterDisposeScope();
+    }
+
+    private void RecordEnergy(int s, Tensor input, List<int> used)
+    {
+        if (!used.Contains(energyExpert)) return;
+        using var noGrad = no_grad();
+        var projected = input.detach().matmul(experts[energyExpert].Down(s).detach().t());   // [..., rank]
+        var flat = projected.reshape(-1, projected.shape[^1]);
+        var sum = flat.square().sum(dim: 0);
+        var previous = energySums![s];
+        var total = previous is null ? sum.clone() : previous + sum;
+        energySums[s] = total.DetachFromDisposeScope();
+        previous?.Dispose();
+        energyCounts![s] += flat.shape[0];
+    }
+
+    /// <summary>Reads the active and frozen flags back from the buffers (call after loading a state).</summary>
+    public void SyncFromState()
+    {
+        active = activeFlags.data<float>().Select(v => v > 0).ToArray();
+        frozen = frozenFlags.data<float>().Select(v => v > 0).ToArray();
+        ApplyFreezing();
+    }
+
+    private void SyncFlags()
+    {
+        using var noGrad = no_grad();
+        activeFlags.copy_(tensor(active.Select(a => a ? 1f : 0f).ToArray()));
+        frozenFlags.copy_(tensor(frozen.Select(a => a ? 1f : 0f).ToArray()));
+    }
+
+    private void ApplyFreezing()
+    {
+        for (var e = 0; e < Count; e++)
+            foreach (var p in experts[e].Parameters()) p.requires_grad = !frozen[e];
+    }
+}

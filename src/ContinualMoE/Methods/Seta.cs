@@ -1,0 +1,343 @@
+using ContinualMoE.Backbones;
+using ContinualMoE.LowRank;
+using ContinualMoE.Training;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace ContinualMoE.Methods;
+
+/// <summary>
+/// SETA ("Split-on-Share: Mixture of Sparse Experts for Task-Agnostic Continual Learning", arXiv 2601.17616, 2026),
+/// designed from its abstract (no code or full text is public; every choice and its reason: docs/methods/seta.md).
+/// Low-rank experts on frozen linear layers of the backbone (default q and v): a shared pool used by every input and one
+/// unique expert per task; a split-on-share rule moves components that only one task uses into its unique expert;
+/// elastic anchoring protects the shared components earlier tasks depend on; a gate on the frozen pooled feature
+/// (Gaussian class statistics, no stored data) picks the unique expert at test time without task identity.
+///
+/// Per task t:
+///   begin  t's unique expert joins; for t > 0 the pool's component energies on t's data decide the split-on-share
+///          (<see cref="SplitOnShareExperts.SplitAndGrow"/>);
+///   train  pool + t's unique expert + head, CE over t's classes + anchor_strength * sum Omega (theta - theta*)^2;
+///   end    one pass over t's un-augmented data: squared gradients (Fisher) into Omega, pool energies (ownership),
+///          frozen pooled features into the gate's class statistics, adapted features into the head's statistics;
+///          t's unique expert is frozen; from t > 0 the head is re-aligned on Gaussian samples of all seen classes;
+///   test   gate(frozen pass) -> unique expert weights; adapted pass with pool + chosen unique expert -> head.
+/// </summary>
+[ContinualMethod("seta", "SETA: shared and unique low-rank experts with split-on-share, elastic anchoring and a task gate (2026, designed from the abstract)")]
+public sealed class Seta : LearnerBase, IAdapterGrowth
+{
+    public sealed record Options
+    {
+        /// <summary>Adapted layers (q, k, v, out, mlp.in, mlp.out, or qv, qkv, attn, mlp, all); LoRA's default is q and v.</summary>
+        public string[] Layers { get; init; } = ["q", "v"];
+        /// <summary>Adapted blocks; null: all.</summary>
+        public int[]? Blocks { get; init; }
+        /// <summary>Pool components switched on at the start, and the rank of LoRA's scaling alpha / rank.</summary>
+        public int SharedRank { get; init; } = 8;
+        /// <summary>Upper bound of the pool (growth switches on more components up to this).</summary>
+        public int SharedCapacity { get; init; } = 16;
+        /// <summary>Components of each task's own unique expert, trained with its task.</summary>
+        public int UniqueRank { get; init; } = 2;
+        /// <summary>Components a unique expert can receive from the pool by splits.</summary>
+        public int SplitCapacity { get; init; } = 4;
+        /// <summary>LoRA alpha; null: the shared rank (scaling 1).</summary>
+        public double? Alpha { get; init; }
+        public double OwnershipThreshold { get; init; } = 0.5;
+        public double ShareThreshold { get; init; } = 0.5;
+        public int MinFreeComponents { get; init; } = 2;
+        public double AnchorStrength { get; init; } = 1.0;
+        /// <summary>gaussian (top-1 of the Gaussian gate), soft (softmax of its per-dimension log-likelihoods), oracle
+        /// (the true task: upper bound of the ablation), uniform (every seen task's expert at 1/t: lower bound).</summary>
+        public string Gate { get; init; } = "gaussian";
+        public double GateShrinkage { get; init; } = 0.1;
+        // Switches of the ablation.
+        /// <summary>False: no unique experts and no splits, everything in the shared pool (one pass per test image).</summary>
+        public bool Split { get; init; } = true;
+        public bool Anchoring { get; init; } = true;
+        public bool GrowShared { get; init; } = true;
+        public bool ClassifierAlignment { get; init; } = true;
+        public int AlignmentEpochs { get; init; } = 20;
+        public double AlignmentLearningRate { get; init; } = 0.01;
+        public int AlignmentSamplesPerClass { get; init; } = 256;
+        public int? Epochs { get; init; }
+        public double? LearningRate { get; init; }
+    }
+
+    private readonly Options options;
+    private readonly SetaModel model;
+
+    public Seta(MethodContext context) : this(context, context.Settings.Bind(new Options(), "seta")) { }
+
+    private Seta(MethodContext context, Options options) : this(context, Validate(options), new SetaModel(context, options)) { }
+
+    private Seta(MethodContext context, Options options, SetaModel model) : base(context, model)
+    {
+        this.options = options;
+        this.model = model;
+    }
+
+    public override string Name => "seta";
+    public SplitOnShareExperts Experts => model.Experts;
+    public GaussianTaskGate TaskGate => model.Gate;
+    public Options Settings => options;
+    /// <summary>Split and grown pool components before each task (reporting).</summary>
+    public IReadOnlyList<(int Split, int Grown)> SplitHistory => splitHistory;
+    private readonly List<(int Split, int Grown)> splitHistory = [];
+
+    private int Epochs => options.Epochs ?? Context.Training.Epochs;
+    private double Rate => options.LearningRate ?? Context.Training.LearningRate;
+    private bool UsesUniqueExperts => options.Split;
+
+    private static Options Validate(Options o)
+    {
+        if (o.SharedRank < 1 || o.SharedCapacity < o.SharedRank)
+            throw new ContinualMoEException($"seta: shared_rank must be at least 1 and at most shared_capacity ({o.SharedCapacity}), got {o.SharedRank}");
+        if (o.UniqueRank < 0 || o.SplitCapacity < 0) throw new ContinualMoEException("seta: unique_rank and split_capacity must not be negative");
+        if (o.Gate is not ("gaussian" or "soft" or "oracle" or "uniform"))
+            throw new ContinualMoEException($"seta: gate must be gaussian, soft, oracle or uniform, got '{o.Gate}'");
+        return o;
+    }
+
+    public override void BeginTask(TaskContext task)
+    {
+        if (!UsesUniqueExperts) return;
+        model.Experts.BeginTask(task.TaskIndex);
+        if (task.IsFirstTask) return;
+        // The pool's component energies on the new task's data (no labels, no gradients): which components it shares.
+        var bank = model.Experts.Bank;
+        bank.SampleWeights = PoolOnly(1);
+        bank.StartEnergy(0);
+        using (no_grad())
+            foreach (var batch in task.Data.Loader(task.Train, augment: false, shuffle: false).Epoch(0))
+                using (batch) AdaptedFeatures(batch.Images).Dispose();
+        using var probe = bank.StopEnergy();
+        bank.SampleWeights = null;
+        splitHistory.Add(model.Experts.SplitAndGrow(task.TaskIndex, probe));
+    }
+
+    public override IReadOnlyList<TrainingPhase> TrainingPhases(TaskContext task)
+    {
+        var experts = model.Experts.Bank.TrainableParameters(UsesUniqueExperts ? [0, 1 + task.TaskIndex] : [0]);
+        return
+        [
+            new TrainingPhase
+            {
+                Name = "seta",
+                Epochs = Epochs,
+                Parameters = [new ParameterGroup("experts", experts), new ParameterGroup("head", TrainableParameters(model.Head))],
+                Optimizer = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = Rate, Schedule = ScheduleKind.Cosine },
+                Step = batch => TrainStep(batch, task),
+            },
+        ];
+    }
+
+    private StepOutput TrainStep(Data.Batch batch, TaskContext task)
+    {
+        model.Experts.Bank.SampleWeights = TaskOnly(task.TaskIndex, 1);
+        var logits = model.Head.forward(AdaptedFeatures(batch.Images));
+        model.Experts.Bank.SampleWeights = null;
+        Tensor? anchoring = null;
+        if (options.Anchoring && !task.IsFirstTask && options.AnchorStrength > 0)
+            anchoring = model.Experts.Anchor.Penalty().mul(Scalars.Of(options.AnchorStrength));
+        return new StepOutput(logits, anchoring);
+    }
+
+    /// <summary>Expert weights [rows, E] with the pool and task <paramref name="t"/>'s unique expert at 1.</summary>
+    private Tensor TaskOnly(int t, long rows)
+    {
+        var taskWeights = zeros(rows, Context.TaskCount);
+        if (UsesUniqueExperts) taskWeights[.., t] = ones(rows);
+        return model.Experts.ExpertWeights(taskWeights);
+    }
+
+    private Tensor PoolOnly(long rows) => model.Experts.ExpertWeights(zeros(rows, Context.TaskCount));
+
+    private Tensor AdaptedFeatures(Tensor images)
+    {
+        using var output = Backbone.ForwardFeatures(images, new VitForwardOptions { Adapters = model.Experts.Bank });
+        return output.Cls.clone();
+    }
+
+    public override void EndTask(TaskContext task)
+    {
+        var bank = model.Experts.Bank;
+        var adapted = new Dictionary<int, List<Tensor>>();
+        var frozen = new Dictionary<int, List<Tensor>>();
+        var trainable = bank.TrainableParameters([0]);
+        bank.StartEnergy(0);
+        foreach (var batch in task.Data.Loader(task.Train, augment: false, shuffle: false).Epoch(0))
+        {
+            using (batch)
+            using (var scope = NewDisposeScope())
+            {
+                // Squared gradients of the task's loss on the pool (the anchoring's Fisher), as EWC estimates it per batch.
+                foreach (var p in trainable) p.grad?.zero_();
+                bank.SampleWeights = TaskOnly(task.TaskIndex, 1);
+                var features = AdaptedFeatures(batch.Images);
+                bank.SampleWeights = null;
+                var loss = Losses.MaskedCrossEntropy(model.Head.forward(features), batch.Labels, task.TaskClassMask);
+                loss.backward();
+                model.Experts.Anchor.AccumulateSquaredGradients();
+                var pooled = FrozenFeatures(batch.Images);
+                var labels = batch.Labels.data<long>().ToArray();
+                for (var i = 0; i < labels.Length; i++)
+                {
+                    Add(adapted, (int)labels[i], features[i].detach());
+                    Add(frozen, (int)labels[i], pooled[i]);
+                }
+            }
+        }
+        foreach (var p in bank.TrainableParameters()) p.grad?.zero_();
+        foreach (var p in model.Head.parameters()) p.grad?.zero_();
+        using var energy = bank.StopEnergy();
+        model.Experts.EndTask(task.TaskIndex, energy);
+        if (!options.Anchoring) model.Experts.Anchor.MoveAnchor();
+        foreach (var (label, list) in frozen)
+        {
+            using (var stacked = stack(list)) model.Gate.AddClass(label, task.TaskIndex, stacked);
+            foreach (var t in list) t.Dispose();
+        }
+        foreach (var (label, list) in adapted)
+        {
+            using (var stacked = stack(list)) model.Statistics.Set(label, stacked);
+            foreach (var t in list) t.Dispose();
+        }
+        using (no_grad()) model.TasksTrained.fill_(task.TaskIndex + 1);
+        using (no_grad()) model.ParametersAfterTask[task.TaskIndex].fill_(model.Experts.Bank.ActiveParameterCount());
+        if (options.ClassifierAlignment && !task.IsFirstTask)
+        {
+            var seen = task.SeenClasses.Where(model.Statistics.IsKnown).ToList();
+            ClassifierAlignment.Run(model.Head.forward, [new ParameterGroup("head", TrainableParameters(model.Head))],
+                model.Statistics, seen, task.SeenClassMask,
+                new AlignmentSettings(options.AlignmentEpochs, options.AlignmentSamplesPerClass, Context.Training.BatchSize,
+                    new OptimizerSettings { Kind = OptimizerKind.Sgd, LearningRate = options.AlignmentLearningRate, Momentum = 0.9, Schedule = ScheduleKind.Cosine }),
+                task.Seed);
+        }
+    }
+
+    private static void Add(Dictionary<int, List<Tensor>> lists, int label, Tensor feature)
+    {
+        if (!lists.TryGetValue(label, out var list)) lists[label] = list = [];
+        list.Add(feature.clone().DetachFromDisposeScope());
+    }
+
+    public override Prediction Predict(Tensor images, EvaluationContext context)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var batch = images.shape[0];
+        var tasksTrained = context.TasksTrained;
+        Tensor? predictedTask = null;
+        if (UsesUniqueExperts)
+        {
+            var taskWeights = GateWeights(images, context, tasksTrained, out predictedTask);
+            model.Experts.Bank.SampleWeights = model.Experts.ExpertWeights(taskWeights);
+        }
+        else model.Experts.Bank.SampleWeights = null;
+        var logits = model.Head.forward(AdaptedFeatures(images));
+        model.Experts.Bank.SampleWeights = null;
+        return new Prediction(logits.MoveToOuterDisposeScope(), predictedTask?.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Unique-expert weights [B, T] over the tasks trained so far, by the configured gate.</summary>
+    public Tensor GateWeights(Tensor images, EvaluationContext context, int tasksTrained, out Tensor? predictedTask)
+    {
+        var batch = images.shape[0];
+        var seen = zeros(Context.TaskCount, dtype: ScalarType.Bool);
+        seen.narrow(0, 0, tasksTrained).fill_(true);
+        predictedTask = null;
+        switch (options.Gate)
+        {
+            case "uniform":
+                return seen.to(float32).div(Scalars.Of(tasksTrained)).unsqueeze(0).expand(batch, -1).contiguous();
+            case "oracle":
+            {
+                var tasks = TrueTasks(context, batch);
+                predictedTask = tasks;
+                return nn.functional.one_hot(tasks, Context.TaskCount).to(float32);
+            }
+            default:
+            {
+                var logits = model.Gate.Logits(FrozenFeatures(images, context)).masked_fill(seen.logical_not(), double.NegativeInfinity);
+                predictedTask = logits.argmax(-1);
+                if (options.Gate == "soft")
+                    return logits.div(Scalars.Of(Backbone.EmbedDim)).softmax(-1).nan_to_num();
+                return nn.functional.one_hot(predictedTask, Context.TaskCount).to(float32);
+            }
+        }
+    }
+
+    /// <summary>The true task of each test image (oracle ablation only): given in task-incremental scenarios, otherwise
+    /// read from the dataset's labels through the gate's class-to-task map.</summary>
+    private Tensor TrueTasks(EvaluationContext context, long batch)
+    {
+        if (context.TrueTask is int t) return full(batch, (long)t, dtype: int64);
+        if (context.Samples is not { } samples)
+            throw new ContinualMoEException("seta: gate=oracle needs the evaluated samples' identity (only the trainer's evaluation provides it)");
+        var labels = tensor(samples.Indices.Select(i => (long)samples.Dataset.GetLabel(i)).ToArray());
+        return model.Gate.TaskOfClass.index_select(0, labels).clamp_min(0);
+    }
+
+    public override void LoadState(IReadOnlyDictionary<string, Tensor> state)
+    {
+        base.LoadState(state);
+        model.Experts.Bank.SyncFromState();
+    }
+
+    /// <summary>Trainable numbers in use after each finished task (adapters only), for the growth curve.</summary>
+    public IReadOnlyList<long> ParametersAfterTask =>
+        model.ParametersAfterTask.narrow(0, 0, (long)model.TasksTrained.item<float>()).data<float>().Select(v => (long)v).ToList();
+
+    public IReadOnlyList<(string Site, int Shared, int Unique)> ComponentsPerSite =>
+        model.Experts.ComponentsPerSite().Select((c, i) => (model.Experts.Sites[i].Site.ToString(), c.Shared, c.Unique)).ToList();
+
+    /// <summary>What one task's own expert would cost at the same capacity (shared + unique rank at every site).</summary>
+    public long OneTaskExpertParameters =>
+        model.Experts.Sites.Sum(s => (s.InFeatures + s.OutFeatures) * (options.SharedRank + (UsesUniqueExperts ? options.UniqueRank : 0)));
+
+    /// <summary>Adapters in use and head; statistics are state, not parameters. Two passes per test image with the gate
+    /// (frozen pooled feature, then the adapted pass), one without.</summary>
+    public override MethodCost Cost(int tasksTrained)
+    {
+        var adapters = model.Experts.Bank.ActiveParameterCount();
+        var trainable = adapters + model.Head.parameters().Sum(p => p.numel());
+        var bytes = model.state_dict().Values.Sum(t => t.numel() * t.element_size());
+        var history = ParametersAfterTask;
+        var perTask = history.Count > 1 ? (history[^1] - history[0]) / (history.Count - 1) : 0;
+        return new MethodCost(trainable, perTask, bytes, UsesUniqueExperts && options.Gate is "gaussian" or "soft" ? 2 : 1);
+    }
+
+    private sealed class SetaModel : nn.Module
+    {
+        public readonly SplitOnShareExperts Experts;
+        public readonly Linear Head;
+        public readonly GaussianClassStatistics Statistics;
+        public readonly GaussianTaskGate Gate;
+        public readonly Tensor TasksTrained;
+        public readonly Tensor ParametersAfterTask;
+
+        public SetaModel(MethodContext context, Options options) : base(nameof(SetaModel))
+        {
+            ITransformerBackbone backbone = context.Backbone;
+            var sites = LowRankSites.Select(backbone, options.Layers, options.Blocks, "seta");
+            torch.random.manual_seed(context.Seed);
+            var split = options.Split;
+            Experts = new SplitOnShareExperts(sites, context.TaskCount, new SplitOnShareSettings(
+                options.SharedRank, options.SharedCapacity, split ? options.UniqueRank : 0, split ? options.SplitCapacity : 0,
+                options.Alpha ?? options.SharedRank, options.OwnershipThreshold, options.ShareThreshold, options.MinFreeComponents,
+                options.GrowShared));
+            Head = nn.Linear(backbone.Width, context.ClassCount);
+            Statistics = new GaussianClassStatistics(context.ClassCount, (int)backbone.Width, CovarianceKind.Diagonal);
+            Gate = new GaussianTaskGate(context.ClassCount, (int)backbone.Width, context.TaskCount, options.GateShrinkage);
+            TasksTrained = zeros(1);
+            ParametersAfterTask = zeros(context.TaskCount);
+            register_module("experts", Experts);
+            register_module("head", Head);
+            register_module("statistics", Statistics);
+            register_module("gate", Gate);
+            register_buffer("tasks_trained", TasksTrained);
+            register_buffer("parameters_after_task", ParametersAfterTask);
+        }
+    }
+}
