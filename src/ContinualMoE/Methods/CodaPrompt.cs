@@ -98,8 +98,8 @@ public sealed class CodaPrompt : LearnerBase
             prefixes.AddSplit(model.Blocks[b], prompt);
             if (training && options.OrthogonalityWeight > 0)
             {
-                var term = (Orthogonality(k) + Orthogonality(a) + Orthogonality(p.reshape(p.shape[0], -1))) * options.OrthogonalityWeight;
-                penalty = penalty is null ? term : penalty + term;
+                var term = Orthogonality(k).Plus(Orthogonality(a)).Plus(Orthogonality(p.reshape(p.shape[0], -1))).mul(Scalars.Of(options.OrthogonalityWeight));
+                penalty = penalty is null ? term : penalty.Plus(term);
             }
         }
         using var output = Backbone.ForwardFeatures(images, new VitForwardOptions { Prefixes = prefixes });
@@ -116,7 +116,7 @@ public sealed class CodaPrompt : LearnerBase
     private static Tensor Orthogonality(Tensor t)
     {
         var gram = t.matmul(t.t());
-        return (gram - eye(t.shape[0], device: t.device)).pow(2).mean();
+        return (gram - eye(t.shape[0], device: t.device)).pow(Scalars.Integer(2)).mean();
     }
 
     public override Prediction Predict(Tensor images, EvaluationContext context)

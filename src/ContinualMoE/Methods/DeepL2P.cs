@@ -82,8 +82,8 @@ public sealed class DeepL2P : LearnerBase
             prefixes.Add(model.Blocks[b], k.reshape(batch, -1, k.shape[^1]), v.reshape(batch, -1, v.shape[^1]));
             if (training)
             {
-                var term = (1 - PromptMatching.Selected(similarity, selected)).mean() * options.KeyLossWeight;
-                loss = loss is null ? term : loss + term;
+                var term = PromptMatching.Selected(similarity, selected).negative().Plus(Scalars.Integer(1)).mean().mul(Scalars.Of(options.KeyLossWeight));
+                loss = loss is null ? term : loss.Plus(term);
             }
         }
         using var output = Backbone.ForwardFeatures(images, new VitForwardOptions { Prefixes = prefixes });

@@ -82,7 +82,7 @@ public sealed class DualPrompt : LearnerBase
         var selected = PromptMatching.Forced(query.shape[0], task.TaskIndex, 1, query.device);
         var logits = Forward(batch.Images, selected);
         var pull = PromptMatching.Selected(similarity, selected).mean();
-        return new StepOutput(logits, -options.KeyLossWeight * pull);
+        return new StepOutput(logits, pull.mul(Scalars.Of(-options.KeyLossWeight)));
     }
 
     /// <summary>The E-prompt (= task) each image's query picks, [B, 1].</summary>

@@ -209,7 +209,7 @@ public class HidePrompt : LearnerBase
             using var means = oldClasses.Count > 0
                 ? model.Statistics.Means.index_select(0, tensor(oldClasses.Select(c => (long)c).ToArray(), device: features.device))
                 : null;
-            auxiliary = ContrastiveRegulariser(features, means, options.ContrastiveTemperature) * options.Reg;
+            auxiliary = ContrastiveRegulariser(features, means, options.ContrastiveTemperature).mul(Scalars.Of(options.Reg));
         }
         return new StepOutput(logits, auxiliary);
     }
@@ -224,8 +224,8 @@ public class HidePrompt : LearnerBase
     {
         using var scope = NewDisposeScope();
         var m = oldMeans is null ? features : cat([oldMeans.to(features.dtype), features], 0);
-        var similarities = m.matmul(m.t()) / temperature;
-        var targets = arange(m.shape[0], dtype: int64, device: m.device);
+        var similarities = m.matmul(m.t()).div(Scalars.Of(temperature));
+        var targets = Scalars.Arange(m.shape[0], dtype: int64, device: m.device);
         return nn.functional.cross_entropy(similarities, targets).MoveToOuterDisposeScope();
     }
 
@@ -322,7 +322,7 @@ public class HidePrompt : LearnerBase
         Tensor tasks;
         if (context.TrueTask is int trueTask)
         {
-            tasks = full(images.shape[0], (long)trueTask, dtype: int64, device: images.device);
+            tasks = full(images.shape[0], Scalars.Integer(trueTask), dtype: int64, device: images.device);
         }
         else
         {
@@ -330,7 +330,7 @@ public class HidePrompt : LearnerBase
             tasks = model.Tii.Infer(frozen, context.SeenClassMask).Tasks;
         }
         // Guard: a class without an assigned task cannot be predicted (masked), but keep indices valid.
-        tasks = tasks.clamp(0, model.Prompts.Tasks - 1);
+        tasks = tasks.clamp(Scalars.Integer(0), Scalars.Integer(model.Prompts.Tasks - 1));
         model.Prompts.UsePerSample(tasks);
         var logits = model.Head.forward(PromptedFeatures(images));
         return new Prediction(logits.MoveToOuterDisposeScope(), tasks.MoveToOuterDisposeScope());

@@ -75,8 +75,8 @@ public sealed class L2P : LearnerBase
             ? PromptMatching.Forced(query.shape[0], first, options.TopK, query.device)
             : PromptMatching.TopK(similarity, options.TopK);
         var logits = Forward(batch.Images, selected);
-        var pull = PromptMatching.Selected(similarity, selected).sum() / query.shape[0];
-        return new StepOutput(logits, -options.KeyLossWeight * pull);
+        var pull = PromptMatching.Selected(similarity, selected).sum().div(Scalars.Integer(query.shape[0]));
+        return new StepOutput(logits, pull.mul(Scalars.Of(-options.KeyLossWeight)));
     }
 
     /// <summary>Indices of the prompts the query picks at test time, [B, K].</summary>

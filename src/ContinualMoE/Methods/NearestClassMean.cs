@@ -34,17 +34,18 @@ public sealed class NearestClassMean : LearnerBase
             using (var scope = NewDisposeScope())
             {
                 var features = FrozenFeatures(batch.Images);
-                sums.index_add_(0, batch.Labels, features, 1);
-                counts.index_add_(0, batch.Labels, ones_like(batch.Labels, dtype: float32), 1);
+                sums.index_add_(0, batch.Labels, features, Scalars.One);
+                counts.index_add_(0, batch.Labels, ones_like(batch.Labels, dtype: float32), Scalars.One);
             }
         }
         foreach (var c in task.TaskClasses)
         {
             if (counts[c].item<float>() == 0) continue;
             var earlier = store.counts[c].item<float>();
-            store.prototypes[c].copy_(earlier == 0 ? sums[c] / counts[c] : (store.prototypes[c] * earlier + sums[c]) / (counts[c] + earlier));
-            store.counts[c].add_(counts[c]);
-            store.known[c].fill_(1);
+            using var earlierScalar = earlier.ToScalar();
+            store.prototypes[c].copy_(earlier == 0 ? sums[c] / counts[c] : store.prototypes[c].mul(earlierScalar).Plus(sums[c]) / counts[c].Plus(earlierScalar));
+            store.counts[c].PlusInPlace(counts[c]);
+            store.known[c].fill_(Scalars.One);
         }
     }
 

@@ -213,10 +213,10 @@ public sealed class Ovor : LearnerBase
             // Boundary: largest distance to the K-th nearest neighbour (the point itself counts, as in a flat index search).
             var idDistance = KthDistance(normed, normed, k);
             var boundary = idDistance.topk(select).indexes;
-            var offsets = randn(select * (long)options.SampleFrom, features.shape[1], device: features.device, generator: generator) * options.Sigma;
+            var offsets = randn(select * (long)options.SampleFrom, features.shape[1], device: features.device, generator: generator).mul(Scalars.Of(options.Sigma));
             var candidates = options.CandidatesAtOrigin
                 ? offsets
-                : features.index_select(0, boundary).repeat_interleave(options.SampleFrom, dim: 0) + offsets;
+                : features.index_select(0, boundary).repeat_interleave(options.SampleFrom, dim: 0).Plus(offsets);
             var candidateDistance = KthDistance(nn.functional.normalize(candidates, p: 2, dim: 1), normed, k);
             var keep = (int)Math.Min(candidates.shape[0], (long)options.PerClass * classCount);
             var chosen = candidateDistance.topk(keep).indexes;
@@ -230,7 +230,8 @@ public sealed class Ovor : LearnerBase
             for (long start = 0; start < queries.shape[0]; start += 4096)
             {
                 var chunk = queries.narrow(0, start, Math.Min(4096, queries.shape[0] - start));
-                var d = (chunk.pow(2).sum(1, keepdim: true) + data.pow(2).sum(1).unsqueeze(0) - 2 * chunk.matmul(data.t())).clamp_min(0);
+                var d = (chunk.pow(Scalars.Integer(2)).sum(1, keepdim: true).Plus(data.pow(Scalars.Integer(2)).sum(1).unsqueeze(0))
+                         - chunk.matmul(data.t()).mul(Scalars.Integer(2))).clamp_min(Scalars.Integer(0));
                 parts.Add(d.topk(k, dim: 1, largest: false).values.select(1, k - 1));
             }
             return cat(parts, 0);
@@ -241,15 +242,15 @@ public sealed class Ovor : LearnerBase
         {
             var idEnergy = -idLogits.logsumexp(1);
             var oodEnergy = -oodLogits.logsumexp(1);
-            var idGap = nn.functional.relu(idEnergy - options.ThresholdId);
-            var oodGap = nn.functional.relu(options.ThresholdOod - oodEnergy);
-            return (Huber(idGap) + Huber(oodGap)) * options.Lambda;
+            var idGap = nn.functional.relu(idEnergy.sub(Scalars.Of(options.ThresholdId)));
+            var oodGap = nn.functional.relu(oodEnergy.negative().Plus(Scalars.Of(options.ThresholdOod)));
+            return Huber(idGap).Plus(Huber(oodGap)).mul(Scalars.Of(options.Lambda));
         }
 
         private static Tensor Huber(Tensor x)
         {
             var a = x.abs();
-            return where(a.lt(1.0), a.pow(2) * 0.5, a - 0.5).mean();
+            return where(a.lt(Scalars.Of(1.0)), a.pow(Scalars.Integer(2)).mul(Scalars.Of(0.5)), a.sub(Scalars.Of(0.5))).mean();
         }
     }
 }

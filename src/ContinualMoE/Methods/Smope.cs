@@ -183,7 +183,7 @@ public sealed class Smope : LearnerBase, IExpertUsage
         if (options.PrototypeLoss && !task.IsFirstTask && !dense && options.PrototypeLossWeight > 0)
         {
             var proto = experts.PrototypeLoss(sumLosses).mul(Scalars.Of(options.PrototypeLossWeight));
-            auxiliary = auxiliary is null ? proto : auxiliary + proto;
+            auxiliary = auxiliary is null ? proto : auxiliary.Plus(proto);
         }
         return new StepOutput(logits, auxiliary);
     }

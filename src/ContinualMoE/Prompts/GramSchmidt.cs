@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace ContinualMoE.Prompts;
@@ -24,11 +25,13 @@ public static class GramSchmidt
                 var u = flat[j];
                 var denominator = u.dot(u).item<float>();
                 if (denominator < 1e-8f) continue;
-                candidate = candidate - candidate.dot(u) / denominator * u;
+                using var denominatorScalar = denominator.ToScalar();
+                candidate = candidate - candidate.dot(u).div(denominatorScalar) * u;
             }
             var norm = candidate.norm().item<float>();
             if (norm < 1e-4f * Math.Sqrt(n)) { candidate = v; norm = v.norm().item<float>(); }
-            flat[r].copy_(candidate / norm);
+            using var normScalar = norm.ToScalar();
+            flat[r].copy_(candidate.div(normScalar));
         }
     }
 }

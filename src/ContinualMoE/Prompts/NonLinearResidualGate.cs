@@ -42,7 +42,7 @@ public sealed class NonLinearResidualGate : nn.Module
     {
         var tau = scales[layer, 0];
         var alpha = scales[layer, 1];
-        return s + alpha * Activate(tau * s);
+        return s.Plus(alpha * Activate(tau * s));
     }
 
     public Func<Tensor, Tensor> For(int layer) => s => Apply(layer, s);

@@ -43,16 +43,18 @@ public static class PromptMatching
         var counts = zeros(poolSize, dtype: ScalarType.Float32, device: selected.device)
             .scatter_add_(0, selected.reshape(-1), ones(selected.numel(), dtype: ScalarType.Float32, device: selected.device));
         // Stable tie-break towards lower indices: subtract a tiny index-proportional amount.
-        var ranked = counts - arange(poolSize, dtype: ScalarType.Float32, device: selected.device) * 1e-4f;
+        var ranked = counts - Scalars.Arange(poolSize, dtype: ScalarType.Float32, device: selected.device).mul(TieBreak);
         var major = ranked.topk(k).indexes;                           // [K]
         return major.unsqueeze(0).expand(selected.shape[0], k).contiguous();
     }
 
     /// <summary>The similarities of the selected keys, [B, K] (with gradients to the keys).</summary>
+    private static readonly Scalar TieBreak = 1e-4f.ToScalar();
+
     public static Tensor Selected(Tensor similarity, Tensor selected) => similarity.gather(1, selected);
 
     /// <summary>Row indices [B, K] that force every sample to use the prompts <paramref name="first"/>..first+K-1
     /// (task-specific prompt masking while training).</summary>
     public static Tensor Forced(long batch, int first, int k, Device device) =>
-        arange(first, first + k, dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(batch, k).contiguous();
+        Scalars.Arange(first, first + k, dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(batch, k).contiguous();
 }

@@ -112,7 +112,7 @@ public sealed class SparsePromptExperts : nn.Module, IAttentionPrefixProvider
 
         if (!Routing.Sparse)
         {
-            Remember(p, scores, arange(ExpertCount, device: scores.device).expand(batch, Heads, ExpertCount));
+            Remember(p, scores, Scalars.Arange(ExpertCount, device: scores.device).expand(batch, Heads, ExpertCount));
             return Routing.AggregatedLogits
                 ? new AttentionPrefix { Logits = scores.mul(Scalars.Of(scale)).unsqueeze(2), Values = blockValues.unsqueeze(0) }
                 : AttentionPrefix.FromKeysAndValues(blockKeys.unsqueeze(0), blockValues.unsqueeze(0));
@@ -203,7 +203,7 @@ public sealed class SparsePromptExperts : nn.Module, IAttentionPrefixProvider
             var b = r.Scores.shape[0];
             var k = r.Selected.shape[2];
             var selectedMask = zeros_like(r.Scores, dtype: ScalarType.Bool).scatter_(2, r.Selected, ones_like(r.Selected, dtype: ScalarType.Bool));
-            var logits = r.Scores + r.Range.mul(Scalars.Of(marginEpsilon)) * selectedMask.logical_not().to(r.Scores.dtype);
+            var logits = r.Scores.Plus(r.Range.mul(Scalars.Of(marginEpsilon)) * selectedMask.logical_not().to(r.Scores.dtype));
             var flatLogits = logits.unsqueeze(2).expand(b, Heads, k, ExpertCount).reshape(-1, ExpertCount);
             var total = nn.functional.cross_entropy(flatLogits, r.Selected.reshape(-1), reduction: nn.Reduction.Sum);
             losses.Add(total.div(Scalars.Of(sum ? b : b * Heads * k)));
@@ -253,7 +253,7 @@ public sealed class SparsePromptExperts : nn.Module, IAttentionPrefixProvider
         {
             var counts = zeros(r.Scores.shape[0], Heads, ExpertCount, device: frequencies.device)
                 .scatter_add_(2, r.Selected, ones_like(r.Selected, dtype: float32)).sum(dim: 0);  // [H, N_p]
-            frequencies.select(0, r.PromptedBlock).add_(counts);
+            frequencies.select(0, r.PromptedBlock).PlusInPlace(counts);
         }
         ClearRecords();
     }

@@ -95,7 +95,7 @@ public sealed class TaskPrefixPrompts : nn.Module, IAttentionPrefixProvider
         if (promptMomentum <= 0 || taskIndex == 0) return own;
         Tensor previous;
         using (no_grad()) previous = prompts.narrow(2, 0, taskIndex).mean([2]).detach();
-        return own * (1 - promptMomentum) + previous * promptMomentum;
+        return own.mul(Scalars.Of(1 - promptMomentum)).Plus(previous.mul(Scalars.Of(promptMomentum)));
     }
 
     /// <summary>Writes the momentum mix into P_t (after the task, as the official code does).</summary>

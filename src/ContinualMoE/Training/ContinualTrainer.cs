@@ -92,7 +92,7 @@ public sealed class ContinualTrainer(IContinualScenario scenario, DataSource dat
                     var output = phase.Step(batch);
                     var loss = output.Logits is null
                         ? output.AuxiliaryLoss ?? throw new InvalidOperationException($"phase {phase.Name} returned no loss")
-                        : Losses.MaskedCrossEntropy(output.Logits, batch.Labels, logitMask) + (output.AuxiliaryLoss ?? zeros(1, device: batch.Labels.device).squeeze());
+                        : Losses.MaskedCrossEntropy(output.Logits, batch.Labels, logitMask).Plus(output.AuxiliaryLoss ?? zeros(1, device: batch.Labels.device).squeeze());
                     var value = loss.item<float>();
                     if (!float.IsFinite(value))
                         throw new ContinualMoEException(

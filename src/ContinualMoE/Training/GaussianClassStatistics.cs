@@ -54,13 +54,17 @@ public sealed class GaussianClassStatistics : nn.Module
         var mean = f.mean([0]);
         var centred = f - mean;
         var denominator = Math.Max(1, Unbiased ? f.shape[0] - 1 : f.shape[0]);
+        using var denominatorScalar = denominator.ToScalar();
+        var ridge = Scalars.Of(Ridge);
         means[label].copy_(mean);
         if (Kind == CovarianceKind.Full)
-            covariances[label].copy_(centred.t().matmul(centred) / denominator + eye(f.shape[1], device: f.device) * Ridge);
+            covariances[label].copy_(centred.t().matmul(centred).div(denominatorScalar).Plus(eye(f.shape[1], device: f.device).mul(ridge)));
         else
-            covariances[label].copy_(centred.square().sum(dim: 0) / denominator + Ridge);
-        known[label].fill_(true);
-        counts[label].fill_((double)f.shape[0]);
+            covariances[label].copy_(centred.square().sum(dim: 0).div(denominatorScalar).Plus(ridge));
+        using var isKnown = true.ToScalar();
+        using var count = ((double)f.shape[0]).ToScalar();
+        known[label].fill_(isKnown);
+        counts[label].fill_(count);
     }
 
     /// <summary>Adds features [n, D] of class <paramref name="label"/> to its statistics: the result equals
@@ -85,24 +89,27 @@ public sealed class GaussianClassStatistics : nn.Module
         var meanB = f.mean([0]);
         var centred = f - meanB;
         var delta = meanB - meanA;
-        var mean = meanA + delta * (countB / total);
-        var oldDenominator = Math.Max(1, countA - 1);
-        var newDenominator = Math.Max(1, total - 1);
-        var cross = countA * countB / total;
+        using var weightB = (countB / total).ToScalar();
+        var mean = meanA.Plus(delta.mul(weightB));
+        using var oldDenominator = Math.Max(1, countA - 1).ToScalar();
+        using var newDenominator = Math.Max(1, total - 1).ToScalar();
+        using var cross = (countA * countB / total).ToScalar();
         if (Kind == CovarianceKind.Full)
         {
-            var ridge = eye(dim, dtype: float64, device: f.device) * Ridge;
-            var moment = (covariances[label].to(float64) - ridge) * oldDenominator
-                         + centred.t().matmul(centred) + delta.outer(delta) * cross;
-            covariances[label].copy_(moment / newDenominator + ridge);
+            var ridge = eye(dim, dtype: float64, device: f.device).mul(Scalars.Of(Ridge));
+            var moment = (covariances[label].to(float64) - ridge).mul(oldDenominator)
+                         .Plus(centred.t().matmul(centred)).Plus(delta.outer(delta).mul(cross));
+            covariances[label].copy_(moment.div(newDenominator).Plus(ridge));
         }
         else
         {
-            var moment = (covariances[label].to(float64) - Ridge) * oldDenominator + centred.square().sum(dim: 0) + delta.square() * cross;
-            covariances[label].copy_(moment / newDenominator + Ridge);
+            var moment = covariances[label].to(float64).sub(Scalars.Of(Ridge)).mul(oldDenominator)
+                .Plus(centred.square().sum(dim: 0)).Plus(delta.square().mul(cross));
+            covariances[label].copy_(moment.div(newDenominator).Plus(Scalars.Of(Ridge)));
         }
+        using var totalScalar = total.ToScalar();
         means[label].copy_(mean);
-        counts[label].fill_(total);
+        counts[label].fill_(totalScalar);
     }
 
     /// <summary>How many samples class <paramref name="label"/>'s statistics were computed from (0 if unknown).</summary>
@@ -115,8 +122,8 @@ public sealed class GaussianClassStatistics : nn.Module
         var mean = means[label];
         var noise = randn(count, mean.shape[0], generator: generator, device: mean.device);
         var sample = Kind == CovarianceKind.Full
-            ? mean + noise.matmul(linalg.cholesky(covariances[label]).t())
-            : mean + noise * covariances[label].sqrt();
+            ? mean.Plus(noise.matmul(linalg.cholesky(covariances[label]).t()))
+            : mean.Plus(noise * covariances[label].sqrt());
         return sample.MoveToOuterDisposeScope();
     }
 
@@ -126,7 +133,7 @@ public sealed class GaussianClassStatistics : nn.Module
         using var scope = NewDisposeScope();
         var list = classes.ToList();
         var features = cat(list.Select(c => Sample(c, perClass, generator)).ToArray(), 0);
-        var labels = cat(list.Select(c => full(perClass, c, dtype: int64, device: means.device)).ToArray(), 0);
+        var labels = cat(list.Select(c => full(perClass, Scalars.Integer(c), dtype: int64, device: means.device)).ToArray(), 0);
         var order = randperm(labels.shape[0], generator: generator, device: means.device);
         return (features[order].MoveToOuterDisposeScope(), labels[order].MoveToOuterDisposeScope());
     }

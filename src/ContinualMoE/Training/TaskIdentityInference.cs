@@ -65,7 +65,8 @@ public sealed class TaskIdentityInference : nn.Module
     public void AssignTask(IEnumerable<int> classes, int task)
     {
         using var noGrad = no_grad();
-        foreach (var c in classes) taskOfClass[c].fill_(task);
+        using var value = task.ToScalar();
+        foreach (var c in classes) taskOfClass[c].fill_(value);
     }
 
     /// <summary>Backbone features [B, D] to class logits [B, C].</summary>
@@ -73,7 +74,7 @@ public sealed class TaskIdentityInference : nn.Module
     {
         using var scope = NewDisposeScope();
         var hidden = fc2.forward(nn.functional.gelu(fc1.forward(features)));
-        return head.forward(norm.forward(features + hidden)).MoveToOuterDisposeScope();
+        return head.forward(norm.forward(features.Plus(hidden))).MoveToOuterDisposeScope();
     }
 
     /// <summary>Predicted class (argmax over <paramref name="seenClasses"/>) and its task, both int64 [B].</summary>
