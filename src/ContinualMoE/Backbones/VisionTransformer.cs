@@ -140,7 +140,7 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>, ITransformerBack
         using var scope = NewDisposeScope();
         var x = patch_embed.forward(images);
         var batch = x.shape[0];
-        x = torch.cat([cls_token.expand(batch, -1, -1), x], dim: 1) + pos_embed;
+        x = torch.cat([cls_token.expand(batch, -1, -1), x], dim: 1).Plus(pos_embed);
         if (options.PromptTokens is { } prompts)
         {
             var expanded = prompts.shape[0] == batch ? prompts : prompts.expand(batch, -1, -1);

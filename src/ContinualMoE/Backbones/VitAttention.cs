@@ -63,7 +63,7 @@ public sealed class VitAttention : Module<Tensor, Tensor>
         }
         var merged = attended.transpose(1, 2).reshape(batch, tokens, dim);
         var output = proj.forward(merged);
-        if (adapters?.Delta(new LinearSite(blockIndex, LinearLayers.Output), merged) is { } outputDelta) output = output + outputDelta;
+        if (adapters?.Delta(new LinearSite(blockIndex, LinearLayers.Output), merged) is { } outputDelta) output = output.Plus(outputDelta);
         return output.MoveToOuterDisposeScope();
     }
 
@@ -76,7 +76,7 @@ public sealed class VitAttention : Module<Tensor, Tensor>
         var dv = adapters.Delta(new LinearSite(blockIndex, LinearLayers.Value), x);
         if (dq is null && dk is null && dv is null) return fused;
         Tensor Slice(Tensor? delta, int part) => delta ?? zeros_like(fused.narrow(-1, part * dim, dim));
-        return fused + torch.cat([Slice(dq, 0), Slice(dk, 1), Slice(dv, 2)], dim: -1);
+        return fused.Plus(torch.cat([Slice(dq, 0), Slice(dk, 1), Slice(dv, 2)], dim: -1));
     }
 
     /// <summary>One softmax over [prefix logits, token logits]; only real tokens act as queries.</summary>
@@ -92,7 +92,7 @@ public sealed class VitAttention : Module<Tensor, Tensor>
         var length = prefix.Length;
         var prefixWeights = weights.narrow(-1, 0, length);
         var tokenWeights = weights.narrow(-1, length, tokens);
-        return torch.matmul(prefixWeights, ExpandBatch(prefix.Values, batch)) + torch.matmul(tokenWeights, v);
+        return torch.matmul(prefixWeights, ExpandBatch(prefix.Values, batch)).Plus(torch.matmul(tokenWeights, v));
     }
 
     private static Tensor ExpandBatch(Tensor t, long batch) =>

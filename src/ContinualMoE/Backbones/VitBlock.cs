@@ -30,10 +30,10 @@ public sealed class VitMlp : Module<Tensor, Tensor>
         }
         using var scope = NewDisposeScope();
         var preActivation = fc1.forward(x);
-        if (adapters.Delta(new LinearSite(blockIndex, LinearLayers.MlpIn), x) is { } inDelta) preActivation = preActivation + inDelta;
+        if (adapters.Delta(new LinearSite(blockIndex, LinearLayers.MlpIn), x) is { } inDelta) preActivation = preActivation.Plus(inDelta);
         var activated = functional.gelu(preActivation);
         var output = fc2.forward(activated);
-        if (adapters.Delta(new LinearSite(blockIndex, LinearLayers.MlpOut), activated) is { } outDelta) output = output + outDelta;
+        if (adapters.Delta(new LinearSite(blockIndex, LinearLayers.MlpOut), activated) is { } outDelta) output = output.Plus(outDelta);
         return output.MoveToOuterDisposeScope();
     }
 }
@@ -65,7 +65,7 @@ public sealed class VitBlock : Module<Tensor, Tensor>
     public Tensor Forward(Tensor x, IAttentionPrefixProvider? prefixProvider, ILinearAdapterProvider? adapters = null)
     {
         using var scope = NewDisposeScope();
-        var h = x + attn.Forward(norm1.forward(x), prefixProvider, Index, adapters);
-        return (h + mlp.Forward(norm2.forward(h), adapters, Index)).MoveToOuterDisposeScope();
+        var h = x.Plus(attn.Forward(norm1.forward(x), prefixProvider, Index, adapters));
+        return h.Plus(mlp.Forward(norm2.forward(h), adapters, Index)).MoveToOuterDisposeScope();
     }
 }

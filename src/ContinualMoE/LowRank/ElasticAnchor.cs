@@ -44,7 +44,7 @@ public sealed class ElasticAnchor : nn.Module
         using var scope = NewDisposeScope();
         Tensor total = zeros(1, device: parameters[0].device).squeeze();
         for (var i = 0; i < parameters.Count; i++)
-            total = total + (importance[i] * (parameters[i] - anchor[i]).square()).sum();
+            total = total.Plus((importance[i] * (parameters[i] - anchor[i]).square()).sum());
         return total.MoveToOuterDisposeScope();
     }
 

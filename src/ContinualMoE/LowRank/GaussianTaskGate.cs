@@ -47,13 +47,13 @@ public sealed class GaussianTaskGate : nn.Module
         using var noGrad = no_grad();
         var known = statistics.Known.nonzero().squeeze(1);
         var batch = features.shape[0];
-        var result = full(batch, TaskCount, double.NegativeInfinity, device: features.device);
+        var result = full(batch, TaskCount, Scalars.NegativeInfinity, device: features.device);
         if (known.numel() == 0) return result.MoveToOuterDisposeScope();
         var means = statistics.Means.index_select(0, known);                       // [K, D]
         var variances = statistics.Covariances.index_select(0, known);             // [K, D]
-        variances = variances * (1 - Shrinkage) + variances.mean([1], keepdim: true) * Shrinkage;
+        variances = variances.mul(Scalars.Of(1 - Shrinkage)).Plus(variances.mean([1], keepdim: true).mul(Scalars.Of(Shrinkage)));
         var x = features.to(float32).unsqueeze(1);                                 // [B, 1, D]
-        var logLikelihood = ((x - means).square() / variances + variances.log()).sum(2).mul(Scalars.Of(-0.5));  // [B, K]
+        var logLikelihood = ((x - means).square() / variances).Plus(variances.log()).sum(2).mul(Scalars.Of(-0.5));  // [B, K]
         var tasks = taskOfClass.index_select(0, known);
         for (var t = 0; t < TaskCount; t++)
         {

@@ -91,7 +91,7 @@ public sealed class LowRankExpert : nn.Module
     public Tensor DenseDelta(int site)
     {
         using var scope = NewDisposeScope();
-        var masked = Down(site) * (slotMask[site] * Scaling).unsqueeze(1);
+        var masked = Down(site) * slotMask[site].mul(Scalars.Of(Scaling)).unsqueeze(1);
         return Up(site).matmul(masked).MoveToOuterDisposeScope();
     }
 

@@ -102,7 +102,7 @@ public sealed class LowRankExperts : nn.Module, ILinearAdapterProvider
         Tensor? delta = null;
         if (used.Count > 0)
         {
-            var downs = used.Select(e => experts[e].Down(s) * (experts[e].SlotMask[s] * experts[e].Scaling).unsqueeze(1)).ToArray();
+            var downs = used.Select(e => experts[e].Down(s) * experts[e].SlotMask[s].mul(Scalars.Of(experts[e].Scaling)).unsqueeze(1)).ToArray();
             var hidden = input.matmul(torch.cat(downs, 0).t());                     // [..., R]
             if (energyExpert >= 0) RecordEnergy(s, input, used);
             if (SampleWeights is { } weights)
@@ -119,7 +119,7 @@ public sealed class LowRankExperts : nn.Module, ILinearAdapterProvider
         if (Mergeable)
         {
             var dense = input.matmul(merged[s].t());
-            delta = delta is null ? dense : delta + dense;
+            delta = delta is null ? dense : delta.Plus(dense);
         }
         return delta;
     }
@@ -159,7 +159,7 @@ public sealed class LowRankExperts : nn.Module, ILinearAdapterProvider
         var flat = projected.reshape(-1, projected.shape[^1]);
         var sum = flat.square().sum(dim: 0);
         var previous = energySums![s];
-        var total = previous is null ? sum.clone() : previous + sum;
+        var total = previous is null ? sum.clone() : previous.Plus(sum);
         energySums[s] = total.DetachFromDisposeScope();
         previous?.Dispose();
         energyCounts![s] += flat.shape[0];

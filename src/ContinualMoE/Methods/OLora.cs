@@ -26,8 +26,8 @@ public sealed class OLora : LoraLearner
         if (Strength > 0 && !task.IsFirstTask) loss = OrthogonalityLoss(task.TaskIndex).mul(Scalars.Of(Strength));
         if (Options.L2 > 0)
         {
-            var l2 = Bank[task.TaskIndex].Parameters().Select(p => p.square().sum()).Aggregate((a, b) => a + b).mul(Scalars.Of(Options.L2));
-            loss = loss is null ? l2 : loss + l2;
+            var l2 = Bank[task.TaskIndex].Parameters().Select(p => p.square().sum()).Aggregate((a, b) => a.Plus(b)).mul(Scalars.Of(Options.L2));
+            loss = loss is null ? l2 : loss.Plus(l2);
         }
         return loss;
     }
@@ -39,7 +39,7 @@ public sealed class OLora : LoraLearner
         Tensor total = zeros(1).squeeze();
         for (var s = 0; s < task; s++)
             for (var site = 0; site < Bank.Sites.Count; site++)
-                total = total + Bank[s].Down(site).detach().matmul(Bank[task].Down(site).t()).abs().sum();
+                total = total.Plus(Bank[s].Down(site).detach().matmul(Bank[task].Down(site).t()).abs().sum());
         return total.MoveToOuterDisposeScope();
     }
 

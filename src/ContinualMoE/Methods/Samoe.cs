@@ -169,7 +169,7 @@ public sealed class Samoe : LearnerBase, IExpertPoolGrowth
         var similarity = pool.Similarity(queries);                                             // [N, A]
         var z = ExpertPromptPool.CalibratedScores(similarity, moments, options.MinSimilarityStd);
         var served = moments.Count.narrow(0, 0, active).gt(Scalars.Of(0)).to(queries.device);  // [A]
-        var isNew = arange(active, device: queries.device).ge(Scalars.Of(newStart)).logical_and(served);
+        var isNew = Scalars.Arange(active, device: queries.device).ge(Scalars.Of(newStart)).logical_and(served);
         var oldServed = served.logical_and(isNew.logical_not());
         Tensor allowed, trainable, counted;
         if (options.InstanceMasking)

@@ -259,7 +259,7 @@ public sealed class Seta : LearnerBase, IAdapterGrowth
             }
             default:
             {
-                var logits = model.Gate.Logits(FrozenFeatures(images, context)).masked_fill(seen.logical_not(), double.NegativeInfinity);
+                var logits = model.Gate.Logits(FrozenFeatures(images, context)).masked_fill(seen.logical_not(), Scalars.NegativeInfinity);
                 predictedTask = logits.argmax(-1);
                 if (options.Gate == "soft")
                     return logits.div(Scalars.Of(Backbone.EmbedDim)).softmax(-1).nan_to_num();
@@ -276,7 +276,7 @@ public sealed class Seta : LearnerBase, IAdapterGrowth
         if (context.Samples is not { } samples)
             throw new ContinualMoEException("seta: gate=oracle needs the evaluated samples' identity (only the trainer's evaluation provides it)");
         var labels = tensor(samples.Indices.Select(i => (long)samples.Dataset.GetLabel(i)).ToArray());
-        return model.Gate.TaskOfClass.index_select(0, labels).clamp_min(0);
+        return model.Gate.TaskOfClass.index_select(0, labels).clamp_min(Scalars.Integer(0));
     }
 
     public override void LoadState(IReadOnlyDictionary<string, Tensor> state)

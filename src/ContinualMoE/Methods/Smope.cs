@@ -68,8 +68,10 @@ public sealed class Smope : LearnerBase, IExpertUsage
         /// <summary>"official" (trainer.py, train_task_adaptive_prediction: population variances, AdamW with weight
         /// decay, batches of one class's sample count, as many steps per epoch as earlier tasks have classes, one step
         /// at the rate then a per-step cosine from a tenth of it to 1e-6) or "project" (unbiased variances, SGD with
-        /// momentum 0.9, every batch of the run's batch size, per-epoch cosine to 0).</summary>
-        public string AlignmentRecipe { get; init; } = "official";
+        /// momentum 0.9, every batch of the run's batch size, per-epoch cosine to 0). The project's recipe is the default
+        /// because it measured better (embedded default: 58.4 vs 53.0 final average accuracy, one run each); the paper
+        /// presets set "official".</summary>
+        public string AlignmentRecipe { get; init; } = "project";
         public int AlignmentEpochs { get; init; } = 50;
         /// <summary>Null: 1e-4 (official `ca_lr`) or 0.01 (project).</summary>
         public double? AlignmentLearningRate { get; init; }

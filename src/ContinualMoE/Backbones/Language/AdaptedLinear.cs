@@ -8,6 +8,6 @@ internal static class AdaptedLinear
     public static Tensor AddDelta(Tensor output, Tensor input, int block, string layer, ILinearAdapterProvider? adapters)
     {
         if (adapters?.Delta(new LinearSite(block, layer), input) is not { } delta) return output;
-        return output + (delta.dtype == output.dtype ? delta : delta.to(output.dtype));
+        return output.Plus(delta.dtype == output.dtype ? delta : delta.to(output.dtype));
     }
 }

@@ -37,8 +37,8 @@ internal static class CausalAttention
         if (tokens == 1)
             return functional.scaled_dot_product_attention(q, k, v); // the newest position sees everything
         // libtorch's is_causal aligns the mask top-left; with earlier keys it must be aligned bottom-right.
-        var keyPositions = torch.arange(k.shape[2], dtype: ScalarType.Int64);
-        var queryPositions = torch.arange(tokens, dtype: ScalarType.Int64).add(prefixLength + past).unsqueeze(1);
+        var keyPositions = Scalars.Arange(k.shape[2], dtype: ScalarType.Int64);
+        var queryPositions = Scalars.Arange(prefixLength + past, prefixLength + past + tokens, dtype: ScalarType.Int64).unsqueeze(1);
         var allowed = keyPositions.unsqueeze(0).le(queryPositions);                     // [T, L + past + T]
         return functional.scaled_dot_product_attention(q, k, v, allowed);
     }

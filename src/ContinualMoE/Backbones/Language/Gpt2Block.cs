@@ -65,7 +65,7 @@ public sealed class Gpt2Block : Module<Tensor, Tensor>
     public Tensor Forward(Tensor x, LmForwardOptions options)
     {
         using var scope = NewDisposeScope();
-        var h = x + attn.Forward(ln_1.forward(x), Index, options);
-        return (h + mlp.Forward(ln_2.forward(h), Index, options.Adapters)).MoveToOuterDisposeScope();
+        var h = x.Plus(attn.Forward(ln_1.forward(x), Index, options));
+        return h.Plus(mlp.Forward(ln_2.forward(h), Index, options.Adapters)).MoveToOuterDisposeScope();
     }
 }

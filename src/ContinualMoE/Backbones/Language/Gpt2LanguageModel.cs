@@ -32,8 +32,8 @@ public sealed class Gpt2Transformer : Module<Tensor, Tensor>
     public Tensor Forward(Tensor ids, long past, LmForwardOptions options)
     {
         using var scope = NewDisposeScope();
-        var positions = torch.arange(past, past + ids.shape[1], dtype: ScalarType.Int64);
-        var x = wte.forward(ids) + wpe.forward(positions).unsqueeze(0);
+        var positions = Scalars.Arange(past, past + ids.shape[1], dtype: ScalarType.Int64);
+        var x = wte.forward(ids).Plus(wpe.forward(positions).unsqueeze(0));
         foreach (var block in h) x = block.Forward(x, options);
         return ln_f.forward(x).MoveToOuterDisposeScope();
     }

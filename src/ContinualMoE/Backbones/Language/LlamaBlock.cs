@@ -60,7 +60,7 @@ public sealed class LlamaBlock : Module<Tensor, Tensor>
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, LmForwardOptions options)
     {
         using var scope = NewDisposeScope();
-        var h = x + self_attn.Forward(input_layernorm.forward(x), cos, sin, Index, options);
-        return (h + mlp.Forward(post_attention_layernorm.forward(h), Index, options.Adapters)).MoveToOuterDisposeScope();
+        var h = x.Plus(self_attn.Forward(input_layernorm.forward(x), cos, sin, Index, options));
+        return h.Plus(mlp.Forward(post_attention_layernorm.forward(h), Index, options.Adapters)).MoveToOuterDisposeScope();
     }
 }

@@ -46,7 +46,7 @@ public sealed class RotaryEmbedding
     public (Tensor Cos, Tensor Sin) Angles(long past, long tokens)
     {
         using var scope = NewDisposeScope();
-        var positions = torch.arange(past, past + tokens, dtype: ScalarType.Float32);
+        var positions = Scalars.Arange(past, past + tokens, dtype: ScalarType.Float32);
         if (positionScale != 1) positions = positions.mul(Scalars.Of(positionScale));
         var angles = torch.outer(positions, torch.tensor(inverseFrequencies));
         var both = torch.cat([angles, angles], dim: -1);
@@ -59,6 +59,6 @@ public sealed class RotaryEmbedding
         using var scope = NewDisposeScope();
         var half = x.shape[^1] / 2;
         var rotated = torch.cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], dim: -1);
-        return (x * cos.to(x.dtype) + rotated * sin.to(x.dtype)).MoveToOuterDisposeScope();
+        return (x * cos.to(x.dtype)).Plus(rotated * sin.to(x.dtype)).MoveToOuterDisposeScope();
     }
 }
