@@ -15,6 +15,7 @@ namespace ContinualMoE.LowRank;
 public sealed class GaussianTaskGate : nn.Module
 {
     private readonly GaussianClassStatistics statistics;
+    [TorchSharp.Utils.ComponentName(Name = "task_of_class")]
     private readonly Tensor taskOfClass;   // [C] int64, -1 unseen
 
     public int TaskCount { get; }

@@ -15,6 +15,7 @@ public sealed class LowRankExpert : nn.Module
 {
     private readonly ParameterList down;  // per site A [rank, in]
     private readonly ParameterList up;    // per site B [out, rank]
+    [TorchSharp.Utils.ComponentName(Name = "slot_mask")]
     private readonly Tensor slotMask;     // [sites, rank], 1 = component in use
 
     public IReadOnlyList<LinearLayerShape> Sites { get; }

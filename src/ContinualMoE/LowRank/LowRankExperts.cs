@@ -16,12 +16,14 @@ namespace ContinualMoE.LowRank;
 public sealed class LowRankExperts : nn.Module, ILinearAdapterProvider
 {
     private readonly ModuleList<LowRankExpert> experts;
+    [TorchSharp.Utils.ComponentName(Name = "active")]
     private readonly Tensor activeFlags;   // [E] 1 = in use
+    [TorchSharp.Utils.ComponentName(Name = "frozen")]
     private readonly Tensor frozenFlags;   // [E] 1 = frozen
     private readonly Tensor[] merged;      // per site [out, in], only when mergeable
     private readonly Dictionary<LinearSite, int> siteIndex;
-    private bool[] active;
-    private bool[] frozen;
+    private bool[] isActive;
+    private bool[] isFrozen;
     private Tensor?[]? energySums;
     private long[]? energyCounts;
     private int energyExpert = -1;
@@ -38,8 +40,8 @@ public sealed class LowRankExperts : nn.Module, ILinearAdapterProvider
         if (this.experts.Any(e => !e.Sites.SequenceEqual(sites)))
             throw new ArgumentException("every expert of a bank must adapt the bank's sites");
         siteIndex = sites.Select((s, i) => (s.Site, i)).ToDictionary(x => x.Site, x => x.i);
-        active = new bool[this.experts.Count];
-        frozen = new bool[this.experts.Count];
+        isActive = new bool[this.experts.Count];
+        isFrozen = new bool[this.experts.Count];
         activeFlags = zeros(this.experts.Count);
         frozenFlags = zeros(this.experts.Count);
         register_module("experts", this.experts);
@@ -55,29 +57,29 @@ public sealed class LowRankExperts : nn.Module, ILinearAdapterProvider
 
     public int Count => experts.Count;
     public LowRankExpert this[int expert] => experts[expert];
-    public bool IsActive(int expert) => active[expert];
-    public bool IsFrozen(int expert) => frozen[expert];
+    public bool IsActive(int expert) => isActive[expert];
+    public bool IsFrozen(int expert) => isFrozen[expert];
 
     /// <summary>Per-sample expert weights [B, <see cref="Count"/>] for the next forward passes; null: weight 1 for every active expert.</summary>
     public Tensor? SampleWeights { get; set; }
 
-    public void Activate(int expert, bool on = true) { active[expert] = on; SyncFlags(); }
+    public void Activate(int expert, bool on = true) { isActive[expert] = on; SyncFlags(); }
 
     /// <summary>A frozen expert still acts in the forward pass but is never trained again (requires_grad false).</summary>
-    public void Freeze(int expert, bool on = true) { frozen[expert] = on; SyncFlags(); ApplyFreezing(); }
+    public void Freeze(int expert, bool on = true) { isFrozen[expert] = on; SyncFlags(); ApplyFreezing(); }
 
     /// <summary>Parameters of the active, unfrozen experts (the ones a training phase may change).</summary>
     public IReadOnlyList<Parameter> TrainableParameters(IEnumerable<int>? only = null)
     {
         ApplyFreezing();
         var chosen = only?.ToHashSet();
-        return Enumerable.Range(0, Count).Where(e => active[e] && !frozen[e] && (chosen is null || chosen.Contains(e)))
+        return Enumerable.Range(0, Count).Where(e => isActive[e] && !isFrozen[e] && (chosen is null || chosen.Contains(e)))
             .SelectMany(e => experts[e].Parameters()).ToList();
     }
 
     /// <summary>Trainable numbers in use over the active experts (inactive capacity and merged deltas not counted).</summary>
     public long ActiveParameterCount(IEnumerable<int>? only = null) =>
-        (only ?? Enumerable.Range(0, Count)).Where(e => active[e]).Sum(e => experts[e].ActiveParameterCount());
+        (only ?? Enumerable.Range(0, Count)).Where(e => isActive[e]).Sum(e => experts[e].ActiveParameterCount());
 
     /// <summary>Folds expert <paramref name="expert"/> into the dense per-site delta (weight 1 from then on, whatever
     /// the sample weights) and switches it off; the layer's output does not change.</summary>
@@ -98,7 +100,7 @@ public sealed class LowRankExperts : nn.Module, ILinearAdapterProvider
     public Tensor? Delta(LinearSite site, Tensor input)
     {
         if (!siteIndex.TryGetValue(site, out var s)) return null;
-        var used = Enumerable.Range(0, Count).Where(e => active[e]).ToList();
+        var used = Enumerable.Range(0, Count).Where(e => isActive[e]).ToList();
         Tensor? delta = null;
         if (used.Count > 0)
         {
@@ -168,21 +170,21 @@ public sealed class LowRankExperts : nn.Module, ILinearAdapterProvider
     /// <summary>Reads the active and frozen flags back from the buffers (call after loading a state).</summary>
     public void SyncFromState()
     {
-        active = activeFlags.data<float>().Select(v => v > 0).ToArray();
-        frozen = frozenFlags.data<float>().Select(v => v > 0).ToArray();
+        isActive = activeFlags.data<float>().Select(v => v > 0).ToArray();
+        isFrozen = frozenFlags.data<float>().Select(v => v > 0).ToArray();
         ApplyFreezing();
     }
 
     private void SyncFlags()
     {
         using var noGrad = no_grad();
-        activeFlags.copy_(tensor(active.Select(a => a ? 1f : 0f).ToArray()));
-        frozenFlags.copy_(tensor(frozen.Select(a => a ? 1f : 0f).ToArray()));
+        activeFlags.copy_(tensor(isActive.Select(a => a ? 1f : 0f).ToArray()));
+        frozenFlags.copy_(tensor(isFrozen.Select(a => a ? 1f : 0f).ToArray()));
     }
 
     private void ApplyFreezing()
     {
         for (var e = 0; e < Count; e++)
-            foreach (var p in experts[e].Parameters()) p.requires_grad = !frozen[e];
+            foreach (var p in experts[e].Parameters()) p.requires_grad = !isFrozen[e];
     }
 }

@@ -25,6 +25,7 @@ public sealed record SplitOnShareSettings(
 /// </summary>
 public sealed class SplitOnShareExperts : nn.Module
 {
+    [TorchSharp.Utils.ComponentName(Name = "owner_energy")]
     private readonly Tensor ownerEnergy;   // [T, sites, SharedCapacity], E_u of each pool component at the end of task u
     private readonly Tensor finished;      // [T] 1 = task finished (energies valid)
 

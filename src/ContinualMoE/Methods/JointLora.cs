@@ -8,7 +8,7 @@ namespace ContinualMoE.Methods;
 /// seen so far, over all seen classes at once (the cumulative upper bound, as <see cref="JointTraining"/> for the head).
 /// </summary>
 [ContinualMethod("joint-lora", "joint LoRA training on all data seen so far (upper bound of the LoRA methods)")]
-public sealed class JointLora(MethodContext context) : LoraLearner(context, "joint-lora", experts: 1)
+public sealed class JointLora(MethodContext context) : LoraLearner(context, "joint-lora", experts: 1), IRehearsalLearner
 {
     public override string Name => "joint-lora";
     protected override IImageDataset? PhaseData(TaskContext task) => new ConcatDataset(task.SeenTrainSets);

@@ -407,7 +407,9 @@ public sealed class Samoe : LearnerBase, IExpertPoolGrowth
         public readonly Linear Head;
         /// <summary>Diagonal Gaussians of each class's prompted features, merged exactly when a class comes back.</summary>
         public readonly GaussianClassStatistics Statistics;
+        [TorchSharp.Utils.ComponentName(Name = "usage")]
         public readonly Tensor Usage;          // [T, M] float64: task t's training samples per top-1 expert
+        [TorchSharp.Utils.ComponentName(Name = "split")]
         public readonly Tensor Split;          // [T, 2] int64: in- and out-of-distribution samples of task t
 
         public SamoeModel(MethodContext context, Options options) : base(nameof(SamoeModel))

@@ -314,7 +314,9 @@ public sealed class Seta : LearnerBase, IAdapterGrowth
         public readonly Linear Head;
         public readonly GaussianClassStatistics Statistics;
         public readonly GaussianTaskGate Gate;
+        [TorchSharp.Utils.ComponentName(Name = "tasks_trained")]
         public readonly Tensor TasksTrained;
+        [TorchSharp.Utils.ComponentName(Name = "parameters_after_task")]
         public readonly Tensor ParametersAfterTask;
 
         public SetaModel(MethodContext context, Options options) : base(nameof(SetaModel))

@@ -27,10 +27,15 @@ public sealed record SimilarityMoments(Tensor Count, Tensor Sum, Tensor Squares)
 public sealed class ExpertPromptPool : nn.Module
 {
     private readonly Tensor keys;            // [M, D], unit rows once active
+    [TorchSharp.Utils.ComponentName(Name = "query_center")]
     private readonly Tensor queryCenter;     // [D], subtracted from queries before matching (zero: no centring)
+    [TorchSharp.Utils.ComponentName(Name = "created_at_task")]
     private readonly Tensor createdAtTask;   // [M] int64, -1 while inactive
+    [TorchSharp.Utils.ComponentName(Name = "served_count")]
     private readonly Tensor servedCount;     // [M] float64
+    [TorchSharp.Utils.ComponentName(Name = "served_sum")]
     private readonly Tensor servedSum;       // [M] float64
+    [TorchSharp.Utils.ComponentName(Name = "served_squares")]
     private readonly Tensor servedSquares;   // [M] float64
     private readonly List<Parameter> prompts = [];
 
