@@ -14,7 +14,7 @@ namespace ContinualMoE.LowRank;
 /// </summary>
 public sealed class ElasticAnchor : nn.Module
 {
-    private readonly IReadOnlyList<Parameter> parameters;
+    private readonly IReadOnlyList<Parameter> anchored;
     private readonly Tensor[] importance;
     private readonly Tensor[] anchor;
     private Tensor[]? fisher;
@@ -24,11 +24,11 @@ public sealed class ElasticAnchor : nn.Module
 
     public ElasticAnchor(IReadOnlyList<Parameter> parameters, bool normaliseEachTask = true) : base(nameof(ElasticAnchor))
     {
-        this.parameters = parameters;
+        anchored = parameters;
         NormaliseEachTask = normaliseEachTask;
-        importance = parameters.Select(p => zeros_like(p).detach()).ToArray();
-        anchor = parameters.Select(p => p.detach().clone()).ToArray();
-        for (var i = 0; i < parameters.Count; i++)
+        importance = anchored.Select(p => zeros_like(p).detach()).ToArray();
+        anchor = anchored.Select(p => p.detach().clone()).ToArray();
+        for (var i = 0; i < anchored.Count; i++)
         {
             register_buffer($"importance_{i}", importance[i]);
             register_buffer($"anchor_{i}", anchor[i]);
@@ -42,9 +42,9 @@ public sealed class ElasticAnchor : nn.Module
     public Tensor Penalty()
     {
         using var scope = NewDisposeScope();
-        Tensor total = zeros(1, device: parameters[0].device).squeeze();
-        for (var i = 0; i < parameters.Count; i++)
-            total = total.Plus((importance[i] * (parameters[i] - anchor[i]).square()).sum());
+        Tensor total = zeros(1, device: anchored[0].device).squeeze();
+        for (var i = 0; i < anchored.Count; i++)
+            total = total.Plus((importance[i] * (anchored[i] - anchor[i]).square()).sum());
         return total.MoveToOuterDisposeScope();
     }
 
@@ -52,9 +52,9 @@ public sealed class ElasticAnchor : nn.Module
     public void AccumulateSquaredGradients()
     {
         using var noGrad = no_grad();
-        fisher ??= parameters.Select(p => zeros_like(p).detach().DetachFromDisposeScope()).ToArray();
-        for (var i = 0; i < parameters.Count; i++)
-            if (parameters[i].grad is { } grad) fisher[i].add_(grad.square());
+        fisher ??= anchored.Select(p => zeros_like(p).detach().DetachFromDisposeScope()).ToArray();
+        for (var i = 0; i < anchored.Count; i++)
+            if (anchored[i].grad is { } grad) fisher[i].PlusInPlace(grad.square());
         fisherBatches++;
     }
 
@@ -69,7 +69,10 @@ public sealed class ElasticAnchor : nn.Module
             var count = fisher.Sum(f => f.numel());
             var divisor = NormaliseEachTask ? total / count : fisherBatches;
             if (divisor > 0)
-                for (var i = 0; i < parameters.Count; i++) importance[i].add_(fisher[i] / (NormaliseEachTask ? divisor * 1.0 : divisor));
+            {
+                using var divisorScalar = ((double)divisor).ToScalar();
+                for (var i = 0; i < anchored.Count; i++) importance[i].PlusInPlace(fisher[i].div(divisorScalar));
+            }
         }
         if (fisher is not null) foreach (var f in fisher) f.Dispose();
         fisher = null;
@@ -80,7 +83,7 @@ public sealed class ElasticAnchor : nn.Module
     public void MoveAnchor()
     {
         using var noGrad = no_grad();
-        for (var i = 0; i < parameters.Count; i++) anchor[i].copy_(parameters[i]);
+        for (var i = 0; i < anchored.Count; i++) anchor[i].copy_(anchored[i]);
     }
 
     /// <summary>Forgets the importance of a slice of parameter <paramref name="index"/> (a component that was split off or
@@ -89,6 +92,6 @@ public sealed class ElasticAnchor : nn.Module
     {
         using var noGrad = no_grad();
         importance[index].narrow(dim, start, length).zero_();
-        anchor[index].narrow(dim, start, length).copy_(parameters[index].narrow(dim, start, length));
+        anchor[index].narrow(dim, start, length).copy_(anchored[index].narrow(dim, start, length));
     }
 }
