@@ -1,4 +1,5 @@
 using ContinualMoE.Backbones;
+using ContinualMoE.Prompts;
 using ContinualMoE.Methods;
 using ContinualMoE.Tests.Backbones;
 using ContinualMoE.Training;
@@ -44,14 +45,36 @@ public class SmopeTests
     [Fact]
     public void NoNoiseAtTestTime()
     {
-        using var smope = (Smope)MethodRegistry.Create("smope", Context(3));
+        // Training a later task leaves noisy routing behind (noise on, frequent experts demoted); prediction must route
+        // with plain top-K whatever the state, i.e. give the logits of a learner that never had noise.
+        var settings = HideNorga.HideNorgaFixture.Settings(("noise_epsilon", 50.0));
+        var noisyContext = Context(3, settings: settings);
+        using var noisy = (Smope)MethodRegistry.Create("smope", noisyContext);
+        using var clean = (Smope)MethodRegistry.Create("smope", Context(3, settings: settings));
+        using var images = randn(4, 3, 16, 16);
+        var evaluation = new EvaluationContext(2, Enumerable.Repeat(true, 10).ToArray(), null, null);
         using (no_grad())
         {
-            smope.Experts.Frequencies.fill_(1);
-            using var prediction = smope.Predict(randn(2, 3, 16, 16), new EvaluationContext(2, Enumerable.Repeat(true, 10).ToArray(), null, null));
-            Assert.Equal(new long[] { 2, 10 }, prediction.Logits.shape);
+            noisy.Experts.Frequencies.copy_(arange(noisy.Experts.Frequencies.numel(), dtype: ScalarType.Float32).reshape(noisy.Experts.Frequencies.shape));
+            noisy.Experts.Routing = noisy.Experts.Routing with { NoiseActive = true, NoiseEpsilon = 50, FrequentExperts = FrequentExpertRule.Paper };
+            // Control: with that state the noise does change which experts are chosen.
+            noisy.Experts.Record = true;
+            noisy.Experts.ClearRecords();
+            using (noisyContext.Backbone.ForwardFeatures(images, new VitForwardOptions { Prefixes = noisy.Experts })) { }
+            var noisySelection = noisy.Experts.Records[0].Selected.clone();
+            noisy.Experts.Routing = noisy.Experts.Routing with { NoiseActive = false };
+            noisy.Experts.ClearRecords();
+            using (noisyContext.Backbone.ForwardFeatures(images, new VitForwardOptions { Prefixes = noisy.Experts })) { }
+            Assert.False(noisySelection.equal(noisy.Experts.Records[0].Selected).all().item<bool>(), "the noise would not change the routing");
+            noisy.Experts.Record = false;
+            noisy.Experts.ClearRecords();
+            noisy.Experts.Routing = noisy.Experts.Routing with { NoiseActive = true };
+
+            using var predicted = noisy.Predict(images, evaluation);
+            using var reference = clean.Predict(images, evaluation);
+            Assert.True(predicted.Logits.equal(reference.Logits).all().item<bool>());
         }
-        Assert.False(smope.Experts.Routing.NoiseActive);
+        Assert.False(noisy.Experts.Routing.NoiseActive);
     }
 
     [Theory]
