@@ -32,14 +32,20 @@ public class SmopeTests
         using (no_grad())
         {
             original.Experts.Frequencies.copy_(rand_like(original.Experts.Frequencies) * 100);
+            // Keys moved by training, snapshotted, then moved again: every tensor differs from a fresh learner's.
+            original.Experts.Keys.add_(randn_like(original.Experts.Keys), Scalars.One);
             original.Experts.SnapshotKeys();
+            original.Experts.Keys.add_(randn_like(original.Experts.Keys), Scalars.One);
         }
         var state = original.State().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
         using var restored = (Smope)MethodRegistry.Create("smope", Context(3));
+        Assert.False(restored.Experts.Keys.equal(original.Experts.Keys).all().item<bool>());
+        Assert.False(restored.Experts.PreviousKeys.equal(original.Experts.PreviousKeys).all().item<bool>());
         restored.LoadState(state);
         Assert.True(restored.Experts.Frequencies.equal(original.Experts.Frequencies).all().item<bool>());
-        Assert.True(restored.Experts.PreviousKeys.equal(original.Experts.Keys).all().item<bool>());
+        Assert.True(restored.Experts.PreviousKeys.equal(original.Experts.PreviousKeys).all().item<bool>());
         Assert.True(restored.Experts.Keys.equal(original.Experts.Keys).all().item<bool>());
+        Assert.False(restored.Experts.Keys.equal(restored.Experts.PreviousKeys).all().item<bool>());
     }
 
     [Fact]
