@@ -87,27 +87,6 @@ public class PlotsTests
             Plots.ExpertUtilisation(frequency, ["only one"], folder.File("bad.png")));
     }
 
-    /// <summary>Set CONTINUALMOE_PLOT_PREVIEW to a folder to keep sample plots for looking at them.</summary>
-    [Fact]
-    public void Preview_plots_when_asked()
-    {
-        var target = Environment.GetEnvironmentVariable("CONTINUALMOE_PLOT_PREVIEW");
-        if (string.IsNullOrEmpty(target)) return;
-        Plots.AccuracyHeatmap(SampleMatrix(5), Path.Combine(target, "heatmap5.png"));
-        Plots.AccuracyHeatmap(SampleMatrix(20), Path.Combine(target, "heatmap20.png"));
-        Plots.AverageAccuracyCurve(new Dictionary<string, double[]>
-        {
-            ["SMoPE"] = [95, 91, 88, 86, 85],
-            ["L2P"] = [94, 87, 82, 79, 77],
-        }, Path.Combine(target, "curve.png"));
-        var frequency = new double[5, 8];
-        for (var task = 0; task < 5; task++)
-            for (var expert = 0; expert < 8; expert++)
-                frequency[task, expert] = ((task * 3 + expert * 5) % 8) / 8.0;
-        Plots.ExpertUtilisation(frequency, Enumerable.Range(0, 5).Select(t => $"task {t}").ToArray(),
-            Path.Combine(target, "experts.png"));
-    }
-
     [Fact]
     public void Expert_pool_growth_and_task_similarity_are_pngs()
     {
