@@ -94,8 +94,23 @@ public abstract class DecoderLanguageModel : Module<Tensor, Tensor>, ITransforme
     /// <summary>Embeddings, blocks and final norm: the normalised hidden states [B, T, D] of positions past.. past+T-1.</summary>
     protected abstract Tensor ForwardHidden(Tensor inputIds, long past, LmForwardOptions options);
 
+    /// <summary>The trunk's token-embedding matrix [V, D], which a tied head reuses.</summary>
+    protected abstract Tensor TokenEmbedding { get; }
+
+    private TorchSharp.Modules.Linear? lm_head;
+
+    /// <summary>Registers transformers' separate <c>lm_head</c> unless the config ties the head to the token embedding.
+    /// Call after registering the trunk, so parameters come in transformers' order.</summary>
+    protected void RegisterHead(ScalarType dtype)
+    {
+        if (Config.TieWordEmbeddings) return;
+        lm_head = nn.Linear(Config.Width, Config.VocabSize, hasBias: false, dtype: dtype);
+        register_module("lm_head", lm_head);
+    }
+
     /// <summary>The language-model head (tied to the token embedding or separate).</summary>
-    protected abstract Tensor ProjectToVocabulary(Tensor hidden);
+    protected Tensor ProjectToVocabulary(Tensor hidden) =>
+        lm_head is null ? nn.functional.linear(hidden, TokenEmbedding) : lm_head.forward(hidden);
 
     /// <summary>Maps a checkpoint tensor name to this model's parameter name; null for tensors that are known to
     /// be unused (causal-mask buffers, a tied head stored twice, cached rotary frequencies).</summary>

@@ -46,25 +46,19 @@ public sealed class Gpt2Transformer : Module<Tensor, Tensor>
 public sealed class Gpt2LanguageModel : DecoderLanguageModel
 {
     private readonly Gpt2Transformer transformer;
-    private readonly Linear? lm_head;
 
     public Gpt2LanguageModel(DecoderConfig config, ScalarType dtype = ScalarType.Float32) : base(nameof(Gpt2LanguageModel), config, dtype)
     {
         if (config.Family != DecoderFamily.Gpt2) throw new ContinualMoEException($"model_type '{config.ModelType}' is not GPT-2");
         transformer = new Gpt2Transformer(config, dtype);
         register_module("transformer", transformer);
-        if (!config.TieWordEmbeddings)
-        {
-            lm_head = Linear(config.Width, config.VocabSize, hasBias: false, dtype: dtype);
-            register_module("lm_head", lm_head);
-        }
+        RegisterHead(dtype);
         SetFrozen(true);
     }
 
     protected override Tensor ForwardHidden(Tensor inputIds, long past, LmForwardOptions options) => transformer.Forward(inputIds, past, options);
 
-    protected override Tensor ProjectToVocabulary(Tensor hidden) =>
-        lm_head is null ? functional.linear(hidden, transformer.TokenEmbedding) : lm_head.forward(hidden);
+    protected override Tensor TokenEmbedding => transformer.TokenEmbedding;
 
     public override string? ParameterNameFor(string checkpointName)
     {

@@ -45,25 +45,19 @@ public sealed class LlamaTrunk : Module<Tensor, Tensor>
 public sealed class LlamaLanguageModel : DecoderLanguageModel
 {
     private readonly LlamaTrunk model;
-    private readonly Linear? lm_head;
 
     public LlamaLanguageModel(DecoderConfig config, ScalarType dtype = ScalarType.Float32) : base(nameof(LlamaLanguageModel), config, dtype)
     {
         if (config.Family != DecoderFamily.Llama) throw new ContinualMoEException($"model_type '{config.ModelType}' is not in the LLaMA family");
         model = new LlamaTrunk(config, dtype);
         register_module("model", model);
-        if (!config.TieWordEmbeddings)
-        {
-            lm_head = Linear(config.Width, config.VocabSize, hasBias: false, dtype: dtype);
-            register_module("lm_head", lm_head);
-        }
+        RegisterHead(dtype);
         SetFrozen(true);
     }
 
     protected override Tensor ForwardHidden(Tensor inputIds, long past, LmForwardOptions options) => model.Forward(inputIds, past, options);
 
-    protected override Tensor ProjectToVocabulary(Tensor hidden) =>
-        lm_head is null ? functional.linear(hidden, model.TokenEmbedding) : lm_head.forward(hidden);
+    protected override Tensor TokenEmbedding => model.TokenEmbedding;
 
     public override string? ParameterNameFor(string checkpointName)
     {
