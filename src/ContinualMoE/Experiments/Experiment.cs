@@ -43,7 +43,7 @@ public sealed class Experiment : IDisposable
         backbone.eval();
         config.Input.Validate();
         var dataSource = new DataSource(backbone.Config.ImageSize, config.Input.Mean, config.Input.Std,
-            config.BatchSize, config.Seed, device, config.Workers, config.CropScaleMin, config.Input);
+            config.BatchSize, config.Seed, device, config.Workers, config.CropScaleMin, config.Input, config.DropLast);
         var settings = new MethodSettings(config.MethodSettings);
         var methodContext = new MethodContext(backbone, scenario.ClassCount, config.Tasks, device,
             config.Seed, new TrainingSettings(config.Epochs, config.LearningRate, config.BatchSize), settings);

@@ -41,6 +41,9 @@ public sealed record RunConfig
     public bool ForwardTransfer { get; init; }
     public int Epochs { get; init; } = 3;
     public int BatchSize { get; init; } = 64;
+    /// <summary>Training epochs skip their last incomplete batch after shuffling, as torch's DataLoader(drop_last=True)
+    /// (the official SMoPE training loader; HiDe-Prompt / NoRGa keep it). Evaluation and statistics passes see every image.</summary>
+    public bool DropLast { get; init; }
     public double LearningRate { get; init; } = 0.005;
     public int Seed { get; init; } = 1993;
     public string Device { get; init; } = "cpu";

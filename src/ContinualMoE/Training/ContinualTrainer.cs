@@ -69,7 +69,10 @@ public sealed class ContinualTrainer(IContinualScenario scenario, DataSource dat
     private void RunPhase(IContinualLearner learner, TaskContext context, TrainingPhase phase, int phaseIndex, CancellationToken cancellation)
     {
         var dataset = phase.Data ?? context.Train;
-        var loader = data.Loader(dataset, phase.Augment, shuffle: true);
+        var loader = data.Loader(dataset, phase.Augment, shuffle: true, dropLast: data.DropLastInTraining);
+        if (loader.BatchesPerEpoch == 0)
+            throw new ContinualMoEException(
+                $"drop_last: task {context.TaskIndex + 1}, phase '{phase.Name}' has {dataset.Count} training images, fewer than batch_size {loader.BatchSize}, so no batch would be trained; lower batch_size or set drop_last to false");
         // Disposed however the phase ends (a NaN loss, a cancelled run, a data error).
         using var optimizer = Optimizers.Create(phase.Parameters, phase.Optimizer);
         var trainable = phase.Parameters.SelectMany(g => g.Parameters).ToList();
