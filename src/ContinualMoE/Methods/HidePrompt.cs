@@ -29,6 +29,13 @@ public sealed record HideOptions
     /// <summary>constant, step or cosine (official: step x0.1 at epoch 30 for CIFAR-100, cosine for ImageNet-R).</summary>
     public string Schedule { get; init; } = "constant";
     public int[] StepMilestones { get; init; } = [30];
+    /// <summary>When the step and cosine schedules move: "project" (default; PyTorch-style, the rate of epoch e is the
+    /// schedule at e, cosine to 0) or "timm" (the official engines: timm's StepLRScheduler / CosineLRScheduler from
+    /// create_scheduler, stepped with <c>lr_scheduler.step(epoch)</c> after each epoch, so one epoch late, and the
+    /// cosine floored at <see cref="MinLearningRate"/>; the paper presets set it).</summary>
+    public string ScheduleTiming { get; init; } = "project";
+    /// <summary>The timm cosine's floor (the official configs' <c>--min-lr</c> 1e-5); used with schedule_timing=timm.</summary>
+    public double MinLearningRate { get; init; } = 1e-5;
     public double ClipGradNorm { get; init; } = 1.0;
     /// <summary>per-sample (each sample its own key and value prefix; default) or official-reshape (the official
     /// EPrompt's batch reshape, see <see cref="ContinualMoE.Prompts.PromptBatchLayout.OfficialReshape"/>; the paper presets set it).</summary>
@@ -115,6 +122,8 @@ public class HidePrompt : LearnerBase
         if (options.PromptMomentum is < 0 or >= 1) throw new ContinualMoEException($"{name}: prompt_momentum must be in [0, 1)");
         if (options.AlignmentSteps is not ("earlier-classes" or "all-batches"))
             throw new ContinualMoEException($"{name}: alignment_steps must be earlier-classes or all-batches, got '{options.AlignmentSteps}'");
+        _ = TimmTiming;
+        if (options.MinLearningRate < 0) throw new ContinualMoEException($"{name}: min_learning_rate must not be negative");
     }
 
     public override string Name => name;
@@ -136,6 +145,22 @@ public class HidePrompt : LearnerBase
         "step" => ScheduleKind.Step,
         "cosine" => ScheduleKind.Cosine,
         _ => throw new ContinualMoEException($"{name}: schedule must be constant, step or cosine, got '{options.Schedule}'"),
+    };
+
+    private bool TimmTiming => options.ScheduleTiming.Trim().ToLowerInvariant() switch
+    {
+        "project" => false,
+        "timm" => true,
+        _ => throw new ContinualMoEException($"{name}: schedule_timing must be project or timm, got '{options.ScheduleTiming}'"),
+    };
+
+    /// <summary>The WTP optimiser: Adam, the prompt group at the prompt rate, the head at a tenth (official
+    /// --larger_prompt_lr); the schedule as <see cref="HideOptions.Schedule"/> and <see cref="HideOptions.ScheduleTiming"/>.</summary>
+    public OptimizerSettings WtpOptimizer() => new()
+    {
+        Kind = OptimizerKind.Adam, LearningRate = PromptRate, Schedule = Schedule,
+        StepMilestones = options.StepMilestones, ClipGradNorm = options.ClipGradNorm,
+        EpochLag = TimmTiming ? 1 : 0, MinRate = TimmTiming && Schedule == ScheduleKind.Cosine ? options.MinLearningRate : 0,
     };
 
     public override void BeginTask(TaskContext task)
@@ -173,11 +198,7 @@ public class HidePrompt : LearnerBase
                     new ParameterGroup("prompts", promptGroup),
                     new ParameterGroup("head", TrainableParameters(model.Head), options.HeadRateMultiplier),
                 ],
-                Optimizer = new OptimizerSettings
-                {
-                    Kind = OptimizerKind.Adam, LearningRate = PromptRate, Schedule = Schedule,
-                    StepMilestones = options.StepMilestones, ClipGradNorm = options.ClipGradNorm,
-                },
+                Optimizer = WtpOptimizer(),
                 OnEpochStart = _ => model.Prompts.UseTask(task.TaskIndex, options.PromptMomentum),
                 Step = batch => WtpStep(batch),
             },
@@ -295,7 +316,10 @@ public class HidePrompt : LearnerBase
     private int? AlignmentStepsPerEpoch(TaskContext task) =>
         options.AlignmentSteps == "earlier-classes" ? task.EarlierClassCount : null;
 
-    private OptimizerSettings AlignmentOptimizer(double rate) => new()
+    /// <summary>Both alignments: SGD with momentum 0.9 and PyTorch's CosineAnnealingLR(T_max = epochs), stepped after
+    /// each epoch (official train_task_adaptive_prediction in hide_promtp_wtp_and_tap_engine.py and hide_tii_engine.py;
+    /// not timm's scheduler), i.e. epoch e at rate x (1 + cos(pi e / epochs)) / 2.</summary>
+    public OptimizerSettings AlignmentOptimizer(double rate) => new()
     {
         Kind = OptimizerKind.Sgd, LearningRate = rate, Momentum = 0.9, WeightDecay = options.AlignmentWeightDecay, Schedule = ScheduleKind.Cosine,
     };

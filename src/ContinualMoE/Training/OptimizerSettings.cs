@@ -48,6 +48,14 @@ public sealed record OptimizerSettings
     public double CosineStartFactor { get; init; } = 1.0;
     /// <summary>IterationCosine: the absolute rate the cosine ends at, also the rate of frozen iterations (official 1e-6).</summary>
     public double FinalRate { get; init; } = 1e-6;
+    /// <summary>Per-epoch schedules: epochs the schedule runs behind. 1 is timm's per-epoch schedulers as the official
+    /// HiDe-Prompt / NoRGa engines step them (<c>lr_scheduler.step(epoch)</c> after epoch <c>epoch</c>, so epoch e trains at
+    /// the schedule's value for e - 1 and the first two epochs at the full rate); 0 is PyTorch's schedulers stepped
+    /// before each epoch's training.</summary>
+    public int EpochLag { get; init; }
+    /// <summary>Cosine: the absolute rate the cosine decays to (timm's <c>lr_min</c>, the official HiDe-Prompt configs'
+    /// <c>--min-lr</c> 1e-5): rate = min + (group rate - min) x (1 + cos) / 2. 0 is PyTorch's CosineAnnealingLR.</summary>
+    public double MinRate { get; init; }
     /// <summary>Clip the global gradient norm to this value; null for no clipping.</summary>
     public double? ClipGradNorm { get; init; }
 }
@@ -82,8 +90,12 @@ public static class Optimizers
     }
 
     /// <summary>The multiplier on every group's base rate for <paramref name="epoch"/> (0-based) of <paramref name="epochs"/>,
-    /// for the per-epoch schedules. Cosine follows PyTorch's CosineAnnealingLR with eta_min 0, stepped once per epoch.</summary>
-    public static double ScheduleFactor(OptimizerSettings settings, int epoch, int epochs) => settings.Schedule switch
+    /// for the per-epoch schedules. Cosine follows PyTorch's CosineAnnealingLR with eta_min 0, stepped once per epoch;
+    /// <see cref="OptimizerSettings.EpochLag"/> delays the schedule by whole epochs.</summary>
+    public static double ScheduleFactor(OptimizerSettings settings, int epoch, int epochs) =>
+        UnlaggedFactor(settings, Math.Max(0, epoch - settings.EpochLag), epochs);
+
+    private static double UnlaggedFactor(OptimizerSettings settings, int epoch, int epochs) => settings.Schedule switch
     {
         ScheduleKind.Constant => 1.0,
         ScheduleKind.Step => Math.Pow(settings.StepGamma, settings.StepMilestones.Count(m => epoch >= m)),
@@ -99,6 +111,8 @@ public static class Optimizers
     /// its arguments, so a resumed run recomputes exactly the rates of an uninterrupted one.</summary>
     public static double Rate(OptimizerSettings settings, double groupRate, int epoch, int epochs, long iteration, int iterationsPerEpoch)
     {
+        if (settings.Schedule == ScheduleKind.Cosine && settings.MinRate > 0)
+            return settings.MinRate + (groupRate - settings.MinRate) * ScheduleFactor(settings, epoch, epochs);
         if (settings.Schedule != ScheduleKind.IterationCosine) return groupRate * ScheduleFactor(settings, epoch, epochs);
         if (iteration == 0) return groupRate;            // the scheduler is first stepped after the first optimiser step
         var step = iteration - 1;
