@@ -16,9 +16,9 @@ public static class DatasetCatalog
         ["cifar100"] = o => CifarLoader.LoadCifar100(Locate(o, DatasetSources.Cifar100)),
         ["mnist"] = o => IdxLoader.Load(Locate(o, DatasetSources.Mnist), "mnist", IdxLoader.MnistClassNames),
         ["fashion-mnist"] = o => IdxLoader.Load(LocateFashionMnist(o), "fashion-mnist", IdxLoader.FashionMnistClassNames),
-        ["imagenet-r"] = o => ImageFolderLoader.Load(RequireRoot(o, "imagenet-r"), "imagenet-r", o.TestFraction, o.SplitSeed, o.SplitFiles),
+        ["imagenet-r"] = o => ImageFolderLoader.Load(RequireRoot(o, "imagenet-r"), "imagenet-r", o.TestFraction, o.SplitSeed, o.SplitFiles, o.Splitting),
         ["cub200"] = o => Cub200Loader.Load(RequireRoot(o, "cub200")),
-        ["image-folder"] = o => ImageFolderLoader.Load(RequireRoot(o, "image-folder"), Path.GetFileName(Path.TrimEndingDirectorySeparator(o.Root!)), o.TestFraction, o.SplitSeed, o.SplitFiles),
+        ["image-folder"] = o => ImageFolderLoader.Load(RequireRoot(o, "image-folder"), Path.GetFileName(Path.TrimEndingDirectorySeparator(o.Root!)), o.TestFraction, o.SplitSeed, o.SplitFiles, o.Splitting),
         ["generated"] = LoadGenerated,
     };
 

@@ -18,8 +18,12 @@ public sealed record DatasetOptions
     /// <summary>For image folders without a train/test split: the fraction of each class held out for testing.</summary>
     public double TestFraction { get; init; } = Loaders.ImageFolderLoader.DefaultTestFraction;
 
-    /// <summary>For image folders without a train/test split: seeds the per-class split.</summary>
+    /// <summary>For image folders without a train/test split: seeds the split.</summary>
     public int SplitSeed { get; init; }
+
+    /// <summary>For image folders without a train/test split: per-class (default) or the official HiDe-Prompt
+    /// torch random_split (see ImageFolderLoader).</summary>
+    public Loaders.ImageFolderLoader.Splitting Splitting { get; init; }
 
     /// <summary>For image folders: a train list and a test list naming the split (see ImageFolderLoader.LoadFromLists).</summary>
     public IReadOnlyList<string>? SplitFiles { get; init; }

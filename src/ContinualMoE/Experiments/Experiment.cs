@@ -95,6 +95,8 @@ public sealed class Experiment : IDisposable
         Root = config.DataRoot,
         Download = config.Download,
         SplitFiles = config.SplitFiles,
+        Splitting = ContinualMoE.Data.Loaders.ImageFolderLoader.ParseSplitting(config.Split),
+        SplitSeed = config.SplitSeed,
         // The generated data is one fixed dataset (like a real one); the run seed only orders its classes.
         Generated = new GeneratedOptions
         {

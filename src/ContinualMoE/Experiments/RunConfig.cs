@@ -18,6 +18,13 @@ public sealed record RunConfig
     /// <summary>Image folders (imagenet-r, image-folder): [train list, test list] naming the split, e.g. the official
     /// SMoPE ImageNet-R lists; null: the folder's train/ and test/, else a seeded 80/20 split.</summary>
     public string[]? SplitFiles { get; init; }
+    /// <summary>Image folders without train/ and test/ (and no split_files): per-class (seeded 80/20 per class) or
+    /// random-split (the official HiDe-Prompt / NoRGa ImageNet-R split: torch.utils.data.random_split of the whole
+    /// folder, 80/20, under torch.manual_seed(split_seed)).</summary>
+    public string Split { get; init; } = "per-class";
+    /// <summary>Seed of that split (both kinds; independent of the run's seed). The official HiDe-Prompt scripts split the
+    /// folder once, in their first run (seed 42), and the later seeds reuse it, so those paper presets state 42.</summary>
+    public int SplitSeed { get; init; }
     /// <summary>Backbone: a registry name or an explicit geometry (<see cref="Backbones.BackboneSpec"/>).</summary>
     public string Backbone { get; init; } = DefaultBackbone;
     /// <summary>Weights file; "pretrained-default" means the cached backbone pretrained on the generated upstream classes.</summary>

@@ -12,16 +12,37 @@ namespace ContinualMoE.Data.Loaders;
 /// default.</item>
 /// <item>With split lists (<see cref="LoadFromLists"/>), the listed files are the split: e.g. the official SMoPE /
 /// CODA-Prompt ImageNet-R lists (dataloaders/splits/imagenet-r_{train,test}.yaml), with their class ids.</item>
+/// <item>With <see cref="Splitting.RandomSplit"/> (run setting <c>split: random-split</c>), a folder without
+/// <c>train/</c> and <c>test/</c> is split as the official HiDe-Prompt / NoRGa <c>Imagenet_R</c> class does
+/// (continual_datasets/continual_datasets.py): torchvision ImageFolder's file list, then
+/// <c>torch.utils.data.random_split</c> into int(0.8 n) training and the rest test images, i.e. torch's CPU
+/// <c>randperm(n)</c> after <c>torch.manual_seed(seed)</c> (main.py seeds torch before the dataset is built). TorchSharp
+/// runs the same libtorch generator, so the split is the same file for file (tested against PyTorch).</item>
 /// </list>
-/// The official HiDe-Prompt code splits ImageNet-R once, 80/20 with torch.utils.data.random_split under its seed, and
-/// moves the files into <c>train/</c> and <c>test/</c>: a folder it has split loads here as the first case.
+/// The official code moves the split files into <c>train/</c> and <c>test/</c>; a folder it has split loads as the first case.
 /// </summary>
 public static class ImageFolderLoader
 {
     public const double DefaultTestFraction = 0.2;
 
+    /// <summary>How a folder without train/ and test/ is split.</summary>
+    public enum Splitting
+    {
+        /// <summary>Stratified per class, seeded per class (the project's split).</summary>
+        PerClass,
+        /// <summary>torch.utils.data.random_split of the whole folder (the official HiDe-Prompt / NoRGa ImageNet-R split).</summary>
+        RandomSplit,
+    }
+
+    public static Splitting ParseSplitting(string name) => name.Trim().ToLowerInvariant() switch
+    {
+        "per-class" => Splitting.PerClass,
+        "random-split" => Splitting.RandomSplit,
+        _ => throw new ContinualMoEException($"split must be per-class or random-split, got '{name}'"),
+    };
+
     public static DatasetSplits Load(string root, string name, double testFraction = DefaultTestFraction, int splitSeed = 0,
-        IReadOnlyList<string>? splitFiles = null)
+        IReadOnlyList<string>? splitFiles = null, Splitting splitting = Splitting.PerClass)
     {
         if (!Directory.Exists(root)) throw ContinualMoEException.ForFile(root, "image folder not found");
         if (splitFiles is not null)
@@ -46,6 +67,7 @@ public static class ImageFolderLoader
 
         if (testFraction is < 0 or >= 1)
             throw new ContinualMoEException($"test fraction {testFraction} must be in [0, 1)");
+        if (splitting == Splitting.RandomSplit) return LoadRandomSplit(root, name, 1 - testFraction, splitSeed);
         var (names, perClass) = Scan(root);
         var trainSamples = new List<(string, int)>();
         var testSamples = new List<(string, int)>();
@@ -153,6 +175,53 @@ public static class ImageFolderLoader
             if (!File.Exists(paths[i])) throw ContinualMoEException.ForFile(file, $"entry {i + 1}: image {paths[i]} not found under the data root");
         }
         return new SplitList(paths, folders, labels.Count == 0 ? null : labels.ToArray());
+    }
+
+    /// <summary>The official HiDe-Prompt split (see the class summary): the first int(trainFraction x n) entries of torch's
+    /// randperm(n) under <paramref name="seed"/> index the training files of <see cref="TorchvisionImageFolder"/>'s list.</summary>
+    public static DatasetSplits LoadRandomSplit(string root, string name, double trainFraction, int seed)
+    {
+        var (classNames, samples) = TorchvisionImageFolder(root);
+        var trainSize = (int)(trainFraction * samples.Count);   // Python int(0.8 * len(dataset)): truncation
+        var permutation = TorchRandomPermutation(samples.Count, seed);
+        var isTrain = new bool[samples.Count];
+        foreach (var i in permutation.Take(trainSize)) isTrain[i] = true;
+        // Each part in list order: the official code re-reads the moved files with ImageFolder, which sorts them again.
+        return new DatasetSplits(
+            Build($"{name}-train", classNames, samples.Where((_, i) => isTrain[i])),
+            Build($"{name}-test", classNames, samples.Where((_, i) => !isTrain[i])));
+    }
+
+    /// <summary>torch's CPU <c>randperm(n)</c> from a generator seeded with <paramref name="seed"/> (the same stream as the
+    /// default generator after <c>torch.manual_seed(seed)</c>), without touching the global generator.</summary>
+    public static long[] TorchRandomPermutation(int n, long seed)
+    {
+        using var generator = new TorchSharp.torch.Generator((ulong)seed);
+        using var permutation = TorchSharp.torch.randperm(n, generator: generator);
+        return permutation.data<long>().ToArray();
+    }
+
+    /// <summary>torchvision ImageFolder's samples: classes are the sorted subfolder names (hidden ones included), and per
+    /// class the files with torchvision's image extensions (case-insensitive) in sorted(os.walk(class folder)) order,
+    /// each folder's file names sorted; sorting is by code point, i.e. ordinal.</summary>
+    public static (IReadOnlyList<string> ClassNames, List<(string Path, int Label)> Samples) TorchvisionImageFolder(string root)
+    {
+        string[] extensions = [".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"];
+        var classFolders = Directory.GetDirectories(root).OrderBy(d => Path.GetFileName(d), StringComparer.Ordinal).ToArray();
+        if (classFolders.Length == 0)
+            throw ContinualMoEException.ForFile(root, "expected one subfolder per class (ImageFolder layout), found no subfolders");
+        var samples = new List<(string, int)>();
+        for (var c = 0; c < classFolders.Length; c++)
+        {
+            var folders = new[] { classFolders[c] }.Concat(Directory.GetDirectories(classFolders[c], "*", SearchOption.AllDirectories))
+                .OrderBy(d => d, StringComparer.Ordinal);
+            foreach (var folder in folders)
+                foreach (var file in Directory.GetFiles(folder).OrderBy(f => Path.GetFileName(f), StringComparer.Ordinal))
+                    if (extensions.Any(e => Path.GetFileName(file).ToLowerInvariant().EndsWith(e, StringComparison.Ordinal)))
+                        samples.Add((file, c));
+        }
+        if (samples.Count == 0) throw ContinualMoEException.ForFile(root, "the class folders contain no images");
+        return (classFolders.Select(d => Path.GetFileName(d)!).ToArray(), samples);
     }
 
     /// <summary>Class names (sorted subfolders) and, per class, its image files sorted by name.</summary>

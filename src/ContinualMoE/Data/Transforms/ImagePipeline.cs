@@ -39,13 +39,13 @@ public sealed class ImagePipeline
         double cropScaleMin = 0.08, ImageSettings? settings = null)
     {
         settings ??= new ImageSettings();
-        var mode = ImageSettings.ParseInterpolation(settings.TrainInterpolation, "train_interpolation");
+        var mode = settings.Mode(settings.TrainInterpolation, "train_interpolation");
         var steps = new List<IImageTransform> { new GreyToRgb() };
         if (augment)
         {
             steps.Add(new RandomResizedCrop(size, cropScaleMin, mode: mode));
             steps.Add(new HorizontalFlip(0.5));
-            if (settings.BrightnessJitter > 0) steps.Add(new BrightnessJitter(settings.BrightnessJitter));
+            if (settings.BrightnessJitter > 0) steps.Add(new BrightnessJitter(settings.BrightnessJitter, truncateToBytes: settings.PilResampler));
         }
         else steps.Add(new Resize(size, size, mode));
         steps.Add(new ScaleToUnit());
@@ -59,7 +59,7 @@ public sealed class ImagePipeline
         ImageSettings? settings = null)
     {
         settings ??= new ImageSettings();
-        var mode = ImageSettings.ParseInterpolation(settings.TestInterpolation, "test_interpolation");
+        var mode = settings.Mode(settings.TestInterpolation, "test_interpolation");
         var steps = new List<IImageTransform> { new GreyToRgb() };
         if (settings.CropAtTest)
         {

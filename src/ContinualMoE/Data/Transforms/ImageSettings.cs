@@ -22,12 +22,33 @@ public sealed record ImageSettings
     public string TestTransform { get; init; } = "resize";
     /// <summary>torchvision ColorJitter(brightness=s) after the crop and flip; 0 turns it off (HiDe-Prompt CIFAR: 63/255).</summary>
     public double BrightnessJitter { get; init; }
+    /// <summary>torch: resizes as torch's interpolate without antialiasing (the project's default); pil: as PIL's
+    /// Image.resize, which torchvision calls on the PIL images of the official pipelines (antialiased when shrinking,
+    /// bicubic a = -0.5, 8-bit rounding; <see cref="PilResampling"/>), and brightness jitter truncated to 8 bits as PIL's
+    /// ImageEnhance does. The paper presets set pil.</summary>
+    public string Resampler { get; init; } = "torch";
 
     public static ResampleMode ParseInterpolation(string name, string setting) => name.Trim().ToLowerInvariant() switch
     {
         "bilinear" => ResampleMode.Bilinear,
         "bicubic" => ResampleMode.Bicubic,
         _ => throw new ContinualMoEException($"input.{setting} must be bilinear or bicubic, got '{name}'"),
+    };
+
+    /// <summary>True when <see cref="Resampler"/> is pil.</summary>
+    public bool PilResampler => Resampler.Trim().ToLowerInvariant() switch
+    {
+        "torch" => false,
+        "pil" => true,
+        _ => throw new ContinualMoEException($"input.resampler must be torch or pil, got '{Resampler}'"),
+    };
+
+    /// <summary>The resampling of <paramref name="interpolation"/> (a setting's value) under <see cref="Resampler"/>.</summary>
+    public ResampleMode Mode(string interpolation, string setting) => (ParseInterpolation(interpolation, setting), PilResampler) switch
+    {
+        (ResampleMode.Bilinear, true) => ResampleMode.PilBilinear,
+        (ResampleMode.Bicubic, true) => ResampleMode.PilBicubic,
+        (var mode, _) => mode,
     };
 
     public bool CropAtTest => TestTransform.Trim().ToLowerInvariant() switch
@@ -46,5 +67,6 @@ public sealed record ImageSettings
         ParseInterpolation(TrainInterpolation, "train_interpolation");
         ParseInterpolation(TestInterpolation, "test_interpolation");
         _ = CropAtTest;
+        _ = PilResampler;
     }
 }

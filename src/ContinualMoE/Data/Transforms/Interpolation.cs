@@ -1,6 +1,9 @@
 namespace ContinualMoE.Data.Transforms;
 
-public enum ResampleMode { Bilinear, Bicubic }
+/// <summary>Bilinear / Bicubic: torch's <c>interpolate</c> without antialiasing (the project's resampler).
+/// PilBilinear / PilBicubic: PIL's <c>Image.resize</c> as torchvision applies it to PIL images in the official pipelines
+/// (see <see cref="PilResampling"/>).</summary>
+public enum ResampleMode { Bilinear, Bicubic, PilBilinear, PilBicubic }
 
 /// <summary>
 /// Resampling with the semantics of <c>torch.nn.functional.interpolate(..., align_corners=False, antialias=False)</c>:
@@ -16,6 +19,7 @@ public static class Interpolation
     {
         if (height <= 0 || width <= 0) throw new ArgumentOutOfRangeException(nameof(height), "resize target must be positive");
         if (height == image.Height && width == image.Width) return image;
+        if (mode is ResampleMode.PilBilinear or ResampleMode.PilBicubic) return PilResampling.Resize(image, height, width, mode == ResampleMode.PilBicubic);
         var output = new float[image.Channels * height * width];
         if (mode == ResampleMode.Bilinear) Bilinear(image, height, width, output);
         else Bicubic(image, height, width, output);

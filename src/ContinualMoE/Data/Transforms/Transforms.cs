@@ -113,16 +113,22 @@ public sealed class HorizontalFlip(double probability = 0.5) : IImageTransform
 
 /// <summary>
 /// torchvision ColorJitter(brightness=s): multiplies every value by a factor uniform in [max(0, 1 - s), 1 + s] and
-/// clamps to [0, MaxValue].
+/// clamps to [0, MaxValue]. <paramref name="truncateToBytes"/>: on byte values, truncates the product to an integer as
+/// PIL's ImageEnhance.Brightness (Image.blend with black) does on the official pipelines' PIL images.
 /// </summary>
-public sealed class BrightnessJitter(double strength) : IImageTransform
+public sealed class BrightnessJitter(double strength, bool truncateToBytes = false) : IImageTransform
 {
     public ImageBuffer Apply(ImageBuffer image, Random random)
     {
         var low = Math.Max(0, 1 - strength);
         var factor = (float)(low + random.NextDouble() * (1 + strength - low));
         var data = new float[image.Data.Length];
-        for (var i = 0; i < data.Length; i++) data[i] = Math.Clamp(image.Data[i] * factor, 0f, image.MaxValue);
+        var truncate = truncateToBytes && image.MaxValue == 255f;
+        for (var i = 0; i < data.Length; i++)
+        {
+            var value = image.Data[i] * factor;
+            data[i] = Math.Clamp(truncate ? MathF.Floor(value) : value, 0f, image.MaxValue);
+        }
         return image.With(image.Channels, image.Height, image.Width, data);
     }
 }
