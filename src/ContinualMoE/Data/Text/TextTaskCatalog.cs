@@ -90,7 +90,7 @@ public static class TextTaskCatalog
         var kind = parts[0].Trim();
         lock (Gate)
             if (!Entries.ContainsKey(kind))
-                throw new ContinualMoEException($"unknown text tasks '{kind}'; valid kinds: {string.Join(", ", Entries.Keys)} (syntax: continual-moe help text-datasets)");
+                throw new ContinualMoEException($"unknown text tasks '{kind}'; valid kinds: {string.Join(", ", Entries.Keys)} (syntax in docs/text-datasets.md)");
         var positional = new List<string>();
         var settings = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         foreach (var part in parts.Skip(1))
