@@ -49,4 +49,30 @@ internal static class TextSampling
         foreach (var ch in text) hash = (hash ^ ch) * 16777619u;
         return (int)hash;
     }
+
+    /// <summary>A seeded reservoir (Vitter's algorithm R) for files too large to hold (Amazon's CSV has 3 million rows):
+    /// keeps at most <c>perLabel</c> examples of each output; without a per-label cap, at most <c>total</c> examples; with
+    /// neither, every example. <see cref="Result"/> returns them in file order (a total cap on top of a per-label one is
+    /// left to <see cref="Cap"/>).</summary>
+    internal sealed class Reservoir(int? perLabel, int? total, int seed, string salt)
+    {
+        private readonly Dictionary<string, (List<(long Index, TextExample Example)> Kept, Random Random)> _byKey = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, long> _seen = new(StringComparer.Ordinal);
+        private readonly int? _capacity = perLabel ?? total;
+        private long _index;
+
+        public void Add(TextExample example)
+        {
+            var index = _index++;
+            var key = perLabel != null ? example.Output : "";
+            if (!_byKey.TryGetValue(key, out var state))
+                _byKey[key] = state = ([], new Random(Seeds.Combine(seed, StableHash(salt), StableHash(key))));
+            var seen = _seen[key] = _seen.GetValueOrDefault(key) + 1;
+            if (_capacity is not { } k || state.Kept.Count < k) state.Kept.Add((index, example));
+            else if (state.Random.NextInt64(seen) is var j && j < k) state.Kept[(int)j] = (index, example);
+        }
+
+        public List<TextExample> Result() =>
+            _byKey.Values.SelectMany(s => s.Kept).OrderBy(p => p.Index).Select(p => p.Example).ToList();
+    }
 }

@@ -34,6 +34,10 @@ public static class ZhangCsvLoader
     /// (e.g. AG News: 4000 examples over 4 classes).</summary>
     public const int DefaultTrainPerClass = 1000;
 
+    /// <summary>Test examples per dataset when <see cref="TextTaskOptions.TestLimit"/> is not set: the 7600 of each test.json
+    /// in O-LoRA's CL_Benchmark (all of AG News' test set; a sample of the larger ones).</summary>
+    public const int DefaultTestLimit = 7600;
+
     /// <summary>Loads the tasks of an order (order1..order3) or a comma list of dataset names from a folder holding the
     /// CSV dataset folders.</summary>
     public static IReadOnlyList<TextTaskData> Load(string root, string orderOrList, TextTaskOptions? options = null)
@@ -58,18 +62,19 @@ public static class ZhangCsvLoader
         if (!instructions.TryGetValue(dataset.Family, out var instruction))
             throw new ContinualMoEException($"the instruction file has no zero-shot instruction for the task family '{dataset.Family}' (dataset '{dataset.Name}')");
         var prefix = instruction + "Option: " + string.Join(", ", dataset.Labels) + " \n";
-        var train = ReadCsv(Path.Combine(folder, "train.csv"), dataset, prefix);
-        var test = ReadCsv(Path.Combine(folder, "test.csv"), dataset, prefix);
+        // The caps are applied while streaming (a reservoir per class, or one for the total), then the total on what was kept.
+        var train = ReadCsv(Path.Combine(folder, "train.csv"), dataset, prefix, new TextSampling.Reservoir(options.TrainPerClass ?? DefaultTrainPerClass, options.TrainLimit, options.Seed, dataset.Name + "/train"));
+        var test = ReadCsv(Path.Combine(folder, "test.csv"), dataset, prefix, new TextSampling.Reservoir(options.TestPerClass, options.TestLimit ?? DefaultTestLimit, options.Seed, dataset.Name + "/test"));
         return new TextTaskData(dataset.Name,
-            TextSampling.Cap(train, options.TrainPerClass ?? DefaultTrainPerClass, options.TrainLimit, options.Seed, dataset.Name + "/train"),
-            TextSampling.Cap(test, options.TestPerClass, options.TestLimit, options.Seed, dataset.Name + "/test"),
+            TextSampling.Cap(train, null, options.TrainLimit, options.Seed, dataset.Name + "/train"),
+            TextSampling.Cap(test, null, options.TestLimit ?? DefaultTestLimit, options.Seed, dataset.Name + "/test"),
             dataset.Labels);
     }
 
-    private static List<TextExample> ReadCsv(string path, CsvDataset dataset, string instruction)
+    private static List<TextExample> ReadCsv(string path, CsvDataset dataset, string instruction, TextSampling.Reservoir examples)
     {
         var textColumns = dataset.Name switch { "yelp" => 1, "yahoo" => 3, _ => 2 };
-        var examples = new List<TextExample>();
+        var any = false;
         foreach (var (fields, line) in TextFiles.ReadCsv(path))
         {
             if (fields.Count != 1 + textColumns)
@@ -80,9 +85,10 @@ public static class ZhangCsvLoader
                 : textColumns == 2 ? $"Title: {fields[1]}\nText: {fields[2]}\n"
                 : $"Title: {fields[1]}\nText: {fields[2]} {fields[3]}\n";
             examples.Add(new TextExample(instruction, input, dataset.Labels[index - 1]));
+            any = true;
         }
-        if (examples.Count == 0) throw ContinualMoEException.ForFile(path, "no examples");
-        return examples;
+        if (!any) throw ContinualMoEException.ForFile(path, "no examples");
+        return examples.Result();
     }
 
     private static string TextColumnsOf(string name) => name switch

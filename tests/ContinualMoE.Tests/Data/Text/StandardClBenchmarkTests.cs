@@ -157,6 +157,14 @@ public sealed class StandardClBenchmarkTests : IDisposable
         TextBenchmarkFiles.WriteCsv(train, Enumerable.Range(0, 1003).Select(i => new[] { "2", $"t{i}", $"b{i}" }));
         TextBenchmarkFiles.WriteCsv(Path.Combine(csv, "ag_news_csv", "test.csv"), [["1", "a", "b"]]);
         Assert.Equal(ZhangCsvLoader.DefaultTrainPerClass, ZhangCsvLoader.Load(csv, "agnews")[0].Train.Count);
+        // The streamed reservoir is seeded: the same seed keeps the same rows (in file order), another seed others.
+        var a = ZhangCsvLoader.Load(csv, "agnews", new TextTaskOptions { TrainPerClass = 10, Seed = 1 })[0].Train;
+        Assert.Equal(a, ZhangCsvLoader.Load(csv, "agnews", new TextTaskOptions { TrainPerClass = 10, Seed = 1 })[0].Train);
+        Assert.NotEqual(a, ZhangCsvLoader.Load(csv, "agnews", new TextTaskOptions { TrainPerClass = 10, Seed = 2 })[0].Train);
+        var rows = a.Select(e => int.Parse(e.Input.Split('\n')[0]["Title: t".Length..])).ToList();
+        Assert.Equal(rows.Order(), rows);
+        TextBenchmarkFiles.WriteCsv(Path.Combine(csv, "ag_news_csv", "test.csv"), Enumerable.Range(0, 8000).Select(i => new[] { $"{i % 4 + 1}", "a", "b" }));
+        Assert.Equal(ZhangCsvLoader.DefaultTestLimit, ZhangCsvLoader.Load(csv, "agnews")[0].Test.Count);
 
         File.WriteAllText(train, "\"1\",\"a\",\"b\"\n\"7\",\"c\",\"d\"\n");
         Assert.Equal(train + ": line 2: unknown label '7' (class indices of agnews are 1..4)",
