@@ -9,7 +9,7 @@ public enum TextMetric
     ExactMatch,
     /// <summary>TRACE's ScienceQA accuracy: the first character of answer and reference (the option letter) match.</summary>
     FirstCharacterMatch,
-    /// <summary>ROUGE-L F1 over whitespace tokens (TRACE's MeetingBank).</summary>
+    /// <summary>ROUGE-L F1 of the <c>rouge</c> package TRACE uses (MeetingBank).</summary>
     RougeL,
     /// <summary>Character edit similarity after TRACE's literal-token restoration (Py150).</summary>
     EditSimilarity,
@@ -53,31 +53,51 @@ public static class TextMetrics
         return total / predictions.Count;
     }
 
-    /// <summary>ROUGE-L F1 (Lin 2004, β = 1) of one prediction against one reference, over whitespace-separated tokens:
-    /// LCS / |prediction| is the precision, LCS / |reference| the recall. TRACE calls the <c>rouge</c> 1.0.1 package, whose
-    /// summary-level variant first splits both texts at '.'; for single-sentence texts without repeated words the two agree.</summary>
+    /// <summary>
+    /// ROUGE-L as TRACE computes it (metrics.py score_rouge: <c>Rouge(metrics=["rouge-l"]).get_scores(target, prediction)</c>
+    /// of the <c>rouge</c> 1.0.1 package, github.com/pltrdy/rouge rouge/rouge.py and rouge_score.py): both texts are cut
+    /// into sentences at '.', the summary-level union LCS counts each word once ("exclusive" sets), recall and precision
+    /// divide it by the numbers of distinct words, and F = 2PR / (P + R + 1e-8). The target plays the package's
+    /// hypothesis and the prediction its reference, in that order, because LCS reconstruction breaks ties by order.
+    /// </summary>
     public static double RougeL(string prediction, string reference)
     {
-        var p = prediction.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
-        var r = reference.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
-        if (p.Length == 0 || r.Length == 0) return 0;
-        var lcs = LongestCommonSubsequence(p, r);
-        if (lcs == 0) return 0;
-        double precision = (double)lcs / p.Length, recall = (double)lcs / r.Length;
-        return 2 * precision * recall / (precision + recall);
+        var evaluated = RougeSentences(reference);   // TRACE passes the target as the hypothesis...
+        var referenceSentences = RougeSentences(prediction);   // ...and the prediction as the reference
+        if (evaluated.Count == 0 || referenceSentences.Count == 0) return 0;   // the package raises; TRACE would fail
+        var m = referenceSentences.SelectMany(s => s.Split(' ')).Distinct(StringComparer.Ordinal).Count();
+        var n = evaluated.SelectMany(s => s.Split(' ')).Distinct(StringComparer.Ordinal).Count();
+        var union = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var referenceSentence in referenceSentences)
+        {
+            var x = referenceSentence.Split(' ');
+            foreach (var evaluatedSentence in evaluated) union.UnionWith(ReconstructLcs(x, evaluatedSentence.Split(' ')));
+        }
+        double recall = (double)union.Count / m, precision = (double)union.Count / n;
+        return 2.0 * (precision * recall / (precision + recall + 1e-8));
     }
 
-    private static int LongestCommonSubsequence(string[] a, string[] b)
+    /// <summary>The package's sentence split: pieces between '.', non-empty, whitespace runs collapsed to one space.</summary>
+    private static List<string> RougeSentences(string text) =>
+        text.Split('.').Where(piece => piece.Length > 0)
+            .Select(piece => string.Join(' ', piece.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries))).ToList();
+
+    /// <summary>One longest common subsequence of x and y, reconstructed from the end: a match is taken, else the
+    /// step that keeps the longer prefix, preferring to shorten y on ties (rouge_score.py _recon_lcs).</summary>
+    private static List<string> ReconstructLcs(string[] x, string[] y)
     {
-        var previous = new int[b.Length + 1];
-        var current = new int[b.Length + 1];
-        foreach (var x in a)
+        var table = new int[x.Length + 1, y.Length + 1];
+        for (var i = 1; i <= x.Length; i++)
+            for (var j = 1; j <= y.Length; j++)
+                table[i, j] = x[i - 1] == y[j - 1] ? table[i - 1, j - 1] + 1 : Math.Max(table[i - 1, j], table[i, j - 1]);
+        var result = new List<string>();
+        for (int i = x.Length, j = y.Length; i > 0 && j > 0;)
         {
-            for (var j = 1; j <= b.Length; j++)
-                current[j] = x == b[j - 1] ? previous[j - 1] + 1 : Math.Max(previous[j], current[j - 1]);
-            (previous, current) = (current, previous);
+            if (x[i - 1] == y[j - 1]) { result.Add(x[i - 1]); i--; j--; }
+            else if (table[i - 1, j] > table[i, j - 1]) i--;
+            else j--;
         }
-        return previous[b.Length];
+        return result;
     }
 
     /// <summary>

@@ -23,14 +23,19 @@ public sealed class TextMetricsTests
     }
 
     [Fact]
-    public void RougeLIsTheLcsF1OverWords()
+    public void RougeLCountsDistinctWordsAndUnitesSentenceLcs()
     {
-        // LCS "the cat on the mat" = 5 of 6 words on both sides: P = R = F = 5/6.
-        Assert.Equal(5.0 / 6, TextMetrics.RougeL("the cat sat on the mat", "the cat is on the mat"), 12);
-        // LCS "a c" = 2: P = 2/4, R = 2/3, F = 2PR/(P+R) = 4/7.
-        Assert.Equal(4.0 / 7, TextMetrics.RougeL("a b c d", "a c e"), 12);
+        // One sentence each; distinct words 5 and 5 ("the" once); LCS "the cat on the mat" as a set {the, cat, on, mat}
+        // = 4, so P = R = 4/5 and F = 2PR/(P+R+1e-8).
+        Assert.Equal(2 * 0.64 / (1.6 + 1e-8), TextMetrics.RougeL("the cat sat on the mat", "the cat is on the mat"), 12);
+        // LCS {a, c} over 4 and 3 distinct words: P = 1/2, R = 2/3, F = 4/7 (less the 1e-8 guard).
+        Assert.Equal(2 * (1.0 / 3) / (7.0 / 6 + 1e-8), TextMetrics.RougeL("a b c d", "a c e"), 12);
+        // Two sentences each: the union of the sentence-pair LCSs is {a, b, c, d}, so F = 1 (the LCS of the whole
+        // token sequences would give only 3 of 4).
+        Assert.Equal(2 * 1.0 / (2 + 1e-8), TextMetrics.RougeL("a b. c d.", "a c. b d."), 12);
         Assert.Equal(0.0, TextMetrics.RougeL("x y", "a b"));
-        Assert.Equal(1.0, TextMetrics.Score(TextMetric.RougeL, ["same words here"], [Reference("same words here")]), 12);
+        Assert.Equal(0.0, TextMetrics.RougeL("...", "a b"));
+        Assert.Equal(2 * 1.0 / (2 + 1e-8), TextMetrics.Score(TextMetric.RougeL, ["same words here"], [Reference("same words here")]), 12);
     }
 
     [Fact]
@@ -74,5 +79,27 @@ public sealed class TextMetricsTests
         Assert.Equal(TextMetric.FirstCharacterMatch, TextMetrics.MetricFor("ScienceQA"));
         Assert.Equal(TextMetric.ExactMatch, TextMetrics.MetricFor("C-STANCE"));
         Assert.Equal(TextMetric.ExactMatch, TextMetrics.MetricFor("agnews"));
+    }
+}
+
+/// <summary>TextMetrics against the reference implementations TRACE runs (tools/make_text_metric_fixture.py): the
+/// rouge 1.0.1 package's ROUGE-L and CPython's difflib ratio.</summary>
+public sealed class TextMetricsReferenceTests
+{
+    private static System.Text.Json.JsonElement Fixture(string name) =>
+        System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Fixtures", "text_metrics.json"))).RootElement.GetProperty(name);
+
+    [Fact]
+    public void RougeLMatchesTheRougePackage()
+    {
+        foreach (var c in Fixture("rouge_l").EnumerateArray())
+            Assert.Equal(c.GetProperty("f").GetDouble(), TextMetrics.RougeL(c.GetProperty("prediction").GetString()!, c.GetProperty("target").GetString()!), 12);
+    }
+
+    [Fact]
+    public void EditSimilarityMatchesDifflib()
+    {
+        foreach (var c in Fixture("edit_similarity").EnumerateArray())
+            Assert.Equal(c.GetProperty("percent").GetInt32() / 100.0, TextMetrics.EditSimilarity(c.GetProperty("prediction").GetString()!, c.GetProperty("target").GetString()!), 12);
     }
 }
