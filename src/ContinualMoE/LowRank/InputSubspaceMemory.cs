@@ -56,6 +56,20 @@ public sealed class InputSubspaceMemory : nn.Module
         return projector.MoveToOuterDisposeScope();
     }
 
+    /// <summary>InfLoRA's dimensionality-reduction matrix [rank, D] (float64) for a new task at <paramref name="input"/>,
+    /// from the task's input moment C: with P the old-space projector, U from the SVD of (I - P) C (eq. 10-11; official
+    /// _train), A = U_rank^T (I - P) / sqrt(3). The last factor I - P changes nothing while (I - P) C has at least rank
+    /// directions; when it has fewer, it keeps the remaining rows out of the old space too.</summary>
+    public Tensor DesignReduction(int input, Tensor moment, int rank)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var c = moment.to(float64).to(basis[input].device);
+        var free = eye(c.shape[0], dtype: float64, device: c.device) - OldSpaceProjector(input);
+        var (u, _, _) = linalg.svd(free.matmul(c), fullMatrices: false);
+        return u.narrow(1, 0, Math.Min(rank, u.shape[1])).t().matmul(free).div(Scalars.Of(Math.Sqrt(3))).MoveToOuterDisposeScope();
+    }
+
     /// <summary>Adds a finished task's input second moments (one [D, D] per input) with the energy threshold of this
     /// task (InfLoRA's epsilon_t; official schedule lamb + (lame - lamb) t / T).</summary>
     public void Update(IReadOnlyList<Tensor> moments, double threshold)

@@ -63,19 +63,13 @@ public sealed class InfLora : LoraLearner
     }
 
     /// <summary>Sets expert <paramref name="expert"/>'s reduction matrices from the new task's input moments (one per
-    /// memory input): A = U_rank^T (I - P) / sqrt(3), U from the SVD of (I - P) C.</summary>
+    /// memory input), <see cref="InputSubspaceMemory.DesignReduction"/>.</summary>
     public void DesignReduction(int expert, IReadOnlyList<Tensor> moments)
     {
-        using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var rank = Bank[expert].Rank;
         for (var s = 0; s < Bank.Sites.Count; s++)
         {
-            var input = inputOfSite[s];
-            var moment = moments[input].to(float64);
-            var free = eye(moment.shape[0], dtype: float64, device: moment.device) - memory.OldSpaceProjector(input).to(moment.device);
-            var (u, _, _) = linalg.svd(free.matmul(moment), fullMatrices: false);
-            var reduction = u.narrow(1, 0, rank).t().matmul(free).div(Scalars.Of(Math.Sqrt(3)));
+            using var reduction = memory.DesignReduction(inputOfSite[s], moments[inputOfSite[s]], Bank[expert].Rank);
             var down = Bank[expert].Down(s);
             down.copy_(reduction.to(down.dtype).to(down.device));
         }
