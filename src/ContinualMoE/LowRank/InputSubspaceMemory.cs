@@ -1,4 +1,5 @@
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace ContinualMoE.LowRank;
@@ -15,7 +16,7 @@ namespace ContinualMoE.LowRank;
 /// </summary>
 public sealed class InputSubspaceMemory : nn.Module
 {
-    private readonly Tensor[] basis;     // per input [D, D], the first columns[g] columns in use
+    private readonly ModuleList<StoredBasis> bases;   // per input [D, D], the first columns[g] columns in use
     [TorchSharp.Utils.ComponentName(Name = "columns")]
     private readonly Tensor columns;     // [G]
     [TorchSharp.Utils.ComponentName(Name = "retain")]
@@ -25,26 +26,41 @@ public sealed class InputSubspaceMemory : nn.Module
 
     public InputSubspaceMemory(IReadOnlyList<long> dimensions) : base(nameof(InputSubspaceMemory))
     {
-        basis = dimensions.Select(d => zeros(d, d)).ToArray();
+        bases = new ModuleList<StoredBasis>(dimensions.Select(d => new StoredBasis(d)).ToArray());
         columns = zeros(dimensions.Count);
         retain = zeros(dimensions.Count);
         updates = zeros(1);
-        for (var g = 0; g < basis.Length; g++) register_buffer($"basis_{g}", basis[g]);
+        register_module("bases", bases);
         register_buffer("columns", columns);
         register_buffer("retain", retain);
         register_buffer("updates", updates);
     }
 
-    public int Inputs => basis.Length;
+    /// <summary>One input's basis as a module of its own, so that <c>Module.to</c> re-binds it (an array field would not be).</summary>
+    private sealed class StoredBasis : nn.Module
+    {
+        [TorchSharp.Utils.ComponentName(Name = "basis")]
+        public readonly Tensor Basis;
+
+        public StoredBasis(long dim) : base(nameof(StoredBasis))
+        {
+            Basis = zeros(dim, dim);
+            register_buffer("basis", Basis);
+        }
+    }
+
+    private Tensor BasisBuffer(int input) => bases[input].Basis;
+
+    public int Inputs => bases.Count;
     public int TasksStored => (int)updates.item<float>();
     public int Columns(int input) => (int)columns[input].item<float>();
     public bool Retains(int input) => retain[input].item<float>() > 0;
 
     /// <summary>The stored basis [D, Columns] (float64).</summary>
-    public Tensor Basis(int input) => basis[input].narrow(1, 0, Columns(input)).to(float64);
+    public Tensor Basis(int input) => BasisBuffer(input).narrow(1, 0, Columns(input)).to(float64);
 
     /// <summary>Dimension of the old tasks' input space at <paramref name="input"/>.</summary>
-    public long OldSpaceDimension(int input) => Retains(input) ? basis[input].shape[0] - Columns(input) : Columns(input);
+    public long OldSpaceDimension(int input) => Retains(input) ? BasisBuffer(input).shape[0] - Columns(input) : Columns(input);
 
     /// <summary>The orthogonal projector [D, D] (float64) onto the old tasks' input space (zero before the first task).</summary>
     public Tensor OldSpaceProjector(int input)
@@ -64,7 +80,7 @@ public sealed class InputSubspaceMemory : nn.Module
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var c = moment.to(float64).to(basis[input].device);
+        var c = moment.to(float64).to(BasisBuffer(input).device);
         var free = eye(c.shape[0], dtype: float64, device: c.device) - OldSpaceProjector(input);
         var (u, _, _) = linalg.svd(free.matmul(c), fullMatrices: false);
         return u.narrow(1, 0, Math.Min(rank, u.shape[1])).t().matmul(free).div(Scalars.Of(Math.Sqrt(3))).MoveToOuterDisposeScope();
@@ -74,13 +90,13 @@ public sealed class InputSubspaceMemory : nn.Module
     /// task (InfLoRA's epsilon_t; official schedule lamb + (lame - lamb) t / T).</summary>
     public void Update(IReadOnlyList<Tensor> moments, double threshold)
     {
-        if (moments.Count != basis.Length) throw new ArgumentException($"expected {basis.Length} input moments, got {moments.Count}");
+        if (moments.Count != bases.Count) throw new ArgumentException($"expected {bases.Count} input moments, got {moments.Count}");
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var first = TasksStored == 0;
-        for (var g = 0; g < basis.Length; g++)
+        for (var g = 0; g < bases.Count; g++)
         {
-            var activation = moments[g].to(float64).to(basis[g].device);
+            var activation = moments[g].to(float64).to(BasisBuffer(g).device);
             var dim = activation.shape[0];
             Tensor next;
             var retains = Retains(g);
@@ -141,8 +157,8 @@ public sealed class InputSubspaceMemory : nn.Module
 
     private void Store(int g, Tensor columnsInUse, bool retains)
     {
-        basis[g].zero_();
-        if (columnsInUse.shape[1] > 0) basis[g].narrow(1, 0, columnsInUse.shape[1]).copy_(columnsInUse);
+        BasisBuffer(g).zero_();
+        if (columnsInUse.shape[1] > 0) BasisBuffer(g).narrow(1, 0, columnsInUse.shape[1]).copy_(columnsInUse);
         columns[g].fill_(columnsInUse.shape[1]);
         retain[g].fill_(retains ? 1 : 0);
     }

@@ -33,6 +33,8 @@ public sealed class InfLora : LoraLearner
 
     public InfLora(MethodContext context) : base(context, "inflora", context.TaskCount, new LoraOptions { Layers = ["k", "v"], Rank = 10 })
     {
+        if (Bank.Sites.FirstOrDefault(s => s.InFeatures < Options.Rank) is { } narrow)
+            throw new ContinualMoEException($"inflora: rank {Options.Rank} exceeds the {narrow.InFeatures} input features of {narrow.Site}; lower the setting 'rank'");
         (inputOfSite, firstSiteOfInput) = LowRankSites.SharedInputs(Bank.Sites);
         memory = new InputSubspaceMemory(firstSiteOfInput.Select(s => Bank.Sites[s].InFeatures).ToList());
         memory.to(Context.Device);
