@@ -27,6 +27,8 @@ public sealed class LowRankExperts : nn.Module, ILinearAdapterProvider
     private Tensor?[]? energySums;
     private long[]? energyCounts;
     private int energyExpert = -1;
+    private Tensor?[]? inputSums;          // per site sum of x x^T while recording, null for sites not recorded
+    private long[]? inputCounts;
 
     public IReadOnlyList<LinearLayerShape> Sites { get; }
     public bool Mergeable { get; }
@@ -100,6 +102,7 @@ public sealed class LowRankExperts : nn.Module, ILinearAdapterProvider
     public Tensor? Delta(LinearSite site, Tensor input)
     {
         if (!siteIndex.TryGetValue(site, out var s)) return null;
+        if (inputSums is not null) RecordInput(s, input);
         var used = Enumerable.Range(0, Count).Where(e => isActive[e]).ToList();
         Tensor? delta = null;
         if (used.Count > 0)
@@ -165,6 +168,42 @@ public sealed class LowRankExperts : nn.Module, ILinearAdapterProvider
         energySums[s] = total.DetachFromDisposeScope();
         previous?.Dispose();
         energyCounts![s] += flat.shape[0];
+    }
+
+    /// <summary>Starts collecting, over the next forward passes, the uncentred second moment E[x x^T] [in, in] of the
+    /// input of each site in <paramref name="sites"/> (indices into <see cref="Sites"/>), over every token of every
+    /// sample (InfLoRA's input representation matrix; its official Attention_LoRA.forward, get_cur_feat).</summary>
+    public void StartInputMoments(IEnumerable<int> sites)
+    {
+        inputSums = new Tensor?[Sites.Count];
+        inputCounts = new long[Sites.Count];
+        foreach (var s in sites) inputSums[s] = zeros(Sites[s].InFeatures, Sites[s].InFeatures, dtype: float64).DetachFromDisposeScope();
+    }
+
+    /// <summary>Stops collecting; per site the mean x x^T (float64), or null for sites not collected.</summary>
+    public Tensor?[] StopInputMoments()
+    {
+        var sums = inputSums ?? throw new InvalidOperationException("StartInputMoments was not called");
+        using (no_grad())
+            for (var s = 0; s < sums.Length; s++)
+                if (sums[s] is { } sum && inputCounts![s] > 0)
+                {
+                    using var count = ((double)inputCounts[s]).ToScalar();
+                    sum.div_(count);
+                }
+        inputSums = null;
+        inputCounts = null;
+        return sums;
+    }
+
+    private void RecordInput(int s, Tensor input)
+    {
+        if (inputSums![s] is not { } sum) return;
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var flat = input.detach().reshape(-1, input.shape[^1]).to(float64);
+        sum.add_(flat.t().matmul(flat).to(sum.device));
+        inputCounts![s] += flat.shape[0];
     }
 
     /// <summary>Reads the active and frozen flags back from the buffers (call after loading a state).</summary>

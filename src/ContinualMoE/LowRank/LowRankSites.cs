@@ -50,4 +50,34 @@ public static class LowRankSites
             throw new ContinualMoEException($"{method}: none of the layers [{string.Join(", ", names)}] exists in the chosen blocks of {backbone.Name}");
         return selected;
     }
+
+    /// <summary>The input a layer reads inside its block: q, k and v read the same normalised residual stream, and so do
+    /// the MLP's in and gate layers, in every transformer the hook supports. Methods that collect statistics of a
+    /// layer's input (InfLoRA's input subspaces) keep one per shared input instead of one per layer.</summary>
+    public static string InputOf(string layer) => layer switch
+    {
+        LinearLayers.Query or LinearLayers.Key or LinearLayers.Value => "attn.in",
+        LinearLayers.MlpIn or LinearLayers.MlpGate => "mlp.in",
+        _ => layer,
+    };
+
+    /// <summary>For each site its input group (sites of one block that read the same input share a group, numbered in
+    /// order of first appearance), and for each group the first site that reads it.</summary>
+    public static (int[] GroupOfSite, int[] FirstSiteOfGroup) SharedInputs(IReadOnlyList<LinearLayerShape> sites)
+    {
+        var groups = new Dictionary<(int, string), int>();
+        var first = new List<int>();
+        var groupOfSite = new int[sites.Count];
+        for (var s = 0; s < sites.Count; s++)
+        {
+            var key = (sites[s].Site.Block, InputOf(sites[s].Site.Layer));
+            if (!groups.TryGetValue(key, out var g))
+            {
+                groups[key] = g = first.Count;
+                first.Add(s);
+            }
+            groupOfSite[s] = g;
+        }
+        return (groupOfSite, first.ToArray());
+    }
 }

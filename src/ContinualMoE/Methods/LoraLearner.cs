@@ -21,6 +21,14 @@ public sealed record LoraOptions
     public double? Strength { get; init; }
     /// <summary>O-LoRA: lambda_2 of the L2 loss on the new task's LoRA (O-LoRA's default 0).</summary>
     public double L2 { get; init; }
+    /// <summary>InfLoRA: the energy threshold of its input-space memory for the first task (official lamb, 0.95); it
+    /// rises linearly towards <see cref="ThresholdEnd"/> (official lame, 1.0): lamb + (lame - lamb) t / T.</summary>
+    public double Threshold { get; init; } = 0.95;
+    public double ThresholdEnd { get; init; } = 1.0;
+    /// <summary>MoCL: the scale of the softmax over query-key cosines (official softmax_match_scale, 8).</summary>
+    public double MatchScale { get; init; } = 8;
+    /// <summary>MoCL: the weight of the matching loss 1 - cos(query, own key) (official matching_loss_coeff, 1; 0 off).</summary>
+    public double MatchingLoss { get; init; } = 1;
     public int? Epochs { get; init; }
     public double? LearningRate { get; init; }
 }
@@ -32,7 +40,11 @@ public sealed record LoraOptions
 /// </summary>
 public abstract class LoraLearner : LearnerBase
 {
-    protected LoraLearner(MethodContext context, string name, int experts) : this(context, name, context.Settings.Bind(new LoraOptions(), name), experts) { }
+    protected LoraLearner(MethodContext context, string name, int experts) : this(context, name, experts, new LoraOptions()) { }
+
+    /// <param name="defaults">The method's own defaults (e.g. InfLoRA's k and v at rank 10), overridden by the settings.</param>
+    protected LoraLearner(MethodContext context, string name, int experts, LoraOptions defaults)
+        : this(context, name, context.Settings.Bind(defaults, name), experts) { }
 
     private LoraLearner(MethodContext context, string name, LoraOptions options, int experts)
         : this(context, options, new LoraModel(context, name, options, experts)) { }
@@ -56,6 +68,13 @@ public abstract class LoraLearner : LearnerBase
     protected virtual Tensor? AuxiliaryLoss(TaskContext task) => null;
     protected virtual Data.IImageDataset? PhaseData(TaskContext task) => null;
     protected virtual bool[]? PhaseLogitMask(TaskContext task) => null;
+    /// <summary>The LoRA parameters task <paramref name="task"/> trains (default: all of its expert's).</summary>
+    protected virtual IReadOnlyList<Parameter> TrainedLoraParameters(TaskContext task) => Bank.TrainableParameters([TrainedExpert(task)]);
+    /// <summary>Further parameters a method trains beside the LoRA and the head (e.g. a router).</summary>
+    protected virtual IReadOnlyList<ParameterGroup> ExtraParameterGroups(TaskContext task) => [];
+    /// <summary>One training step: logits over the classes (the trainer adds the masked cross-entropy) and the method's
+    /// own loss terms.</summary>
+    protected virtual StepOutput TrainStep(Data.Batch batch, TaskContext task) => new(Head.forward(AdaptedFeatures(batch.Images)), AuxiliaryLoss(task));
 
     public override void BeginTask(TaskContext task) => Bank.Activate(TrainedExpert(task));
 
@@ -65,11 +84,11 @@ public abstract class LoraLearner : LearnerBase
         {
             Name = Name,
             Epochs = Options.Epochs ?? Context.Training.Epochs,
-            Parameters = [new ParameterGroup("lora", Bank.TrainableParameters([TrainedExpert(task)])), new ParameterGroup("head", TrainableParameters(Head))],
+            Parameters = [new ParameterGroup("lora", TrainedLoraParameters(task)), new ParameterGroup("head", TrainableParameters(Head)), .. ExtraParameterGroups(task)],
             Optimizer = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = Options.LearningRate ?? Context.Training.LearningRate, Schedule = ScheduleKind.Cosine },
             Data = PhaseData(task),
             LogitMask = PhaseLogitMask(task),
-            Step = batch => new StepOutput(Head.forward(AdaptedFeatures(batch.Images)), AuxiliaryLoss(task)),
+            Step = batch => TrainStep(batch, task),
         },
     ];
 
