@@ -56,6 +56,7 @@ internal static class LanguageModelCommand
             AnsiConsole.MarkupLine($"Folder: [bold]{Markup.Escape(folder)}[/] (use it with --model)");
             var tokenizer = LanguageModelTokenizer.Load(folder);
             using var model = LanguageModelFolder.Load(folder).Model;
+            var endOfText = (long)tokenizer.EosId!.Value;
             foreach (var prompt in parse.GetValue(samples)!)
             {
                 var ids = tokenizer.Encode(prompt).Select(i => (long)i).ToList();
@@ -65,8 +66,8 @@ internal static class LanguageModelCommand
                              ("sampled (T 0.8, top-k 40, seed 1)", new GenerationSettings { MaxNewTokens = 40, Temperature = 0.8, TopK = 40, Seed = 1 }),
                          })
                 {
-                    var generated = TextGenerator.Generate(model, ids, settings with { StopTokenIds = [report.VocabularySize - 1] });
-                    var text = tokenizer.Decode(ids.Concat(generated).Where(i => i != report.VocabularySize - 1).Select(i => (int)i));
+                    var generated = TextGenerator.Generate(model, ids, settings with { StopTokenIds = [endOfText] });
+                    var text = tokenizer.Decode(ids.Concat(generated).Where(i => i != endOfText).Select(i => (int)i));
                     AnsiConsole.MarkupLine($"[grey]{Markup.Escape(label)}:[/] {Markup.Escape(text.ReplaceLineEndings(" / "))}");
                 }
             }
