@@ -46,6 +46,7 @@ internal static class BenchCommand
         });
         var bench = new Command("bench", "speed measurements");
         bench.Subcommands.Add(backbone);
+        bench.Subcommands.Add(LanguageModelBenchCommand.Create());
         return bench;
     }
 }

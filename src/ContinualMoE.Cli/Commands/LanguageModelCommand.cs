@@ -1,5 +1,6 @@
 using System.CommandLine;
 using ContinualMoE.Backbones.Language;
+using ContinualMoE.Experiments;
 using Spectre.Console;
 using static TorchSharp.torch;
 
@@ -13,6 +14,65 @@ internal static class LanguageModelCommand
         var command = new Command("lm", "run a decoder language model from a Hugging Face folder (config.json, safetensors, tokenizer files)");
         command.Subcommands.Add(Generate());
         command.Subcommands.Add(Score());
+        command.Subcommands.Add(Pretrain());
+        return command;
+    }
+
+    /// <summary>Builds (first time, or with --force) and shows the embedded default language model.</summary>
+    private static Command Pretrain()
+    {
+        var force = new Option<bool>("--force") { Description = "rebuild even when the cached model is intact" };
+        var samples = new Option<string[]>("--sample-prompt") { Description = "prompts to continue after building", AllowMultipleArgumentsPerToken = true,
+            DefaultValueFactory = _ => ["The meaning of life is", "A computer", "Love is"] };
+        var command = new Command("pretrain", "build (on first use) and show the default small GPT-2, pretrained here on Debian's fortunes corpus")
+        {
+            force, samples,
+        };
+        command.SetAction((parse, cancellation) =>
+        {
+            ComputeDevice.ConfigureThreads();
+            var path = DefaultLanguageModel.CachePath;
+            if (parse.GetValue(force) && Directory.Exists(path)) Directory.Delete(path, recursive: true);
+            if (!Directory.Exists(path))
+                AnsiConsole.MarkupLine($"Pretraining the default language model ({Markup.Escape(DefaultLanguageModel.Recipe.Name)}) into [bold]{Markup.Escape(path)}[/].");
+            var lastStage = "";
+            var folder = DefaultLanguageModel.EnsureFolder(new Progress<LanguageModelBuildProgress>(p =>
+            {
+                if (p.Stage == "training")
+                {
+                    if (p.Step % 25 == 0 || p.Step == p.Steps)
+                        AnsiConsole.MarkupLine(Markup.Escape($"  step {p.Step}/{p.Steps}: loss {p.Loss:F3}, {p.TokensPerSecond:F0} tokens/s"));
+                }
+                else if (p.Stage != lastStage || p.Stage == "cache") AnsiConsole.MarkupLine(Markup.Escape($"  {p.Message}"));
+                lastStage = p.Stage;
+            }), cancellation);
+            var report = DefaultLanguageModel.ReadReport(folder)!;
+            var table = new Table().AddColumns("model", "corpus", "vocabulary", "parameters", "train tokens", "held-out tokens", "steps",
+                "train loss", "held-out perplexity", "build s", "train tokens/s");
+            table.AddRow(Markup.Escape(report.Recipe), Markup.Escape(report.Corpus), report.VocabularySize.ToString(), report.Parameters.ToString("N0"),
+                report.TrainTokens.ToString("N0"), report.HeldOutTokens.ToString("N0"), report.Steps.ToString(), $"{report.FinalTrainLoss:F3}",
+                $"{report.HeldOutPerplexity:F2}", $"{report.Seconds:F0}", $"{report.TrainTokensPerSecond:F0}");
+            AnsiConsole.Write(table);
+            AnsiConsole.MarkupLine($"Folder: [bold]{Markup.Escape(folder)}[/] (use it with --model)");
+            var tokenizer = LanguageModelTokenizer.Load(folder);
+            using var model = LanguageModelFolder.Load(folder).Model;
+            var endOfText = (long)tokenizer.EosId!.Value;
+            foreach (var prompt in parse.GetValue(samples)!)
+            {
+                var ids = tokenizer.Encode(prompt).Select(i => (long)i).ToList();
+                foreach (var (label, settings) in new[]
+                         {
+                             ("greedy", new GenerationSettings { MaxNewTokens = 40 }),
+                             ("sampled (T 0.8, top-k 40, seed 1)", new GenerationSettings { MaxNewTokens = 40, Temperature = 0.8, TopK = 40, Seed = 1 }),
+                         })
+                {
+                    var generated = TextGenerator.Generate(model, ids, settings with { StopTokenIds = [endOfText] });
+                    var text = tokenizer.Decode(ids.Concat(generated).Where(i => i != endOfText).Select(i => (int)i));
+                    AnsiConsole.MarkupLine($"[grey]{Markup.Escape(label)}:[/] {Markup.Escape(text.ReplaceLineEndings(" / "))}");
+                }
+            }
+            return Task.FromResult(0);
+        });
         return command;
     }
 

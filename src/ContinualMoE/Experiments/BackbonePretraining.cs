@@ -36,40 +36,17 @@ public static class BackbonePretraining
             Kind = OptimizerKind.AdamW, LearningRate = settings.LearningRate, WeightDecay = settings.WeightDecay,
             Schedule = ScheduleKind.Cosine, ClipGradNorm = 1.0,
         };
-        var groups = new[] { new ParameterGroup("backbone", parameters) };
-        using var optimizer = Optimizers.Create(groups, optimizerSettings);
         var loader = new DataLoader(data.Train, ImagePipeline.ForTraining(config.ImageSize, augment: true, ImagePipeline.VitMean, ImagePipeline.VitStd, settings.CropScaleMin),
             settings.BatchSize, shuffle: true, settings.Seed, device: device);
-        var allClasses = Enumerable.Repeat(true, data.Train.ClassNames.Count).ToArray();
-        for (var epoch = 0; epoch < settings.Epochs; epoch++)
-        {
-            Optimizers.ApplyFactor(optimizer, groups, optimizerSettings, Optimizers.ScheduleFactor(optimizerSettings, epoch, settings.Epochs));
-            var clock = Stopwatch.StartNew();
-            double lossSum = 0; long seen = 0, correct = 0; var batchIndex = 0;
-            foreach (var batch in loader.Epoch(epoch))
+        PretrainingLoop.Run(parameters, optimizerSettings, settings.Epochs, loader.BatchesPerEpoch, loader.Epoch,
+            batch =>
             {
-                cancellation.ThrowIfCancellationRequested();
-                using (batch)
-                using (var scope = NewDisposeScope())
-                {
-                    optimizer.zero_grad();
-                    var logits = model.forward(batch.Images);
-                    var loss = nn.functional.cross_entropy(logits, batch.Labels, label_smoothing: settings.LabelSmoothing);
-                    var value = loss.item<float>();
-                    if (!float.IsFinite(value))
-                        throw new ContinualMoEException($"pretraining loss is {value} at epoch {epoch + 1}, batch {batchIndex + 1}: lower the learning rate");
-                    loss.backward();
-                    nn.utils.clip_grad_norm_(parameters, 1.0);
-                    optimizer.step();
-                    lossSum += value * batch.Labels.shape[0];
-                    seen += batch.Labels.shape[0];
-                    correct += logits.argmax(-1).eq(batch.Labels).sum().item<long>();
-                }
-                batchIndex++;
-                progress?.Report(new PretrainProgress(epoch, settings.Epochs, batchIndex, loader.BatchesPerEpoch, lossSum / seen,
-                    100.0 * correct / seen, seen / clock.Elapsed.TotalSeconds));
-            }
-        }
+                var logits = model.forward(batch.Images);
+                var loss = nn.functional.cross_entropy(logits, batch.Labels, label_smoothing: settings.LabelSmoothing);
+                return new PretrainingBatchResult(loss, batch.Labels.shape[0], logits.argmax(-1).eq(batch.Labels).sum().item<long>());
+            },
+            p => progress?.Report(new PretrainProgress(p.Epoch, p.Epochs, p.Batch, p.Batches, p.Loss, p.Accuracy, p.ItemsPerSecond)),
+            cancellation);
         model.eval();
         model.SetFrozen(true);
         return model;

@@ -60,7 +60,7 @@ public abstract class DecoderLanguageModel : Module<Tensor, Tensor>, ITransforme
         using var scope = NewDisposeScope();
         if (inputIds.numel() > 0)
         {
-            long lowest = inputIds.min().item<long>(), highest = inputIds.max().item<long>();
+            var (lowest, highest) = IdRange(inputIds);
             if (lowest < 0 || highest >= Config.VocabSize)
                 throw new ContinualMoEException(
                     $"{Name}: token ids must lie in [0, {Config.VocabSize}) but range over [{lowest}, {highest}] (does the tokenizer belong to this model?)");
@@ -74,6 +74,26 @@ public abstract class DecoderLanguageModel : Module<Tensor, Tensor>, ITransforme
             ? ProjectToVocabulary(hidden.narrow(1, options.FirstLogitPosition, tokens - options.FirstLogitPosition)).to(ScalarType.Float32)
             : null;
         return new LmOutput(logits?.MoveToOuterDisposeScope(), hidden.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Smallest and largest id. On the CPU a scan of the ids (no kernel launches: generation calls this once per
+    /// token); elsewhere one aminmax.</summary>
+    private static (long Lowest, long Highest) IdRange(Tensor ids)
+    {
+        if (ids.device_type == DeviceType.CPU && ids.is_contiguous())
+        {
+            long lowest = long.MaxValue, highest = long.MinValue;
+            foreach (var id in ids.data<long>())
+            {
+                if (id < lowest) lowest = id;
+                if (id > highest) highest = id;
+            }
+            return (lowest, highest);
+        }
+        var (min, max) = ids.aminmax();
+        using (min)
+        using (max)
+            return (min.item<long>(), max.item<long>());
     }
 
     /// <summary>Logits [B, T, V] (float32) of a whole sequence; the plain model.</summary>

@@ -30,12 +30,9 @@ public sealed class Gpt2Mlp : Module<Tensor, Tensor>
         return AdaptedLinear.AddDelta(c_proj.forward(hidden), hidden, block, LinearLayers.MlpOut, adapters).MoveToOuterDisposeScope();
     }
 
-    /// <summary>0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), transformers' NewGELUActivation.</summary>
-    private static Tensor TanhGelu(Tensor x)
-    {
-        var inner = x.pow(Scalars.Of(3)).mul(Scalars.Of(0.044715)).add(x).mul(Scalars.Of(Math.Sqrt(2.0 / Math.PI)));
-        return x.mul(Scalars.Of(0.5)).mul(inner.tanh().add(Scalars.Of(1.0)));
-    }
+    /// <summary>0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), transformers' NewGELUActivation, as libtorch's fused
+    /// gelu(approximate="tanh") kernel (one pass instead of seven element-wise ones).</summary>
+    private static Tensor TanhGelu(Tensor x) => x.gelu(TorchSharp.Modules.GELU.Approximate.tanh);
 }
 
 /// <summary>transformers' <c>GPT2Block</c>: x + attn(ln_1(x)), then x + mlp(ln_2(x)).</summary>

@@ -23,5 +23,13 @@ public sealed class HfConv1D : Module<Tensor, Tensor>
         register_parameter("bias", bias);
     }
 
-    public override Tensor forward(Tensor x) => torch.matmul(x, weight).add_(bias);
+    /// <summary>One fused addmm over the flattened leading dimensions (bias + x W), as transformers' Conv1D does. beta and
+    /// alpha go to libtorch as plain floats (no Scalar objects).</summary>
+    public override Tensor forward(Tensor x)
+    {
+        if (x.dim() == 2) return torch.addmm(bias, x, weight, 1, 1);
+        var shape = x.shape;
+        shape[^1] = weight.shape[1];
+        return torch.addmm(bias, x.reshape(-1, x.shape[^1]), weight, 1, 1).view(shape);
+    }
 }

@@ -13,7 +13,7 @@ namespace ContinualMoE.Backbones.Language;
 public sealed class LanguageModelTokenizer
 {
     /// <summary>transformers' GPT-2 pre-tokenization (ByteLevel with use_regex).</summary>
-    private const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+    internal const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
     private readonly Tokenizer tokenizer;
 

@@ -50,6 +50,37 @@ public static class TextGenerator
         return generated.ToArray();
     }
 
+    /// <summary>
+    /// Greedy continuation of a batch of prompts of equal length [B, P] (int64), <paramref name="newTokens"/> tokens each,
+    /// with one key/value cache for the batch: returns the new ids [B, newTokens]. Row b equals
+    /// <see cref="Generate"/> on prompt b alone (without stop tokens). Prompts of different lengths would need left
+    /// padding with an attention mask, which the models do not take yet.
+    /// </summary>
+    public static Tensor GenerateGreedy(DecoderLanguageModel model, Tensor promptIds, int newTokens, LmForwardOptions? options = null)
+    {
+        if (promptIds.dim() != 2 || promptIds.dtype != ScalarType.Int64 || promptIds.shape[1] == 0)
+            throw new ContinualMoEException($"batched generation needs int64 prompt ids [batch, tokens] with at least one token, got {promptIds.dtype} [{string.Join(", ", promptIds.shape)}]");
+        if (newTokens < 0 || promptIds.shape[1] + newTokens > model.Config.MaxPositions)
+            throw new ContinualMoEException($"{promptIds.shape[1]} prompt + {newTokens} new tokens exceed the model's {model.Config.MaxPositions} positions");
+        using var cache = model.NewCache();
+        using var noGrad = no_grad();
+        using var outer = NewDisposeScope();
+        var columns = new List<Tensor>();
+        var next = promptIds;
+        for (var step = 0; step < newTokens; step++)
+        {
+            using var scope = NewDisposeScope();
+            using var output = model.Forward(next, new LmForwardOptions
+            {
+                Adapters = options?.Adapters, Prefixes = options?.Prefixes, Cache = cache, FirstLogitPosition = next.shape[1] - 1,
+            });
+            next = output.Logits!.select(1, -1).argmax(-1, keepdim: true).MoveToOuterDisposeScope();   // [B, 1]
+            columns.Add(next);
+        }
+        var result = columns.Count > 0 ? torch.cat(columns, 1) : torch.empty(promptIds.shape[0], 0, dtype: ScalarType.Int64);
+        return result.MoveToOuterDisposeScope();
+    }
+
     private static long Pick(Tensor logits, GenerationSettings settings, Generator generator)
     {
         if (settings.Temperature == 0) return logits.argmax().item<long>();

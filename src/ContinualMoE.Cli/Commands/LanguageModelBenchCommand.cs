@@ -1,0 +1,134 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using ContinualMoE.Benchmarks;
+using ContinualMoE.Experiments;
+using Spectre.Console;
+using static TorchSharp.torch;
+
+namespace ContinualMoE.Cli.Commands;
+
+/// <summary>
+/// <c>continual-moe bench lm</c>: training and generation tokens/s of a decoder language model (default: the embedded
+/// default model), fp32 and bf16, LoRA on q,v and full training, and the same measurements by
+/// tools/bench_lm_torch.py in Debian's PyTorch, run one after the other and printed side by side.
+/// </summary>
+internal static class LanguageModelBenchCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string?>("--model", "-m") { Description = "Hugging Face GPT-2 folder (default: the default language model, built on first use)" };
+        var batch = new Option<int>("--batch-size") { DefaultValueFactory = _ => 8 };
+        var sequence = new Option<int>("--sequence-length") { Description = "training tokens per row", DefaultValueFactory = _ => 64 };
+        var prompt = new Option<int>("--prompt-tokens") { DefaultValueFactory = _ => 16 };
+        var newTokens = new Option<int>("--new-tokens") { DefaultValueFactory = _ => 32 };
+        var precision = new Option<string>("--precision") { Description = "fp32, bf16 or both", DefaultValueFactory = _ => "both" };
+        var training = new Option<string>("--training") { Description = "lora, full or both", DefaultValueFactory = _ => "both" };
+        var threads = new Option<int>("--threads") { Description = "intra-op threads for both (0: one per core)", DefaultValueFactory = _ => 0 };
+        var seconds = new Option<double>("--seconds") { Description = "seconds per measurement", DefaultValueFactory = _ => 3.0 };
+        var torchScript = new Option<string?>("--torch-script") { Description = "tools/bench_lm_torch.py (default: found from the working directory up)" };
+        var python = new Option<string>("--python") { Description = "Python with PyTorch", DefaultValueFactory = _ => "/usr/bin/python3" };
+        var noTorch = new Option<bool>("--no-torch") { Description = "measure only this implementation" };
+        var command = new Command("lm", "training and generation tokens/s of a language model, side by side with the same model in PyTorch")
+        {
+            model, batch, sequence, prompt, newTokens, precision, training, threads, seconds, torchScript, python, noTorch,
+        };
+        command.SetAction((parse, cancellation) =>
+        {
+            var threadCount = parse.GetValue(threads) is > 0 and var t ? t : Environment.ProcessorCount;
+            ComputeDevice.ConfigureThreads(threadCount);
+            var folder = parse.GetValue(model) ?? DefaultLanguageModel.EnsureFolder(
+                new Progress<LanguageModelBuildProgress>(p => { if (p.Stage != "training") AnsiConsole.MarkupLine(Markup.Escape($"  {p.Message}")); }), cancellation);
+            var dtypes = parse.GetValue(precision) switch
+            {
+                "fp32" => new[] { ScalarType.Float32 },
+                "bf16" => [ScalarType.BFloat16],
+                "both" => [ScalarType.Float32, ScalarType.BFloat16],
+                var other => throw new ContinualMoEException($"unknown --precision '{other}': use fp32, bf16 or both"),
+            };
+            var modes = parse.GetValue(training) switch
+            {
+                "lora" => new[] { LanguageModelTrainingMode.LoraQv },
+                "full" => [LanguageModelTrainingMode.Full],
+                "both" => [LanguageModelTrainingMode.LoraQv, LanguageModelTrainingMode.Full],
+                var other => throw new ContinualMoEException($"unknown --training '{other}': use lora, full or both"),
+            };
+            var ours = new List<LanguageModelBenchmarkResult>();
+            foreach (var dtype in dtypes)
+                foreach (var mode in modes)
+                    ours.Add(LanguageModelBenchmark.Run(folder, dtype, mode, parse.GetValue(batch), parse.GetValue(sequence), parse.GetValue(prompt),
+                        parse.GetValue(newTokens), parse.GetValue(seconds), threadCount));
+
+            var theirs = new Dictionary<(string, string), (double Train, double Generate)>();
+            if (!parse.GetValue(noTorch))
+            {
+                var script = parse.GetValue(torchScript) ?? FindScript();
+                var arguments = new List<string>
+                {
+                    script, "--model", folder, "--batch-size", parse.GetValue(batch).ToString(), "--sequence-length", parse.GetValue(sequence).ToString(),
+                    "--prompt-tokens", parse.GetValue(prompt).ToString(), "--new-tokens", parse.GetValue(newTokens).ToString(),
+                    "--precision", parse.GetValue(precision)!, "--training", parse.GetValue(training)!, "--threads", threadCount.ToString(),
+                    "--seconds", parse.GetValue(seconds).ToString(CultureInfo.InvariantCulture),
+                };
+                foreach (var line in RunPython(parse.GetValue(python)!, arguments))
+                {
+                    using var json = JsonDocument.Parse(line);
+                    var r = json.RootElement;
+                    theirs[(r.GetProperty("precision").GetString()!, r.GetProperty("training").GetString()!)] =
+                        (r.GetProperty("train_tokens_per_s").GetDouble(), r.GetProperty("generate_tokens_per_s").GetDouble());
+                }
+            }
+
+            var first = ours[0];
+            AnsiConsole.MarkupLine(Markup.Escape($"{first.Model}: batch {first.BatchSize}, training on {first.SequenceLength} tokens per row, " +
+                $"generation {parse.GetValue(prompt)} prompt + {first.NewTokens} new tokens per row (greedy, KV cache), {first.Threads} threads; tokens/s"));
+            var table = new Table().AddColumns("precision", "training", "train (ours)", "train (PyTorch)", "ours / PyTorch",
+                "generate (ours)", "generate (PyTorch)", "ours / PyTorch");
+            foreach (var r in ours)
+            {
+                var hasTheirs = theirs.TryGetValue((r.Precision, r.Training), out var other);
+                string Ratio(double a, double b) => hasTheirs && b > 0 ? $"{a / b:F2}x" : "-";
+                table.AddRow(r.Precision, r.Training, $"{r.TrainTokensPerSecond:F0}", hasTheirs ? $"{other.Train:F0}" : "-", Ratio(r.TrainTokensPerSecond, other.Train),
+                    $"{r.GenerateTokensPerSecond:F0}", hasTheirs ? $"{other.Generate:F0}" : "-", Ratio(r.GenerateTokensPerSecond, other.Generate));
+            }
+            AnsiConsole.Write(table);
+            return Task.FromResult(0);
+        });
+        return command;
+    }
+
+    private static string FindScript()
+    {
+        for (var directory = new DirectoryInfo(Directory.GetCurrentDirectory()); directory is not null; directory = directory.Parent)
+        {
+            var candidate = Path.Combine(directory.FullName, "tools", "bench_lm_torch.py");
+            if (File.Exists(candidate)) return candidate;
+        }
+        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
+        {
+            var candidate = Path.Combine(directory.FullName, "tools", "bench_lm_torch.py");
+            if (File.Exists(candidate)) return candidate;
+        }
+        throw new ContinualMoEException("tools/bench_lm_torch.py not found from the working directory; pass --torch-script or --no-torch");
+    }
+
+    /// <summary>The script's JSON lines (one per measurement); a failure is one line with the script's last error line.</summary>
+    private static List<string> RunPython(string python, IEnumerable<string> arguments)
+    {
+        var start = new ProcessStartInfo(python) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var argument in arguments) start.ArgumentList.Add(argument);
+        using var process = Process.Start(start) ?? throw new ContinualMoEException($"{python}: could not start");
+        var errors = process.StandardError.ReadToEndAsync();
+        var lines = new List<string>();
+        while (process.StandardOutput.ReadLine() is { } line)
+            if (line.StartsWith('{')) lines.Add(line);
+        process.WaitForExit();
+        if (process.ExitCode != 0)
+        {
+            var last = errors.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault() ?? $"exit code {process.ExitCode}";
+            throw new ContinualMoEException($"{python} tools/bench_lm_torch.py failed: {last}");
+        }
+        return lines;
+    }
+}
