@@ -8,13 +8,19 @@ namespace ContinualMoE.Tests.Deployment;
 /// to <c>learn</c>: each class is one generated pattern recipe, named "c&lt;id&gt;".</summary>
 public static class ImageFolderFixture
 {
-    private static readonly Lazy<DatasetSplits> Data = new(() =>
+    private static readonly Lazy<DatasetSplits> Generated = new(() =>
         GeneratedBenchmark.Create(seed: 11, upstreamClasses: 1, continualClasses: 8, trainPerClass: 12, testPerClass: 6).Continual);
+
+    /// <summary>A folder of all eight classes written once per test run (images to predict).</summary>
+    public static string Data() => AllClasses.Value;
+
+    private static readonly Lazy<string> AllClasses = new(() =>
+        Write(Path.Combine(Path.GetTempPath(), "cmoe-images-" + Guid.NewGuid().ToString("N")), 0, 1, 2, 3, 4, 5, 6, 7));
 
     /// <summary>A task folder holding generated classes <paramref name="classes"/> (0..7).</summary>
     public static string Write(string folder, params int[] classes)
     {
-        foreach (var (split, set) in new[] { ("train", Data.Value.Train), ("test", Data.Value.Test) })
+        foreach (var (split, set) in new[] { ("train", Generated.Value.Train), ("test", Generated.Value.Test) })
             for (var i = 0; i < set.Count; i++)
             {
                 var label = set.GetLabel(i);
