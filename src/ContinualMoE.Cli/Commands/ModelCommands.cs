@@ -182,7 +182,7 @@ internal static class ModelCommands
         var model = ModelOption();
         var data = new Option<string?>("--data", "-d") { Description = "labelled image folder (default: the held-out data of every learned task)" };
         var all = new Option<bool>("--all-images") { Description = "with --data: every image of the folder, not only its held-out split" };
-        var output = new Option<string?>("--output", "-o") { Description = "folder for evaluation.json and confusion_matrix.png (default: the package's latest version folder)" };
+        var output = new Option<string?>("--output", "-o") { Description = "folder for evaluation.json and confusion_matrix.png (default: <package>/evaluations/v<version>)" };
         var command = new Command("evaluate", "accuracy per task and class and the confusion matrix of a model package") { model, data, all, output };
         command.SetAction((parse, cancellation) =>
         {
@@ -191,7 +191,7 @@ internal static class ModelCommands
             using var deployed = DeployedModel.Load(folder);
             var source = parse.GetValue(data) is { } d ? TaskSource.FromFolder(d) : null;
             var evaluation = deployed.Evaluate(source, parse.GetValue(all), cancellation);
-            var target = parse.GetValue(output) ?? ModelPackage.VersionPath(folder, deployed.Manifest.Version);
+            var target = parse.GetValue(output) ?? Path.Combine(folder, "evaluations", $"v{deployed.Manifest.Version:D4}");
             Directory.CreateDirectory(target);
             ModelPlots.ConfusionMatrix(evaluation, Path.Combine(target, "confusion_matrix.png"));
             AtomicFile.WriteAllText(Path.Combine(target, "evaluation.json"), JsonSerializer.Serialize(new

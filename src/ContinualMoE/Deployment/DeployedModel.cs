@@ -74,10 +74,25 @@ public sealed class DeployedModel : IDisposable
             Config = experiment.Config with { BackboneWeights = FullPath(weightsPath), ClassCapacity = scenario.ClassCount, TaskCapacity = taskCapacity },
             Capacity = new PackageCapacity(scenario.ClassCount, taskCapacity),
             ClassNames = names, Tasks = tasks,
-            AccuracyMatrix = accuracy.ToCsv(), TaskIdentityMatrix = taskIdentity?.ToCsv(),
+            AccuracyMatrix = Resized(accuracy, taskCapacity).ToCsv(), TaskIdentityMatrix = taskIdentity is null ? null : Resized(taskIdentity, taskCapacity).ToCsv(),
             History = [new VersionRecord(1, now, finishedTasks, AverageAfter(accuracy, finishedTasks - 1), $"exported from run {Path.GetFullPath(runFolder)}")],
             Cost = experiment.Learner.Cost(finishedTasks),
         };
+    }
+
+    /// <summary>The recorded cells of <paramref name="matrix"/> in a matrix of <paramref name="taskCount"/> tasks (a run's
+    /// matrix covers its tasks; a package's covers its task capacity).</summary>
+    private static AccuracyMatrix Resized(AccuracyMatrix matrix, int taskCount)
+    {
+        var resized = new AccuracyMatrix(taskCount);
+        for (var t = 0; t < Math.Min(taskCount, matrix.TaskCount); t++)
+            for (var i = 0; i <= t; i++)
+            {
+                if (!matrix.IsRecorded(i, t)) continue;
+                if (matrix.Correct(i, t) is long correct && matrix.Total(i, t) is long total) resized.Record(i, t, correct, total);
+                else resized.Record(i, t, matrix[i, t]);
+            }
+        return resized;
     }
 
     /// <summary>Loads the latest (or the given) version. Refuses a backbone whose weights hash differs from the package's.</summary>

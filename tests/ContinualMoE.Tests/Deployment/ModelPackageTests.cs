@@ -1,3 +1,4 @@
+using ContinualMoE.Cli.Commands;
 using System.Text.Json.Nodes;
 using ContinualMoE.Deployment;
 using ContinualMoE.Evaluation;
@@ -125,6 +126,35 @@ public class ModelPackageTests : IDisposable
         }
         Assert.Equal([1, 2], ModelPackage.Versions(package));
         Assert.False(Directory.Exists(staging));
+    }
+
+    [Fact]
+    public void AnExportedRunPredictsAsTheRunEvaluatedAndLearnsATaskNobodyPlannedFor()
+    {
+        var run = Path.Combine(root, "run");
+        var config = new RunConfig
+        {
+            Method = "finetune-head", Backbone = "vit_nano_patch4_32", BackboneWeights = null, Tasks = 2, Epochs = 1, BatchSize = 16,
+            GeneratedClasses = 4, GeneratedTrainPerClass = 12, GeneratedTestPerClass = 6, Seed = 5, ClassCapacity = 6, TaskCapacity = 3,
+        };
+        Assert.Equal(0, RunSession.Start(config, run, force: false, CancellationToken.None));
+        var package = Path.Combine(root, "model");
+        ModelCommands.ExportRun(run, package, CancellationToken.None);
+        var runMatrix = AccuracyMatrix.FromCsv(File.ReadAllText(Path.Combine(run, "accuracy_matrix.csv")));
+        using var model = DeployedModel.Load(package);
+        Assert.Equal(new PackageCapacity(6, 3), model.Manifest.Capacity);
+        Assert.Equal(4, model.Manifest.ClassNames.Count);
+        // The package's learner evaluated on the run's held-out data gives the run's last column of the accuracy matrix.
+        var evaluation = model.Evaluate();
+        for (var i = 0; i < 2; i++) Assert.Equal(runMatrix[i, 1], evaluation.Tasks[i].Accuracy!.Value, 6);
+
+        var result = model.Learn(TaskSource.FromFolder(ImageFolderFixture.Write(Path.Combine(root, "new"), 5, 6)));
+        Assert.Equal(3, result.Accuracy.Length);
+        Assert.Equal(6, model.Manifest.ClassNames.Count);
+        model.Save(package);
+        Assert.Equal([1, 2], ModelPackage.Versions(package));
+        Assert.Equal(2, ModelPackage.ReadManifest(package).History.Count);
+        Assert.Contains("is not a run folder", Assert.Throws<ContinualMoEException>(() => ModelCommands.ExportRun(root, Path.Combine(root, "m2"), CancellationToken.None)).Message);
     }
 
     private sealed class StopAfterFirstBatch(CancellationTokenSource stop) : ITrainingObserver
