@@ -150,6 +150,16 @@ public class ModelServiceTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/plots/experts.png")).StatusCode);   // finetune-head has no experts
     }
 
+    [Fact]
+    public async Task TheBoundedLoadTestReportsThroughputAndLatencies()
+    {
+        var images = Directory.GetFiles(Path.Combine(ImageFolderFixture.Data(), "test", "c0")).Take(3).ToList();
+        var result = await ContinualMoE.Cli.Commands.LoadTestCommand.Run(client.BaseAddress!, images, requests: 12, concurrency: 4, package, Token, CancellationToken.None);
+        Assert.Equal(0, result.Failures);
+        Assert.True(result.PredictionsPerSecond > 0 && result.OfflinePredictionsPerSecond > 0);
+        Assert.InRange(result.P50Milliseconds, 0.001, result.P99Milliseconds);
+    }
+
     public async Task DisposeAsync()
     {
         client.Dispose();
