@@ -6,9 +6,9 @@ namespace ContinualMoE.Cli.Commands;
 
 /// <summary>
 /// Shows a run's progress: a live bar per training phase (task, phase, epoch, loss, images/s, time left) on a terminal,
-/// one line per epoch otherwise (CI logs); logs every epoch to epochs.jsonl and prints each task's accuracies.
+/// one line per epoch otherwise (CI logs); logs every epoch to epochs.jsonl (when given a run folder) and prints each task's accuracies.
 /// </summary>
-internal sealed class ConsoleObserver(RunFolder folder) : ITrainingObserver
+internal sealed class ConsoleObserver(RunFolder? folder) : ITrainingObserver
 {
     private ProgressContext? progress;
     private ProgressTask? bar;
@@ -51,7 +51,7 @@ internal sealed class ConsoleObserver(RunFolder folder) : ITrainingObserver
 
     public void EpochFinished(EpochRecord record)
     {
-        folder.AppendEpoch(record);
+        folder?.AppendEpoch(record);
         trainImages += record.ImagesPerSecond * record.Seconds;
         trainSeconds += record.Seconds;
         if (progress is null)

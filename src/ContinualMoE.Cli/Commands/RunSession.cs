@@ -18,7 +18,7 @@ namespace ContinualMoE.Cli.Commands;
 internal static class RunSession
 {
     public const string CheckpointFileName = "checkpoint.safetensors";
-    private const string CheckpointFormat = "continual-moe-checkpoint/1";
+    internal const string CheckpointFormat = "continual-moe-checkpoint/1";
 
     /// <summary>Starts a run. <paramref name="taskFinished"/> is called after each task's checkpoint is saved.</summary>
     public static int Start(RunConfig config, string folderPath, bool force, CancellationToken cancellation, Action<int>? taskFinished = null)
@@ -122,21 +122,9 @@ internal static class RunSession
     /// <summary>What a finished run has written after its last checkpoint; a resume writes whichever is missing.</summary>
     private static readonly string[] FinalResultFiles = [RunFolder.MetricsFileName, RunFolder.AccuracyMatrixFileName, "accuracy_matrix.png", "average_accuracy.png"];
 
-    private const string BackboneHashKey = "backbone_sha256";
+    internal const string BackboneHashKey = "backbone_sha256";
 
-    /// <summary>SHA-256 over the frozen backbone's tensors (names and bytes in name order): resuming on other weights
-    /// would silently mix two backbones in one accuracy matrix.</summary>
-    internal static string BackboneHash(Experiment experiment)
-    {
-        using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
-        foreach (var (name, tensor) in experiment.Backbone.state_dict().OrderBy(kv => kv.Key, StringComparer.Ordinal))
-        {
-            sha.AppendData(System.Text.Encoding.UTF8.GetBytes(name));
-            using var cpu = tensor.detach().cpu().contiguous();
-            sha.AppendData(cpu.bytes);
-        }
-        return Convert.ToHexString(sha.GetHashAndReset()).ToLowerInvariant();
-    }
+    internal static string BackboneHash(Experiment experiment) => Backbones.BackboneFingerprint.Sha256(experiment.Backbone);
 
     private static int Execute(Experiment experiment, RunFolder folder, int startTask, RunResults? results,
         CancellationToken cancellation, Action<int>? taskFinished)

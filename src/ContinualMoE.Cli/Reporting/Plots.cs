@@ -168,6 +168,11 @@ public static class Plots
             colorBarLabel: "similarity", range: new ScottPlot.Range(0, 1), format: "F2");
     }
 
+    /// <summary>Confusion matrix: rows the true class, columns the predicted one, cells the share (%) of the row's images.</summary>
+    public static void ConfusionMatrix(double[,] percentOfRow, string[] classNames, string path, string title = "Confusion matrix (% of true class)") =>
+        SaveHeatmap(percentOfRow, classNames, classNames, path, title, xLabel: "predicted class", yLabel: "true class",
+            colorBarLabel: "% of true class", range: new ScottPlot.Range(0, 100), format: "F0");
+
     private static void SaveHeatmap(double[,] values, string[] rowLabels, string[] columnLabels, string path,
         string title, string xLabel, string yLabel, string colorBarLabel, ScottPlot.Range? range, string format)
     {

@@ -35,23 +35,41 @@ public sealed class Experiment : IDisposable
     public static Experiment Build(RunConfig config, string? backboneWeights, DatasetSplits? data = null)
     {
         var device = ComputeDevice.Parse(config.Device);
-        data ??= LoadData(config);
-        data = LimitPerClass(data, config);
-        var scenario = ContinualScenario.Create(data, ScenarioSettings(config, data.Train.ClassNames.Count));
+        var scenario = BuildScenario(config, data);
         var (backbone, report) = BackboneFactory.Create(config.Backbone, backboneWeights, config.Seed);
         backbone.to(device);
         backbone.eval();
         config.Input.Validate();
-        var dataSource = new DataSource(backbone.Config.ImageSize, config.Input.Mean, config.Input.Std,
-            config.BatchSize, config.Seed, device, config.Workers, config.CropScaleMin, config.Input, config.DropLast);
-        var settings = new MethodSettings(config.MethodSettings);
-        var methodContext = new MethodContext(backbone, scenario.ClassCount, config.Tasks, device,
-            config.Seed, new TrainingSettings(config.Epochs, config.LearningRate, config.BatchSize), settings);
+        var dataSource = DataSourceFor(config, backbone, device);
+        var methodContext = MethodContextFor(config, backbone, scenario.ClassCount, device);
         var learner = MethodRegistry.Create(config.Method, methodContext);
         var description = backboneWeights is null ? $"{config.Backbone} (random init)" : $"{config.Backbone} from {backboneWeights}";
         if (report is not null && report.SkippedHead) description += " (classifier head of another size skipped)";
         return new Experiment(config, scenario, backbone, learner, dataSource, device, description, methodContext);
     }
+
+    /// <summary>The run's scenario (its dataset loaded when <paramref name="data"/> is null), in a label space of the
+    /// declared class capacity when the config has one.</summary>
+    public static IContinualScenario BuildScenario(RunConfig config, DatasetSplits? data = null)
+    {
+        data ??= LoadData(config);
+        data = LimitPerClass(data, config);
+        IContinualScenario scenario = ContinualScenario.Create(data, ScenarioSettings(config, data.Train.ClassNames.Count));
+        if (config.ClassCapacity is not null || config.TaskCapacity is not null)
+            scenario = TaskListScenario.WithCapacity(scenario, config.ClassCapacity ?? scenario.ClassCount, config.TaskCapacity ?? config.Tasks);
+        return scenario;
+    }
+
+    /// <summary>The data loaders' settings (image size, normalisation, batch size, workers) of a run.</summary>
+    public static DataSource DataSourceFor(RunConfig config, VisionTransformer backbone, TorchSharp.torch.Device device) =>
+        new(backbone.Config.ImageSize, config.Input.Mean, config.Input.Std,
+            config.BatchSize, config.Seed, device, config.Workers, config.CropScaleMin, config.Input, config.DropLast);
+
+    /// <summary>What a run's learner is built from: heads sized for <paramref name="classCount"/> classes and pools for
+    /// the task capacity (or the run's tasks).</summary>
+    public static MethodContext MethodContextFor(RunConfig config, VisionTransformer backbone, int classCount, TorchSharp.torch.Device device) =>
+        new(backbone, classCount, config.TaskCapacity ?? config.Tasks, device,
+            config.Seed, new TrainingSettings(config.Epochs, config.LearningRate, config.BatchSize), new MethodSettings(config.MethodSettings));
 
     public ContinualTrainer Trainer(ITrainingObserver? observer = null) => new(Scenario, Data, Config.Seed, observer);
 

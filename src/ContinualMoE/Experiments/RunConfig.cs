@@ -68,6 +68,11 @@ public sealed record RunConfig
     public int? TrainPerClassLimit { get; init; }
     public int? TestPerClassLimit { get; init; }
     public Dictionary<string, JsonElement> MethodSettings { get; init; } = [];
+    /// <summary>Classes the learner's heads are sized for (null: the dataset's); more leaves room for classes a deployed
+    /// model learns later (<see cref="Scenarios.TaskListScenario"/>).</summary>
+    public int? ClassCapacity { get; init; }
+    /// <summary>Tasks the learner's pools are sized for (null: <see cref="Tasks"/>).</summary>
+    public int? TaskCapacity { get; init; }
 
     public const string DefaultBackbone = "vit_micro_patch4_32";
     public const string PretrainedDefault = "pretrained-default";

@@ -29,15 +29,8 @@ public sealed class ContinualTrainer(IContinualScenario scenario, DataSource dat
         {
             cancellation.ThrowIfCancellationRequested();
             observer.TaskStarted(t, taskCount);
-            torch.random.manual_seed(TaskSeed(t));
-            var context = Context(t, learner);
-            var clock = Stopwatch.StartNew();
-            learner.BeginTask(context);
-            var phases = learner.TrainingPhases(context);
-            for (var p = 0; p < phases.Count; p++) RunPhase(learner, context, phases[p], p, cancellation);
-            learner.EndTask(context);
-            var trainSeconds = clock.Elapsed.TotalSeconds;
-            var evaluation = Evaluate(learner, t, trainSeconds);
+            var trainSeconds = TrainTask(learner, t, cancellation);
+            var evaluation = Evaluate(learner, t);
             for (var i = 0; i <= t; i++)
             {
                 results.Accuracy.Record(i, t, evaluation.Correct[i], evaluation.Counts[i]);
@@ -49,6 +42,21 @@ public sealed class ContinualTrainer(IContinualScenario scenario, DataSource dat
             afterTask?.Invoke(t, results);
         }
         return results;
+    }
+
+    /// <summary>Trains task <paramref name="t"/> onto <paramref name="learner"/> (its phases and end-of-task work), seeded
+    /// from (seed, task) as in <see cref="Run"/>; returns the training time in seconds. A deployed model learns its next
+    /// task through this alone.</summary>
+    public double TrainTask(IContinualLearner learner, int t, CancellationToken cancellation = default)
+    {
+        torch.random.manual_seed(TaskSeed(t));
+        var context = Context(t, learner);
+        var clock = Stopwatch.StartNew();
+        learner.BeginTask(context);
+        var phases = learner.TrainingPhases(context);
+        for (var p = 0; p < phases.Count; p++) RunPhase(learner, context, phases[p], p, cancellation);
+        learner.EndTask(context);
+        return clock.Elapsed.TotalSeconds;
     }
 
     public int TaskSeed(int task) => unchecked(seed * 7919 + 1000 * (task + 1));
@@ -118,13 +126,15 @@ public sealed class ContinualTrainer(IContinualScenario scenario, DataSource dat
         }
     }
 
-    private sealed record EvaluationResult(double[] Accuracy, long[] Correct, int[] Counts, long[]? TaskIdentityCorrect,
+    /// <summary>Correct and total test images of each task seen so far (and task-identity hits for methods that infer the
+    /// task), per-class results, and the evaluation speed.</summary>
+    public sealed record EvaluationResult(double[] Accuracy, long[] Correct, int[] Counts, long[]? TaskIdentityCorrect,
         double? TaskIdentityAccuracy, double ImagesPerSecond, ClassResults Classes);
 
     /// <summary>Accuracy on every task seen so far, with logits restricted to seen classes (class-incremental) or to the
     /// true task's classes (task-incremental). A predicted task counts as correct when it is any task whose training
     /// set holds the sample's class (the owning task when classes are disjoint; docs/metrics.md).</summary>
-    private EvaluationResult Evaluate(IContinualLearner learner, int afterTask, double trainSeconds)
+    public EvaluationResult Evaluate(IContinualLearner learner, int afterTask)
     {
         var seenMask = scenario.SeenClassMask(afterTask);
         var correct = new long[afterTask + 1];

@@ -1,0 +1,96 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Net.Http.Headers;
+using ContinualMoE.Data.Loaders;
+using ContinualMoE.Deployment;
+using Spectre.Console;
+
+namespace ContinualMoE.Cli.Commands;
+
+/// <summary>
+/// <c>continual-moe loadtest</c>: a bounded load test of a running service (<c>serve</c>): a fixed number of single-image
+/// POST /predict requests from a fixed number of concurrent clients, reporting predictions/s and p50/p99 latency;
+/// with --model, the offline <c>predict</c> throughput on the same images in this process, and the ratio.
+/// </summary>
+internal static class LoadTestCommand
+{
+    public sealed record Result(int Requests, int Concurrency, double PredictionsPerSecond, double P50Milliseconds, double P99Milliseconds,
+        double? OfflinePredictionsPerSecond, int Failures);
+
+    public static Command Create()
+    {
+        var url = new Option<string>("--url") { Description = "service address", DefaultValueFactory = _ => "http://127.0.0.1:5000" };
+        var images = new Option<string>("--images") { Description = "image file or folder to send (cycled)", Required = true };
+        var requests = new Option<int>("--requests") { Description = "requests in all (bounded)", DefaultValueFactory = _ => 200 };
+        var concurrency = new Option<int>("--concurrency") { Description = "concurrent clients", DefaultValueFactory = _ => 16 };
+        var model = new Option<string?>("--model", "-m") { Description = "also measure offline predict throughput of this package on the same images" };
+        var token = new Option<string?>("--token") { Description = "bearer token of the service (default: $CMOE_TOKEN)" };
+        var command = new Command("loadtest", "bounded load test of a running service against localhost, optionally compared with offline predict")
+            { url, images, requests, concurrency, model, token };
+        command.SetAction(async (parse, cancellation) =>
+        {
+            var files = UnlabelledImages.FromPaths([parse.GetValue(images)!]);
+            var result = await Run(new Uri(parse.GetValue(url)!), Enumerable.Range(0, files.Count).Select(files.SourceOf).ToList(),
+                parse.GetValue(requests), parse.GetValue(concurrency), parse.GetValue(model),
+                parse.GetValue(token) ?? Environment.GetEnvironmentVariable("CMOE_TOKEN"), cancellation);
+            AnsiConsole.MarkupLine($"{result.Requests} requests, {result.Concurrency} concurrent: [bold]{result.PredictionsPerSecond:F1}[/] predictions/s, " +
+                                   $"p50 {result.P50Milliseconds:F0} ms, p99 {result.P99Milliseconds:F0} ms, {result.Failures} failed");
+            if (result.OfflinePredictionsPerSecond is double offline)
+                AnsiConsole.MarkupLine($"offline predict on the same images: {offline:F1} predictions/s; service/offline = [bold]{result.PredictionsPerSecond / offline:P0}[/]");
+            return result.Failures == 0 ? 0 : 1;
+        });
+        return command;
+    }
+
+    public static async Task<Result> Run(Uri url, IReadOnlyList<string> imageFiles, int requests, int concurrency, string? modelFolder, string? token,
+        CancellationToken cancellation)
+    {
+        if (requests < 1 || concurrency < 1) throw new ContinualMoEException("--requests and --concurrency must be at least 1");
+        var payloads = imageFiles.Select(f => (Name: Path.GetFileName(f), Bytes: File.ReadAllBytes(f))).ToList();
+        using var client = new HttpClient { BaseAddress = url, Timeout = TimeSpan.FromMinutes(5) };
+        if (token is not null) client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        var latencies = new double[requests];
+        var next = -1;
+        var failures = 0;
+        var clock = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, Math.Min(concurrency, requests)).Select(async _ =>
+        {
+            int i;
+            while ((i = Interlocked.Increment(ref next)) < requests)
+            {
+                var (name, bytes) = payloads[i % payloads.Count];
+                using var form = new MultipartFormDataContent();
+                var part = new ByteArrayContent(bytes);
+                part.Headers.ContentType = new MediaTypeHeaderValue("image/" + (Path.GetExtension(name).TrimStart('.').ToLowerInvariant() is "jpg" ? "jpeg" : Path.GetExtension(name).TrimStart('.').ToLowerInvariant()));
+                form.Add(part, "image", name);
+                var start = Stopwatch.GetTimestamp();
+                try
+                {
+                    using var response = await client.PostAsync("/predict", form, cancellation);
+                    if (!response.IsSuccessStatusCode) Interlocked.Increment(ref failures);
+                }
+                catch (HttpRequestException) { Interlocked.Increment(ref failures); }
+                latencies[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            }
+        }));
+        var seconds = clock.Elapsed.TotalSeconds;
+        Array.Sort(latencies);
+        double Percentile(double q) => latencies[Math.Min(latencies.Length - 1, (int)Math.Ceiling(q * latencies.Length) - 1)];
+
+        double? offline = null;
+        if (modelFolder is not null)
+        {
+            // The same images, as many predictions, through DeployedModel.Predict's batches (what `predict` does).
+            ComputeDevice.ConfigureThreads();
+            using var model = DeployedModel.Load(modelFolder);
+            var decoded = payloads.Select(p => ImageDecoder.Decode(p.Bytes, p.Name)).ToList();
+            var all = UnlabelledImages.FromImages(Enumerable.Range(0, requests).Select(i => decoded[i % decoded.Count]).ToList(),
+                Enumerable.Range(0, requests).Select(i => payloads[i % payloads.Count].Name).ToList());
+            model.Predict(UnlabelledImages.FromImages(decoded.Take(1).ToList(), ["warm-up"]));
+            var offlineClock = Stopwatch.StartNew();
+            model.Predict(all, cancellation: cancellation);
+            offline = requests / offlineClock.Elapsed.TotalSeconds;
+        }
+        return new Result(requests, concurrency, requests / seconds, Percentile(0.5), Percentile(0.99), offline, failures);
+    }
+}
