@@ -11,6 +11,6 @@ namespace ContinualMoE.Methods;
 public sealed class JointLora(MethodContext context) : LoraLearner(context, "joint-lora", experts: 1), IRehearsalLearner
 {
     public override string Name => "joint-lora";
-    protected override IImageDataset? PhaseData(TaskContext task) => new ConcatDataset(task.SeenTrainSets);
+    protected override ILabelledDataset? PhaseData(TaskContext task) => new ConcatDataset(task.SeenTrainSets);
     protected override bool[]? PhaseLogitMask(TaskContext task) => task.SeenClassMask;
 }

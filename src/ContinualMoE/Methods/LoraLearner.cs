@@ -54,7 +54,7 @@ public abstract class LoraLearner : LearnerBase
     protected virtual double DefaultStrength => 1.0;
     protected double Strength => Options.Strength ?? DefaultStrength;
     protected virtual Tensor? AuxiliaryLoss(TaskContext task) => null;
-    protected virtual Data.IImageDataset? PhaseData(TaskContext task) => null;
+    protected virtual Data.ILabelledDataset? PhaseData(TaskContext task) => null;
     protected virtual bool[]? PhaseLogitMask(TaskContext task) => null;
 
     public override void BeginTask(TaskContext task) => Bank.Activate(TrainedExpert(task));

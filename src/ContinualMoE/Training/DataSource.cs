@@ -12,16 +12,32 @@ namespace ContinualMoE.Training;
 public sealed class DataSource(int imageSize, float[] mean, float[] std, int batchSize, int seed, Device device, int? workers = null,
     double cropScaleMin = 0.08, ImageSettings? image = null)
 {
+    private bool text;
+
+    /// <summary>Loaders of text datasets (<see cref="Data.Text.ITextDataset"/>): tokenised examples, right-padded, in
+    /// batches of <paramref name="batchSize"/>; the order is seeded as for images and there is no augmentation.</summary>
+    public static DataSource ForText(int batchSize, int seed, Device device) =>
+        new(0, [], [], batchSize, seed, device) { text = true };
+
     public int BatchSize => batchSize;
     public Device Device => device;
+    public Data.InputModality Modality => text ? Data.InputModality.Text : Data.InputModality.Image;
+    /// <summary>What throughput figures count: "img" or "tok".</summary>
+    public string ThroughputUnit => text ? "tok" : "img";
 
-    /// <summary>Training-time pipeline when <paramref name="augment"/>, evaluation pipeline otherwise.</summary>
-    public DataLoader Loader(IImageDataset dataset, bool augment, bool shuffle, int? batchSizeOverride = null)
+    /// <summary>Training-time pipeline when <paramref name="augment"/>, evaluation pipeline otherwise (images).</summary>
+    public IBatchLoader Loader(ILabelledDataset dataset, bool augment, bool shuffle, int? batchSizeOverride = null)
     {
+        if (text)
+            return new Data.Text.TextDataLoader(dataset as Data.Text.ITextDataset
+                    ?? throw new ContinualMoEException($"dataset '{dataset.Name}' has no text; a text run needs text tasks"),
+                batchSizeOverride ?? batchSize, shuffle, seed, device);
+        if (dataset is not IImageDataset images)
+            throw new ContinualMoEException($"dataset '{dataset.Name}' has no images; text tasks need a language-model backbone");
         var pipeline = augment
             ? ImagePipeline.ForTraining(imageSize, augment: true, mean, std, cropScaleMin, image)
             : ImagePipeline.ForEvaluation(imageSize, mean, std, image);
-        return new DataLoader(dataset, pipeline, batchSizeOverride ?? batchSize, shuffle, seed,
+        return new DataLoader(images, pipeline, batchSizeOverride ?? batchSize, shuffle, seed,
             workers ?? 0, device);
     }
 }

@@ -1,0 +1,46 @@
+namespace ContinualMoE.Data.Text;
+
+/// <summary>One tokenised example: the prompt's ids (instruction and input in the run's prompt format), the expected
+/// output's ids (ending with the end-of-sequence id when the tokenizer has one), and the reference text that a
+/// generation task's answer is scored against.</summary>
+public sealed record TokenizedText(int[] Prompt, int[] Output, string Reference);
+
+/// <summary>Whether a generated answer counts as correct for its reference (a task's metric; exact match by default).</summary>
+public delegate bool TextAnswerMetric(string answer, string reference);
+
+/// <summary>A labelled dataset of tokenised text (<see cref="ILabelledDataset"/> for text): what a text scenario's tasks
+/// hold and <see cref="TextDataLoader"/> batches. A sample whose label is a generation task's class is scored by
+/// generating its answer and applying <see cref="Metric"/>; every other sample is classified by label scoring.</summary>
+public interface ITextDataset : ILabelledDataset
+{
+    TokenizedText GetText(int index);
+}
+
+/// <summary>One task's tokenised examples in the scenario's global label space.</summary>
+public sealed class TextTaskDataset(string name, IReadOnlyList<string> classNames, IReadOnlyList<TokenizedText> examples, IReadOnlyList<int> labels)
+    : ITextDataset
+{
+    public string Name => name;
+    public int Count => examples.Count;
+    public IReadOnlyList<string> ClassNames => classNames;
+
+    public int GetLabel(int index)
+    {
+        this.CheckIndex(index);
+        return labels[index];
+    }
+
+    public TokenizedText GetText(int index)
+    {
+        this.CheckIndex(index);
+        return examples[index];
+    }
+}
+
+/// <summary>The metrics a text task can be scored with.</summary>
+public static class TextMetrics
+{
+    /// <summary>Exact match after trimming surrounding white space (TRACE's and O-LoRA's exact-match accuracy).</summary>
+    public static bool ExactMatch(string answer, string reference) =>
+        string.Equals(answer.Trim(), reference.Trim(), StringComparison.Ordinal);
+}
