@@ -34,6 +34,7 @@ internal static class RunSession
     private static Experiment Build(RunConfig config, CancellationToken cancellation)
     {
         ComputeDevice.ConfigureThreads();
+        if (TextStreams.IsText(config.Dataset)) return Experiment.Build(config, backboneWeights: null);
         var data = Experiment.LoadData(config);   // a missing dataset fails before any pretraining starts
         var weights = BackboneWeights.Resolve(config, cancellation);
         return Experiment.Build(config, weights, data);
@@ -129,7 +130,7 @@ internal static class RunSession
     internal static string BackboneHash(Experiment experiment)
     {
         using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
-        foreach (var (name, tensor) in experiment.Backbone.state_dict().OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        foreach (var (name, tensor) in experiment.FrozenBackbone.state_dict().OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
             sha.AppendData(System.Text.Encoding.UTF8.GetBytes(name));
             using var cpu = tensor.detach().cpu().contiguous();
@@ -144,7 +145,7 @@ internal static class RunSession
         var config = experiment.Config;
         PrintHeader(experiment);
 
-        var observer = new ConsoleObserver(folder);
+        var observer = new ConsoleObserver(folder) { Unit = experiment.Data.ThroughputUnit };
         var trainer = experiment.Trainer(observer);
         var expertPlots = new ExpertPlots(folder);
         var clock = Stopwatch.StartNew();
@@ -180,7 +181,11 @@ internal static class RunSession
         var cost = experiment.Learner.Cost(config.Tasks);
         var scenarioMetrics = ScenarioMetrics(experiment, final, cancellation);
         var summary = new RunSummary(config.Method, experiment.BackboneDescription, metrics, cost,
-            observer.TrainImagesPerSecond, observer.TestImagesPerSecond, clock.Elapsed.TotalSeconds, scenarioMetrics);
+            observer.TrainImagesPerSecond, observer.TestImagesPerSecond, clock.Elapsed.TotalSeconds, scenarioMetrics)
+        {
+            ThroughputUnit = experiment.Data.ThroughputUnit == "img" ? null : "tokens",
+        };
+        var unit = experiment.Data.ThroughputUnit;
         folder.WriteMetrics(summary);
         Plots.AccuracyHeatmap(final.Accuracy, folder.ResultPath("accuracy_matrix.png"), $"{config.Method}: accuracy (%) of task i after task t");
         Plots.AverageAccuracyCurve(new Dictionary<string, double[]> { [config.Method] = metrics.AverageAccuracyCurve },
@@ -190,7 +195,7 @@ internal static class RunSession
         AnsiConsole.Write(SummaryTable.Metrics(metrics));
         if (scenarioMetrics is not null) PrintScenarioMetrics(scenarioMetrics);
         AnsiConsole.MarkupLine($"Trainable parameters {cost.TrainableParameters:N0}, backbone passes per test image {cost.BackbonePassesPerTestImage}, " +
-                               $"train {observer.TrainImagesPerSecond:F0} img/s, test {observer.TestImagesPerSecond:F0} img/s, wall time {clock.Elapsed.TotalSeconds:F0} s.");
+                               $"train {observer.TrainImagesPerSecond:F0} {unit}/s, test {observer.TestImagesPerSecond:F0} {unit}/s, wall time {clock.Elapsed.TotalSeconds:F0} s.");
         AnsiConsole.MarkupLine($"Results: [bold]{Markup.Escape(folder.Path)}[/]");
         return 0;
     }
@@ -229,6 +234,13 @@ internal static class RunSession
     {
         Experiment.ScenarioSettings(config with { ClassOrderFile = null }, 1).Validate();
         Methods.MethodRegistry.EnsureKnown(config.Method);
+        if (TextStreams.IsText(config.Dataset))
+        {
+            Methods.MethodRegistry.EnsureSupports(config.Method, Data.InputModality.Text);
+            TextStreams.LanguageModelFolder(config);
+            return;
+        }
+        Methods.MethodRegistry.EnsureSupports(config.Method, Data.InputModality.Image);
         Data.DatasetCatalog.EnsureKnown(config.Dataset);
         Backbones.BackboneSpec.Parse(config.Backbone);
     }
@@ -260,4 +272,9 @@ internal static class RunSession
 
 /// <summary>metrics.json: the metrics, the method's cost, and measured speed.</summary>
 internal sealed record RunSummary(string Method, string Backbone, ContinualMetrics Metrics, MethodCost Cost,
-    double TrainImagesPerSecond, double TestImagesPerSecond, double WallSeconds, ScenarioMetrics? Scenario = null);
+    double TrainImagesPerSecond, double TestImagesPerSecond, double WallSeconds, ScenarioMetrics? Scenario = null)
+{
+    /// <summary>"tokens" when the per-second figures count tokens (text runs); null (left out) when they count images.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string? ThroughputUnit { get; init; }
+}

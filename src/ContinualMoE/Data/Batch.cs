@@ -25,6 +25,11 @@ public sealed record Batch(torch.Tensor Images, torch.Tensor Labels, int[] Indic
     /// <summary>What throughput counts: images, or real tokens for text (tokens/s).</summary>
     public long ThroughputItems { get; init; } = -1;
 
+    /// <summary>A batch of inputs without labels, for predicting on a bare input tensor (the caller keeps owning it:
+    /// do not dispose this batch).</summary>
+    public static Batch OfInputs(torch.Tensor inputs) =>
+        new(inputs, torch.empty(0, torch.int64, inputs.device), Enumerable.Range(0, (int)inputs.shape[0]).ToArray());
+
     public long Items => ThroughputItems >= 0 ? ThroughputItems : Indices.Length;
 
     public void Dispose()

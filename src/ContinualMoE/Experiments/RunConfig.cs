@@ -58,6 +58,8 @@ public sealed record RunConfig
     public int? TrainPerClassLimit { get; init; }
     public int? TestPerClassLimit { get; init; }
     public Dictionary<string, JsonElement> MethodSettings { get; init; } = [];
+    /// <summary>Text runs (dataset generated-text or text task files): prompt format, lengths, model dtype (docs/text-tasks.md).</summary>
+    public TextRunSettings Text { get; init; } = new();
 
     public const string DefaultBackbone = "vit_micro_patch4_32";
     public const string PretrainedDefault = "pretrained-default";

@@ -27,8 +27,10 @@ public sealed record LoraOptions
 
 /// <summary>
 /// What the LoRA baselines share: low-rank experts on the frozen backbone's linear layers (the <see cref="LowRankExperts"/>
-/// substrate, model-agnostic), a linear head, one training phase per task (Adam, the run's rate, cosine) over the
-/// experts a method trains and the head, and a single adapted pass per test image with every active expert at weight 1.
+/// substrate, model-agnostic), the backbone-neutral <see cref="AdaptedReadout"/> (a linear head on a ViT; label scoring
+/// and the causal-LM loss on a language model), one training phase per task (Adam, the run's rate, cosine) over the
+/// experts a method trains and the head if any, and a single adapted pass per test input with every active expert at
+/// weight 1. Runs on images and text alike: a subclass sees batches and the readout only.
 /// </summary>
 public abstract class LoraLearner : LearnerBase
 {
@@ -47,7 +49,9 @@ public abstract class LoraLearner : LearnerBase
     protected LoraOptions Options { get; }
     protected LoraModel Model { get; }
     public LowRankExperts Bank => Model.Bank;
-    public Linear Head => Model.Head;
+    /// <summary>The linear head over the classes (null on a language model, whose own output scores the labels).</summary>
+    public Linear? Head => Model.Readout.Head;
+    public AdaptedReadout Readout => Model.Readout;
 
     /// <summary>The expert task <paramref name="task"/> trains.</summary>
     protected virtual int TrainedExpert(TaskContext task) => 0;
@@ -65,21 +69,20 @@ public abstract class LoraLearner : LearnerBase
         {
             Name = Name,
             Epochs = Options.Epochs ?? Context.Training.Epochs,
-            Parameters = [new ParameterGroup("lora", Bank.TrainableParameters([TrainedExpert(task)])), new ParameterGroup("head", TrainableParameters(Head))],
+            Parameters = [new ParameterGroup("lora", Bank.TrainableParameters([TrainedExpert(task)])), .. HeadGroup],
             Optimizer = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = Options.LearningRate ?? Context.Training.LearningRate, Schedule = ScheduleKind.Cosine },
             Data = PhaseData(task),
             LogitMask = PhaseLogitMask(task),
-            Step = batch => new StepOutput(Head.forward(AdaptedFeatures(batch.Images)), AuxiliaryLoss(task)),
+            Step = batch => Readout.TrainingOutput(batch, Bank, AuxiliaryLoss(task)),
         },
     ];
 
-    protected Tensor AdaptedFeatures(Tensor images)
-    {
-        using var output = Backbone.ForwardFeatures(images, new VitForwardOptions { Adapters = Bank });
-        return output.Cls.clone();
-    }
+    /// <summary>The head's parameter group, when the readout has a head.</summary>
+    protected IReadOnlyList<ParameterGroup> HeadGroup => Head is null ? [] : [new ParameterGroup("head", Readout.HeadParameters)];
 
-    public override Prediction Predict(Tensor images, EvaluationContext context) => new(Head.forward(AdaptedFeatures(images)));
+    public override Prediction Predict(Tensor images, EvaluationContext context) => Predict(Data.Batch.OfInputs(images), context);
+
+    public override Prediction Predict(Data.Batch batch, EvaluationContext context) => Readout.Predict(batch, Bank, context);
 
     public override void LoadState(IReadOnlyDictionary<string, Tensor> state)
     {
@@ -92,25 +95,24 @@ public abstract class LoraLearner : LearnerBase
     {
         var adapters = Bank.ActiveParameterCount();
         var bytes = Model.state_dict().Values.Sum(t => t.numel() * t.element_size());
-        return new MethodCost(adapters + Head.parameters().Sum(p => p.numel()), ParametersAddedPerTask, bytes, 1);
+        return new MethodCost(adapters + (Head?.parameters().Sum(p => p.numel()) ?? 0), ParametersAddedPerTask, bytes, 1);
     }
 
     protected sealed class LoraModel : nn.Module
     {
         public readonly LowRankExperts Bank;
-        public readonly Linear Head;
+        public readonly AdaptedReadout Readout;
         public readonly string MethodName;
 
         public LoraModel(MethodContext context, string name, LoraOptions options, int experts) : base(nameof(LoraModel))
         {
             MethodName = name;
-            ITransformerBackbone backbone = context.Backbone;
-            var sites = LowRankSites.Select(backbone, options.Layers, options.Blocks, name);
+            var sites = LowRankSites.Select(context.AdaptableBackbone, options.Layers, options.Blocks, name);
             torch.random.manual_seed(context.Seed);
             Bank = LowRankExperts.Uniform(sites, experts, options.Rank, options.Alpha ?? options.Rank);
-            Head = nn.Linear(backbone.Width, context.ClassCount);
+            Readout = context.NewReadout();
             register_module("bank", Bank);
-            register_module("head", Head);
+            if (Readout.Head is { } head) register_module("head", head);
         }
 
         /// <summary>Registers a method's extra state (e.g. EWC's anchor) so it is saved with the rest.</summary>

@@ -102,8 +102,12 @@ public sealed class TextScenario : ContinualScenario
         }
         var taskData = perTask.Select((p, t) =>
         {
+            var c0 = p.Classes[0];
+            TokenizedText Encode(TextExample e) => labelIds[c0] is null
+                ? format.Encode(e) with { Metric = classMetrics[c0], MaxAnswerTokens = maxAnswer[c0] }
+                : format.Encode(e);
             TextTaskDataset Set(IReadOnlyList<TextExample> examples, string split) =>
-                new($"{p.Task.Name}-{split}", classNames, examples.Select(format.Encode).ToList(), examples.Select(p.LabelOf).ToList());
+                new($"{p.Task.Name}-{split}", classNames, examples.Select(Encode).ToList(), examples.Select(p.LabelOf).ToList());
             return new TaskData(t, p.Classes, Set(p.Task.Train, "train"), Set(p.Task.Test, "test"));
         }).ToList();
         var labels = new TextLabelSpace(classNames, labelIds, classMetrics, maxAnswer, format.EndOfSequenceId, format.Answer);

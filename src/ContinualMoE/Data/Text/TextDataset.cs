@@ -1,16 +1,20 @@
 namespace ContinualMoE.Data.Text;
 
 /// <summary>One tokenised example: the prompt's ids (instruction and input in the run's prompt format), the expected
-/// output's ids (ending with the end-of-sequence id when the tokenizer has one), and the reference text that a
-/// generation task's answer is scored against.</summary>
-public sealed record TokenizedText(int[] Prompt, int[] Output, string Reference);
+/// output's ids (ending with the end-of-sequence id when the tokenizer has one), and the reference text. A generation
+/// task's example has its task's <see cref="Metric"/> (scored on a generated answer of at most
+/// <see cref="MaxAnswerTokens"/> tokens); a classification example has none (scored by label scoring).</summary>
+public sealed record TokenizedText(int[] Prompt, int[] Output, string Reference)
+{
+    public TextAnswerMetric? Metric { get; init; }
+    public int MaxAnswerTokens { get; init; }
+}
 
 /// <summary>Whether a generated answer counts as correct for its reference (a task's metric; exact match by default).</summary>
 public delegate bool TextAnswerMetric(string answer, string reference);
 
 /// <summary>A labelled dataset of tokenised text (<see cref="ILabelledDataset"/> for text): what a text scenario's tasks
-/// hold and <see cref="TextDataLoader"/> batches. A sample whose label is a generation task's class is scored by
-/// generating its answer and applying <see cref="Metric"/>; every other sample is classified by label scoring.</summary>
+/// hold and <see cref="TextDataLoader"/> batches.</summary>
 public interface ITextDataset : ILabelledDataset
 {
     TokenizedText GetText(int index);
