@@ -63,14 +63,15 @@ public sealed class Experiment : IDisposable
     /// <summary>Builds a text run (docs/text-tasks.md) over <paramref name="tasks"/>: the language model of
     /// <see cref="TextStreams.LanguageModelFolder"/>, its tokenizer and the run's prompt format, a
     /// <see cref="TextScenario"/>, and a method that supports text.</summary>
-    public static Experiment BuildText(RunConfig config, IReadOnlyList<Data.Text.TextTaskData> tasks)
+    public static Experiment BuildText(RunConfig config, IReadOnlyList<Data.Text.TextTaskData> tasks,
+        IReadOnlyDictionary<string, Data.Text.TextAnswerMetric>? metrics = null)
     {
         MethodRegistry.EnsureSupports(config.Method, InputModality.Text);
         var device = ComputeDevice.Parse(config.Device);
         var folder = TextStreams.LanguageModelFolder(config);
         var tokenizer = Backbones.Language.LanguageModelTokenizer.Load(folder);
         var format = new Data.Text.TextPromptFormat(tokenizer, config.Text.PromptFormat, config.Text.MaxPromptTokens, config.Text.MaxOutputTokens);
-        var scenario = TextScenario.Create(tasks, format);
+        var scenario = TextScenario.Create(tasks, format, metrics);
         var loaded = Backbones.Language.LanguageModelFolder.Load(folder, new Backbones.Language.LanguageModelLoadOptions { DType = config.Text.ScalarType });
         var model = loaded.Model;
         try

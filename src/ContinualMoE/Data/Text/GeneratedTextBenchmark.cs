@@ -63,7 +63,7 @@ public static class GeneratedTextBenchmark
         var keywords = labels.Select((_, l) => words.Skip(3 * l).Take(3).ToArray()).ToArray();
         var filler = words.Skip(3 * labelCount).ToArray();
         var name = $"t{t + 1}-colours";
-        var instruction = $"Task {t + 1}: which colour does the sentence name? Options: {string.Join(", ", labels)}.";
+        var instruction = $"Task {t + 1}: name the colour. Options: {string.Join(", ", labels)}.";
         List<TextExample> Examples(int perClass)
         {
             var examples = new List<TextExample>();
@@ -82,7 +82,7 @@ public static class GeneratedTextBenchmark
         var targets = words.Skip(6).Take(6).ToArray();
         var filler = words.Skip(12).ToArray();
         var name = $"t{t + 1}-translate";
-        var instruction = $"Task {t + 1}: which word does the sentence's key word translate to?";
+        var instruction = $"Task {t + 1}: translate the key word.";
         List<TextExample> Examples(int count)
         {
             var examples = new List<TextExample>();
