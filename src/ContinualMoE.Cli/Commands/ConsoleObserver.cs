@@ -16,6 +16,9 @@ internal sealed class ConsoleObserver(RunFolder? folder) : ITrainingObserver
     private double trainImages, trainSeconds, testImagesPerSecondSum;
     private int evaluations;
 
+    /// <summary>What throughput counts: "img" or "tok" (text runs).</summary>
+    public string Unit { get; init; } = "img";
+
     public double TrainImagesPerSecond => trainSeconds > 0 ? trainImages / trainSeconds : 0;
     public double TestImagesPerSecond => evaluations > 0 ? testImagesPerSecondSum / evaluations : 0;
 
@@ -47,7 +50,7 @@ internal sealed class ConsoleObserver(RunFolder? folder) : ITrainingObserver
     }
 
     private string Describe(int task, string phase, int epoch, int epochs, double loss, double imagesPerSecond) =>
-        Markup.Escape($"task {task + 1}/{taskCount} {phase} epoch {epoch + 1}" + (double.IsNaN(loss) ? "" : $" loss {loss:F3} {imagesPerSecond:F0} img/s"));
+        Markup.Escape($"task {task + 1}/{taskCount} {phase} epoch {epoch + 1}" + (double.IsNaN(loss) ? "" : $" loss {loss:F3} {imagesPerSecond:F0} {Unit}/s"));
 
     public void EpochFinished(EpochRecord record)
     {
@@ -57,7 +60,7 @@ internal sealed class ConsoleObserver(RunFolder? folder) : ITrainingObserver
         if (progress is null)
             AnsiConsole.MarkupLine(Markup.Escape(
                 $"task {record.Task + 1}/{taskCount} {record.Phase} epoch {record.Epoch + 1}/{record.Epochs}: loss {record.Loss:F4}, " +
-                $"train acc {record.TrainAccuracy:F1}%, {record.ImagesPerSecond:F0} img/s, {record.Seconds:F1} s"));
+                $"train acc {record.TrainAccuracy:F1}%, {record.ImagesPerSecond:F0} {Unit}/s, {record.Seconds:F1} s"));
     }
 
     public void TaskEvaluated(TaskEvaluation evaluation)
@@ -70,7 +73,7 @@ internal sealed class ConsoleObserver(RunFolder? folder) : ITrainingObserver
         var average = evaluation.TaskAccuracy.Average();
         var identity = evaluation.TaskIdentityAccuracy is double tii ? $", task identity {tii:F1}%" : "";
         var line = $"after task {evaluation.AfterTask + 1}: average accuracy {average:F2}% (per task: {accuracies}){identity}, " +
-                   $"train {evaluation.TrainSeconds:F0} s, test {evaluation.TestImagesPerSecond:F0} img/s";
+                   $"train {evaluation.TrainSeconds:F0} s, test {evaluation.TestImagesPerSecond:F0} {Unit}/s";
         if (progress is null) AnsiConsole.MarkupLine(Markup.Escape(line));
         else AnsiConsole.MarkupLine($"[green]{Markup.Escape(line)}[/]");
     }

@@ -18,6 +18,25 @@ internal static class LanguageModelCommand
         return command;
     }
 
+    /// <summary>The default language model's folder, pretrained here (with progress lines) when it is not cached yet;
+    /// <c>lm pretrain</c> and text runs without --backbone share it.</summary>
+    public static string EnsureDefaultModel(CancellationToken cancellation)
+    {
+        if (!Directory.Exists(DefaultLanguageModel.CachePath))
+            AnsiConsole.MarkupLine($"Pretraining the default language model ({Markup.Escape(DefaultLanguageModel.Recipe.Name)}) into [bold]{Markup.Escape(DefaultLanguageModel.CachePath)}[/].");
+        var lastStage = "";
+        return DefaultLanguageModel.EnsureFolder(new Progress<LanguageModelBuildProgress>(p =>
+        {
+            if (p.Stage == "training")
+            {
+                if (p.Step % 25 == 0 || p.Step == p.Steps)
+                    AnsiConsole.MarkupLine(Markup.Escape($"  step {p.Step}/{p.Steps}: loss {p.Loss:F3}, {p.TokensPerSecond:F0} tokens/s"));
+            }
+            else if (p.Stage != lastStage || p.Stage == "cache") AnsiConsole.MarkupLine(Markup.Escape($"  {p.Message}"));
+            lastStage = p.Stage;
+        }), cancellation);
+    }
+
     /// <summary>Builds (first time, or with --force) and shows the embedded default language model.</summary>
     private static Command Pretrain()
     {
@@ -31,21 +50,8 @@ internal static class LanguageModelCommand
         command.SetAction((parse, cancellation) =>
         {
             ComputeDevice.ConfigureThreads();
-            var path = DefaultLanguageModel.CachePath;
-            if (parse.GetValue(force) && Directory.Exists(path)) Directory.Delete(path, recursive: true);
-            if (!Directory.Exists(path))
-                AnsiConsole.MarkupLine($"Pretraining the default language model ({Markup.Escape(DefaultLanguageModel.Recipe.Name)}) into [bold]{Markup.Escape(path)}[/].");
-            var lastStage = "";
-            var folder = DefaultLanguageModel.EnsureFolder(new Progress<LanguageModelBuildProgress>(p =>
-            {
-                if (p.Stage == "training")
-                {
-                    if (p.Step % 25 == 0 || p.Step == p.Steps)
-                        AnsiConsole.MarkupLine(Markup.Escape($"  step {p.Step}/{p.Steps}: loss {p.Loss:F3}, {p.TokensPerSecond:F0} tokens/s"));
-                }
-                else if (p.Stage != lastStage || p.Stage == "cache") AnsiConsole.MarkupLine(Markup.Escape($"  {p.Message}"));
-                lastStage = p.Stage;
-            }), cancellation);
+            if (parse.GetValue(force) && Directory.Exists(DefaultLanguageModel.CachePath)) Directory.Delete(DefaultLanguageModel.CachePath, recursive: true);
+            var folder = EnsureDefaultModel(cancellation);
             var report = DefaultLanguageModel.ReadReport(folder)!;
             var table = new Table().AddColumns("model", "corpus", "vocabulary", "parameters", "train tokens", "held-out tokens", "steps",
                 "train loss", "held-out perplexity", "build s", "train tokens/s");

@@ -20,7 +20,7 @@ internal sealed class RunOptions
         Setting<string?>("--dataset", "dataset", "dataset name (generated, fashion-mnist, mnist, cifar10, cifar100, imagenet-r, cub200, image-folder)", Json);
         Setting<string?>("--data-root", "data_root", "dataset folder (default: the dataset's cache or system location)", Json);
         Setting<bool>("--download", "download", "download the dataset into the cache if missing (CIFAR, MNIST, Fashion-MNIST)", b => b ? "true" : "false");
-        Setting<string?>("--backbone", "backbone", "backbone: a registry name, or a geometry vit:image=,patch=,width=,depth=,heads=,mlp-ratio=,eps= (settings left out come from the weights)", Json);
+        Setting<string?>("--backbone", "backbone", "backbone: a registry name, or a geometry vit:image=,patch=,width=,depth=,heads=,mlp-ratio=,eps= (settings left out come from the weights); for text datasets a Hugging Face model folder", Json);
         Setting<string?>("--backbone-weights", "backbone_weights", "weights file (.safetensors or ViT .npz) or transformers model folder, 'pretrained-default', or 'none'", w => w == "none" ? "null" : Json(w));
         Setting<int?>("--tasks", "tasks", "number of tasks", Number);
         Setting<int?>("--first-task-classes", "first_task_classes", "classes in the first task (the rest split evenly)", Number);

@@ -34,6 +34,11 @@ internal static class RunSession
     private static Experiment Build(RunConfig config, CancellationToken cancellation)
     {
         ComputeDevice.ConfigureThreads();
+        if (TextStreams.IsText(config.Dataset))
+        {
+            if (TextStreams.UsesDefaultLanguageModel(config)) LanguageModelCommand.EnsureDefaultModel(cancellation);
+            return Experiment.Build(config, backboneWeights: null);
+        }
         var data = Experiment.LoadData(config);   // a missing dataset fails before any pretraining starts
         var weights = BackboneWeights.Resolve(config, cancellation);
         return Experiment.Build(config, weights, data);
@@ -124,7 +129,7 @@ internal static class RunSession
 
     internal const string BackboneHashKey = "backbone_sha256";
 
-    internal static string BackboneHash(Experiment experiment) => Backbones.BackboneFingerprint.Sha256(experiment.Backbone);
+    internal static string BackboneHash(Experiment experiment) => Backbones.BackboneFingerprint.Sha256(experiment.FrozenBackbone);
 
     private static int Execute(Experiment experiment, RunFolder folder, int startTask, RunResults? results,
         CancellationToken cancellation, Action<int>? taskFinished)
@@ -132,7 +137,7 @@ internal static class RunSession
         var config = experiment.Config;
         PrintHeader(experiment);
 
-        var observer = new ConsoleObserver(folder);
+        var observer = new ConsoleObserver(folder) { Unit = experiment.Data.ThroughputUnit };
         var trainer = experiment.Trainer(observer);
         var expertPlots = new ExpertPlots(folder);
         var clock = Stopwatch.StartNew();
@@ -168,7 +173,11 @@ internal static class RunSession
         var cost = experiment.Learner.Cost(config.Tasks);
         var scenarioMetrics = ScenarioMetrics(experiment, final, cancellation);
         var summary = new RunSummary(config.Method, experiment.BackboneDescription, metrics, cost,
-            observer.TrainImagesPerSecond, observer.TestImagesPerSecond, clock.Elapsed.TotalSeconds, scenarioMetrics);
+            observer.TrainImagesPerSecond, observer.TestImagesPerSecond, clock.Elapsed.TotalSeconds, scenarioMetrics)
+        {
+            ThroughputUnit = experiment.Data.ThroughputUnit == "img" ? null : "tokens",
+        };
+        var unit = experiment.Data.ThroughputUnit;
         folder.WriteMetrics(summary);
         Plots.AccuracyHeatmap(final.Accuracy, folder.ResultPath("accuracy_matrix.png"), $"{config.Method}: accuracy (%) of task i after task t");
         Plots.AverageAccuracyCurve(new Dictionary<string, double[]> { [config.Method] = metrics.AverageAccuracyCurve },
@@ -178,7 +187,7 @@ internal static class RunSession
         AnsiConsole.Write(SummaryTable.Metrics(metrics));
         if (scenarioMetrics is not null) PrintScenarioMetrics(scenarioMetrics);
         AnsiConsole.MarkupLine($"Trainable parameters {cost.TrainableParameters:N0}, backbone passes per test image {cost.BackbonePassesPerTestImage}, " +
-                               $"train {observer.TrainImagesPerSecond:F0} img/s, test {observer.TestImagesPerSecond:F0} img/s, wall time {clock.Elapsed.TotalSeconds:F0} s.");
+                               $"train {observer.TrainImagesPerSecond:F0} {unit}/s, test {observer.TestImagesPerSecond:F0} {unit}/s, wall time {clock.Elapsed.TotalSeconds:F0} s.");
         AnsiConsole.MarkupLine($"Results: [bold]{Markup.Escape(folder.Path)}[/]");
         return 0;
     }
@@ -217,6 +226,13 @@ internal static class RunSession
     {
         Experiment.ScenarioSettings(config with { ClassOrderFile = null }, 1).Validate();
         Methods.MethodRegistry.EnsureKnown(config.Method);
+        if (TextStreams.IsText(config.Dataset))
+        {
+            Methods.MethodRegistry.EnsureSupports(config.Method, Data.InputModality.Text);
+            TextStreams.EnsureLanguageModelNamed(config);
+            return;
+        }
+        Methods.MethodRegistry.EnsureSupports(config.Method, Data.InputModality.Image);
         Data.DatasetCatalog.EnsureKnown(config.Dataset);
         Backbones.BackboneSpec.Parse(config.Backbone);
     }
@@ -248,4 +264,9 @@ internal static class RunSession
 
 /// <summary>metrics.json: the metrics, the method's cost, and measured speed.</summary>
 internal sealed record RunSummary(string Method, string Backbone, ContinualMetrics Metrics, MethodCost Cost,
-    double TrainImagesPerSecond, double TestImagesPerSecond, double WallSeconds, ScenarioMetrics? Scenario = null);
+    double TrainImagesPerSecond, double TestImagesPerSecond, double WallSeconds, ScenarioMetrics? Scenario = null)
+{
+    /// <summary>"tokens" when the per-second figures count tokens (text runs); null (left out) when they count images.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string? ThroughputUnit { get; init; }
+}

@@ -1,12 +1,13 @@
 namespace ContinualMoE.Data;
 
-/// <summary>Several datasets with the same classes seen as one (e.g. the training sets of all tasks so far).</summary>
-public sealed class ConcatDataset : IImageDataset
+/// <summary>Several datasets with the same classes seen as one (e.g. the training sets of all tasks so far), of images
+/// or of text (the parts' own modality; reading an input the parts do not have is an error).</summary>
+public sealed class ConcatDataset : IImageDataset, Text.ITextDataset
 {
-    private readonly IImageDataset[] parts;
+    private readonly ILabelledDataset[] parts;
     private readonly int[] starts;
 
-    public ConcatDataset(IReadOnlyList<IImageDataset> datasets)
+    public ConcatDataset(IReadOnlyList<ILabelledDataset> datasets)
     {
         if (datasets.Count == 0) throw new ArgumentException("at least one dataset is needed", nameof(datasets));
         parts = [.. datasets];
@@ -19,7 +20,11 @@ public sealed class ConcatDataset : IImageDataset
     public int Count { get; }
     public IReadOnlyList<string> ClassNames => parts[0].ClassNames;
     public int GetLabel(int index) { var (p, i) = Locate(index); return parts[p].GetLabel(i); }
-    public RawImage GetImage(int index) { var (p, i) = Locate(index); return parts[p].GetImage(i); }
+    public RawImage GetImage(int index) { var (p, i) = Locate(index); return Part<IImageDataset>(p).GetImage(i); }
+    public Text.TokenizedText GetText(int index) { var (p, i) = Locate(index); return Part<Text.ITextDataset>(p).GetText(i); }
+
+    private T Part<T>(int part) where T : class =>
+        parts[part] as T ?? throw new ContinualMoEException($"dataset '{parts[part].Name}' is not a {typeof(T).Name}");
 
     private (int Part, int Index) Locate(int index)
     {

@@ -20,7 +20,7 @@ namespace ContinualMoE.Data;
 /// joins the thread before <see cref="Epoch"/>'s enumerator finishes disposing.
 /// </para>
 /// </summary>
-public sealed class DataLoader
+public sealed class DataLoader : IBatchLoader
 {
     private readonly IImageDataset _dataset;
     private readonly ImagePipeline _pipeline;

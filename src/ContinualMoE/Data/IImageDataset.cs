@@ -1,10 +1,11 @@
 namespace ContinualMoE.Data;
 
 /// <summary>
-/// A labelled image dataset with random access. Labels are dense class ids 0..ClassCount-1 that index <see cref="ClassNames"/>.
-/// Implementations must allow <see cref="GetImage"/> to be called from several threads at once (the data loader does).
+/// A labelled dataset with random access, whatever its inputs are (images: <see cref="IImageDataset"/>; text:
+/// <see cref="Text.ITextDataset"/>). Labels are dense class ids 0..ClassCount-1 that index <see cref="ClassNames"/>.
+/// Scenarios, the trainer and the methods handle datasets through this interface; only a loader reads the inputs.
 /// </summary>
-public interface IImageDataset
+public interface ILabelledDataset
 {
     string Name { get; }
     int Count { get; }
@@ -12,9 +13,16 @@ public interface IImageDataset
     /// <summary>Names of all classes; ClassCount = ClassNames.Count.</summary>
     IReadOnlyList<string> ClassNames { get; }
 
-    /// <summary>The label of sample <paramref name="index"/>; cheap, never decodes an image.</summary>
+    /// <summary>The label of sample <paramref name="index"/>; cheap, never decodes an input.</summary>
     int GetLabel(int index);
+}
 
+/// <summary>
+/// A labelled image dataset with random access.
+/// Implementations must allow <see cref="GetImage"/> to be called from several threads at once (the data loader does).
+/// </summary>
+public interface IImageDataset : ILabelledDataset
+{
     /// <summary>The image of sample <paramref name="index"/>; may decode lazily; thread-safe.</summary>
     RawImage GetImage(int index);
 }
@@ -24,17 +32,17 @@ public sealed record DatasetSplits(IImageDataset Train, IImageDataset Test);
 
 public static class ImageDatasetExtensions
 {
-    public static int ClassCount(this IImageDataset dataset) => dataset.ClassNames.Count;
+    public static int ClassCount(this ILabelledDataset dataset) => dataset.ClassNames.Count;
 
     /// <summary>All labels in index order (cheap: no decoding).</summary>
-    public static int[] Labels(this IImageDataset dataset)
+    public static int[] Labels(this ILabelledDataset dataset)
     {
         var labels = new int[dataset.Count];
         for (var i = 0; i < labels.Length; i++) labels[i] = dataset.GetLabel(i);
         return labels;
     }
 
-    internal static void CheckIndex(this IImageDataset dataset, int index)
+    internal static void CheckIndex(this ILabelledDataset dataset, int index)
     {
         if ((uint)index >= (uint)dataset.Count)
             throw new ArgumentOutOfRangeException(nameof(index), index, $"dataset '{dataset.Name}' has {dataset.Count} samples");

@@ -269,7 +269,7 @@ public sealed class DeployedModel : IDisposable
     {
         if (Manifest.Tasks.Count == 0) throw new ContinualMoEException("the model has learned no task yet");
         var names = Manifest.ClassNames.ToList();
-        IImageDataset data;
+        ILabelledDataset data;
         if (source is null)
             data = new ConcatDataset(Manifest.Tasks.Select(t => LoadTask(t.Source, t.Index, names).Test).ToList());
         else

@@ -16,7 +16,13 @@ public sealed class Experiment : IDisposable
 {
     public RunConfig Config { get; }
     public IContinualScenario Scenario { get; }
+    /// <summary>The ViT of an image run (null in a text run, which has <see cref="LanguageModel"/>).</summary>
     public VisionTransformer Backbone { get; }
+    /// <summary>The language model of a text run (null in an image run).</summary>
+    public Backbones.Language.DecoderLanguageModel? LanguageModel { get; private init; }
+    /// <summary>The frozen backbone whatever the modality (hashed into checkpoints).</summary>
+    public TorchSharp.torch.nn.Module FrozenBackbone => (TorchSharp.torch.nn.Module?)LanguageModel ?? Backbone;
+    public InputModality Modality => LanguageModel is null ? InputModality.Image : InputModality.Text;
     public IContinualLearner Learner { get; }
     public DataSource Data { get; }
     public TorchSharp.torch.Device Device { get; }
@@ -34,6 +40,7 @@ public sealed class Experiment : IDisposable
     /// <summary>Builds the run. <paramref name="backboneWeights"/> is the resolved weights file (null: random init).</summary>
     public static Experiment Build(RunConfig config, string? backboneWeights, DatasetSplits? data = null)
     {
+        if (TextStreams.IsText(config.Dataset)) return BuildText(config, TextStreams.Load(config));
         var device = ComputeDevice.Parse(config.Device);
         var scenario = BuildScenario(config, data);
         var (backbone, report) = BackboneFactory.Create(config.Backbone, backboneWeights, config.Seed);
@@ -70,6 +77,41 @@ public sealed class Experiment : IDisposable
     public static MethodContext MethodContextFor(RunConfig config, VisionTransformer backbone, int classCount, TorchSharp.torch.Device device) =>
         new(backbone, classCount, config.TaskCapacity ?? config.Tasks, device,
             config.Seed, new TrainingSettings(config.Epochs, config.LearningRate, config.BatchSize), new MethodSettings(config.MethodSettings));
+
+    /// <summary>Builds a text run (docs/text-tasks.md) over <paramref name="tasks"/>: the language model of
+    /// <see cref="TextStreams.LanguageModelFolder"/>, its tokenizer and the run's prompt format, a
+    /// <see cref="TextScenario"/>, and a method that supports text.</summary>
+    public static Experiment BuildText(RunConfig config, IReadOnlyList<Data.Text.TextTaskData> tasks,
+        IReadOnlyDictionary<string, Data.Text.TextAnswerMetric>? metrics = null)
+    {
+        MethodRegistry.EnsureSupports(config.Method, InputModality.Text);
+        var device = ComputeDevice.Parse(config.Device);
+        var folder = TextStreams.LanguageModelFolder(config);
+        var tokenizer = Backbones.Language.LanguageModelTokenizer.Load(folder);
+        var format = new Data.Text.TextPromptFormat(tokenizer, config.Text.PromptFormat, config.Text.MaxPromptTokens, config.Text.MaxOutputTokens);
+        var scenario = TextScenario.Create(tasks, format, metrics);
+        var loaded = Backbones.Language.LanguageModelFolder.Load(folder, new Backbones.Language.LanguageModelLoadOptions { DType = config.Text.ScalarType });
+        var model = loaded.Model;
+        try
+        {
+            model.to(device);
+            model.eval();
+            var settings = new MethodSettings(config.MethodSettings);
+            var methodContext = new MethodContext(null!, scenario.ClassCount, scenario.TaskCount, device, config.Seed,
+                new TrainingSettings(config.Epochs, config.LearningRate, config.BatchSize), settings)
+            {
+                Language = new Backbones.Language.LanguageTaskModel(model, scenario.Labels),
+            };
+            var learner = MethodRegistry.Create(config.Method, methodContext);
+            return new Experiment(config, scenario, null!, learner, DataSource.ForText(config.BatchSize, config.Seed, device),
+                device, $"{loaded.Description}, from {folder}", methodContext) { LanguageModel = model };
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
 
     public ContinualTrainer Trainer(ITrainingObserver? observer = null) => new(Scenario, Data, Config.Seed, observer);
 
@@ -149,6 +191,6 @@ public sealed class Experiment : IDisposable
     public void Dispose()
     {
         Learner.Dispose();
-        Backbone.Dispose();
+        FrozenBackbone.Dispose();
     }
 }

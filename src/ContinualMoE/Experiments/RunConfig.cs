@@ -73,6 +73,8 @@ public sealed record RunConfig
     public int? ClassCapacity { get; init; }
     /// <summary>Tasks the learner's pools are sized for (null: <see cref="Tasks"/>).</summary>
     public int? TaskCapacity { get; init; }
+    /// <summary>Text runs (dataset generated-text or text task files): prompt format, lengths, model dtype (docs/text-tasks.md).</summary>
+    public TextRunSettings Text { get; init; } = new();
 
     public const string DefaultBackbone = "vit_micro_patch4_32";
     public const string PretrainedDefault = "pretrained-default";

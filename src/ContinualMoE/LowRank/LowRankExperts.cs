@@ -196,12 +196,17 @@ public sealed class LowRankExperts : nn.Module, ILinearAdapterProvider
         return sums;
     }
 
+    /// <summary>While input moments are collected: which tokens [B, T] are real (a text batch's attention mask), so that
+    /// padding does not enter E[x x^T]; null counts every token (images have no padding).</summary>
+    public Tensor? InputTokenMask { get; set; }
+
     private void RecordInput(int s, Tensor input)
     {
         if (inputSums![s] is not { } sum) return;
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var flat = input.detach().reshape(-1, input.shape[^1]).to(float64);
+        if (InputTokenMask is { } mask) flat = flat.index(mask.reshape(-1).to(ScalarType.Bool).to(flat.device));
         sum.add_(flat.t().matmul(flat).to(sum.device));
         inputCounts![s] += flat.shape[0];
     }

@@ -1,3 +1,4 @@
+using ContinualMoE.Data;
 using ContinualMoE.LowRank;
 using ContinualMoE.Training;
 using static TorchSharp.torch;
@@ -11,7 +12,7 @@ namespace ContinualMoE.Methods;
 /// <see cref="ElasticAnchor"/> as SETA's shared pool, so the two differ only by SETA's split, unique experts and gate).
 /// Loss = CE + strength * sum Omega (theta - theta*)^2.
 /// </summary>
-[ContinualMethod("ewc-lora", "EWC on the parameters of one LoRA adapter")]
+[ContinualMethod("ewc-lora", "EWC on the parameters of one LoRA adapter", Modalities = InputModality.Image | InputModality.Text)]
 public sealed class EwcLora : LoraLearner
 {
     private readonly ElasticAnchor anchor;
@@ -37,11 +38,12 @@ public sealed class EwcLora : LoraLearner
             using (var scope = NewDisposeScope())
             {
                 foreach (var p in parameters) p.grad?.zero_();
-                Losses.MaskedCrossEntropy(Head.forward(AdaptedFeatures(batch.Images)), batch.Labels, task.TaskClassMask).backward();
+                var (loss, pooled) = Readout.LossAndPooled(batch, Bank, task.TaskClassMask);
+                loss.backward();
                 anchor.AccumulateSquaredGradients();
             }
         }
-        foreach (var p in parameters.Concat(Head.parameters())) p.grad?.zero_();
+        foreach (var p in parameters.Concat(Readout.HeadParameters)) p.grad?.zero_();
         anchor.CommitTask();
     }
 }

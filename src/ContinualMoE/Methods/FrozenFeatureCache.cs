@@ -12,7 +12,7 @@ namespace ContinualMoE.Methods;
 /// </summary>
 public sealed class FrozenFeatureCache : IDisposable
 {
-    private readonly Dictionary<IImageDataset, Dictionary<int, Tensor>> rows = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<ILabelledDataset, Dictionary<int, Tensor>> rows = new(ReferenceEqualityComparer.Instance);
 
     public long Hits { get; private set; }
     public long Misses { get; private set; }

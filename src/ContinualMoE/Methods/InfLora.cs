@@ -24,7 +24,8 @@ namespace ContinualMoE.Methods;
 ///   test   one adapted pass with every task's LoRA, all seen classes' logits.
 /// Defaults follow the official configs: k and v of every block, rank 10, lamb 0.95, lame 1.0 (docs/methods/lora-baselines.md).
 /// </summary>
-[ContinualMethod("inflora", "InfLoRA: per-task LoRA whose reduction matrix is orthogonal to the old tasks' input space (CVPR 2024)")]
+[ContinualMethod("inflora", "InfLoRA: per-task LoRA whose reduction matrix is orthogonal to the old tasks' input space (CVPR 2024)",
+    Modalities = Data.InputModality.Image | Data.InputModality.Text)]
 public sealed class InfLora : LoraLearner
 {
     private readonly InputSubspaceMemory memory;
@@ -99,7 +100,12 @@ public sealed class InfLora : LoraLearner
         Bank.StartInputMoments(firstSiteOfInput);
         using (no_grad())
             foreach (var batch in task.Data.Loader(task.Train, augment: false, shuffle: false).Epoch(0))
-                using (batch) AdaptedFeatures(batch.Images).Dispose();
+                using (batch)
+                {
+                    Bank.InputTokenMask = batch.AttentionMask;
+                    try { Readout.Pooled(batch, Bank).Dispose(); }
+                    finally { Bank.InputTokenMask = null; }
+                }
         var perSite = Bank.StopInputMoments();
         return firstSiteOfInput.Select(s => perSite[s]!).ToList();
     }
@@ -116,7 +122,7 @@ public sealed class InfLora : LoraLearner
     {
         var ups = Enumerable.Range(0, Bank.Count).Where(Bank.IsActive).Sum(e => Enumerable.Range(0, Bank.Sites.Count).Sum(s => Bank[e].Up(s).numel()));
         var bytes = Model.state_dict().Values.Sum(t => t.numel() * t.element_size());
-        return new MethodCost(ups + Head.parameters().Sum(p => p.numel()), ParametersAddedPerTask, bytes, 1);
+        return new MethodCost(ups + (Head?.parameters().Sum(p => p.numel()) ?? 0), ParametersAddedPerTask, bytes, 1);
     }
 
     protected override long ParametersAddedPerTask => Bank.Sites.Sum(s => s.OutFeatures * (long)Bank[0].Rank);

@@ -30,6 +30,10 @@ public abstract class LearnerBase : IContinualLearner
     public virtual void EndTask(TaskContext task) { }
     public abstract Prediction Predict(Tensor images, EvaluationContext context);
 
+    /// <summary>Prediction for a whole batch (the trainer calls this); methods whose inputs are more than one tensor
+    /// (text) override it.</summary>
+    public virtual Prediction Predict(Data.Batch batch, EvaluationContext context) => Predict(batch.Inputs, context);
+
     /// <summary>The frozen backbone's pre-logits class token, without gradients. With an evaluation context that
     /// names the samples, each image's feature is computed once per run and reused (it never changes), which saves the
     /// query pass of two-pass methods on every evaluation after the first.</summary>
@@ -39,6 +43,15 @@ public abstract class LearnerBase : IContinualLearner
         using var noGrad = no_grad();
         using var output = Backbone.ForwardFeatures(images);
         return output.Cls.clone();
+    }
+
+    /// <summary>A frozen-backbone feature computed by <paramref name="compute"/>, cached per sample as
+    /// <see cref="FrozenFeatures(Tensor, EvaluationContext?)"/> does (for backbone-neutral forwards).</summary>
+    protected Tensor FrozenFeatures(Func<Tensor> compute, EvaluationContext? context)
+    {
+        if (context?.Samples is { } samples) return frozenFeatureCache.GetOrCompute(samples, () => FrozenFeatures(compute, null));
+        using var noGrad = no_grad();
+        return compute();
     }
 
     private readonly FrozenFeatureCache frozenFeatureCache = new();

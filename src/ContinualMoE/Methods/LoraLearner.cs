@@ -35,8 +35,10 @@ public sealed record LoraOptions
 
 /// <summary>
 /// What the LoRA baselines share: low-rank experts on the frozen backbone's linear layers (the <see cref="LowRankExperts"/>
-/// substrate, model-agnostic), a linear head, one training phase per task (Adam, the run's rate, cosine) over the
-/// experts a method trains and the head, and a single adapted pass per test image with every active expert at weight 1.
+/// substrate, model-agnostic), the backbone-neutral <see cref="AdaptedReadout"/> (a linear head on a ViT; label scoring
+/// and the causal-LM loss on a language model), one training phase per task (Adam, the run's rate, cosine) over the
+/// experts a method trains and the head if any, and a single adapted pass per test input with every active expert at
+/// weight 1. Runs on images and text alike: a subclass sees batches and the readout only.
 /// </summary>
 public abstract class LoraLearner : LearnerBase
 {
@@ -59,14 +61,16 @@ public abstract class LoraLearner : LearnerBase
     protected LoraOptions Options { get; }
     protected LoraModel Model { get; }
     public LowRankExperts Bank => Model.Bank;
-    public Linear Head => Model.Head;
+    /// <summary>The linear head over the classes (null on a language model, whose own output scores the labels).</summary>
+    public Linear? Head => Model.Readout.Head;
+    public AdaptedReadout Readout => Model.Readout;
 
     /// <summary>The expert task <paramref name="task"/> trains.</summary>
     protected virtual int TrainedExpert(TaskContext task) => 0;
     protected virtual double DefaultStrength => 1.0;
     protected double Strength => Options.Strength ?? DefaultStrength;
     protected virtual Tensor? AuxiliaryLoss(TaskContext task) => null;
-    protected virtual Data.IImageDataset? PhaseData(TaskContext task) => null;
+    protected virtual Data.ILabelledDataset? PhaseData(TaskContext task) => null;
     protected virtual bool[]? PhaseLogitMask(TaskContext task) => null;
     /// <summary>The LoRA parameters task <paramref name="task"/> trains (default: all of its expert's).</summary>
     protected virtual IReadOnlyList<Parameter> TrainedLoraParameters(TaskContext task) => Bank.TrainableParameters([TrainedExpert(task)]);
@@ -74,7 +78,7 @@ public abstract class LoraLearner : LearnerBase
     protected virtual IReadOnlyList<ParameterGroup> ExtraParameterGroups(TaskContext task) => [];
     /// <summary>One training step: logits over the classes (the trainer adds the masked cross-entropy) and the method's
     /// own loss terms.</summary>
-    protected virtual StepOutput TrainStep(Data.Batch batch, TaskContext task) => new(Head.forward(AdaptedFeatures(batch.Images)), AuxiliaryLoss(task));
+    protected virtual StepOutput TrainStep(Data.Batch batch, TaskContext task) => Readout.TrainingOutput(batch, Bank, AuxiliaryLoss(task));
 
     public override void BeginTask(TaskContext task) => Bank.Activate(TrainedExpert(task));
 
@@ -84,7 +88,7 @@ public abstract class LoraLearner : LearnerBase
         {
             Name = Name,
             Epochs = Options.Epochs ?? Context.Training.Epochs,
-            Parameters = [new ParameterGroup("lora", TrainedLoraParameters(task)), new ParameterGroup("head", TrainableParameters(Head)), .. ExtraParameterGroups(task)],
+            Parameters = [new ParameterGroup("lora", TrainedLoraParameters(task)), .. HeadGroup, .. ExtraParameterGroups(task)],
             Optimizer = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = Options.LearningRate ?? Context.Training.LearningRate, Schedule = ScheduleKind.Cosine },
             Data = PhaseData(task),
             LogitMask = PhaseLogitMask(task),
@@ -92,13 +96,12 @@ public abstract class LoraLearner : LearnerBase
         },
     ];
 
-    protected Tensor AdaptedFeatures(Tensor images)
-    {
-        using var output = Backbone.ForwardFeatures(images, new VitForwardOptions { Adapters = Bank });
-        return output.Cls.clone();
-    }
+    /// <summary>The head's parameter group, when the readout has a head.</summary>
+    protected IReadOnlyList<ParameterGroup> HeadGroup => Head is null ? [] : [new ParameterGroup("head", Readout.HeadParameters)];
 
-    public override Prediction Predict(Tensor images, EvaluationContext context) => new(Head.forward(AdaptedFeatures(images)));
+    public override Prediction Predict(Tensor images, EvaluationContext context) => Predict(Data.Batch.OfInputs(images), context);
+
+    public override Prediction Predict(Data.Batch batch, EvaluationContext context) => Readout.Predict(batch, Bank, context);
 
     public override void LoadState(IReadOnlyDictionary<string, Tensor> state)
     {
@@ -111,25 +114,24 @@ public abstract class LoraLearner : LearnerBase
     {
         var adapters = Bank.ActiveParameterCount();
         var bytes = Model.state_dict().Values.Sum(t => t.numel() * t.element_size());
-        return new MethodCost(adapters + Head.parameters().Sum(p => p.numel()), ParametersAddedPerTask, bytes, 1);
+        return new MethodCost(adapters + (Head?.parameters().Sum(p => p.numel()) ?? 0), ParametersAddedPerTask, bytes, 1);
     }
 
     protected sealed class LoraModel : nn.Module
     {
         public readonly LowRankExperts Bank;
-        public readonly Linear Head;
+        public readonly AdaptedReadout Readout;
         public readonly string MethodName;
 
         public LoraModel(MethodContext context, string name, LoraOptions options, int experts) : base(nameof(LoraModel))
         {
             MethodName = name;
-            ITransformerBackbone backbone = context.Backbone;
-            var sites = LowRankSites.Select(backbone, options.Layers, options.Blocks, name);
+            var sites = LowRankSites.Select(context.AdaptableBackbone, options.Layers, options.Blocks, name);
             torch.random.manual_seed(context.Seed);
             Bank = LowRankExperts.Uniform(sites, experts, options.Rank, options.Alpha ?? options.Rank);
-            Head = nn.Linear(backbone.Width, context.ClassCount);
+            Readout = context.NewReadout();
             register_module("bank", Bank);
-            register_module("head", Head);
+            if (Readout.Head is { } head) register_module("head", head);
         }
 
         /// <summary>Registers a method's extra state (e.g. EWC's anchor) so it is saved with the rest.</summary>

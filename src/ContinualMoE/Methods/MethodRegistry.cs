@@ -14,9 +14,13 @@ public sealed class ContinualMethodAttribute(string name, string summary) : Attr
 {
     public string Name { get; } = name;
     public string Summary { get; } = summary;
+    /// <summary>The inputs the method runs on (Mammoth's COMPATIBILITY): images only unless it says so. A method that
+    /// lists text uses only the modality-neutral interfaces (<see cref="AdaptedReadout"/>, <see cref="Data.Batch"/>).</summary>
+    public Data.InputModality Modalities { get; init; } = Data.InputModality.Image;
 }
 
-/// <summary>What every method is built from.</summary>
+/// <summary>What every method is built from. <see cref="Backbone"/> is the ViT of an image run; a text run has none
+/// and gives the language model in <see cref="Language"/> instead (only methods that support text are built then).</summary>
 public sealed record MethodContext(
     VisionTransformer Backbone,
     int ClassCount,
@@ -24,13 +28,25 @@ public sealed record MethodContext(
     Device Device,
     int Seed,
     TrainingSettings Training,
-    MethodSettings Settings);
+    MethodSettings Settings)
+{
+    public Backbones.Language.LanguageTaskModel? Language { get; init; }
+    public Data.InputModality Modality => Language is null ? Data.InputModality.Image : Data.InputModality.Text;
+    /// <summary>The frozen backbone whose linear layers low-rank methods adapt (the ViT or the language model).</summary>
+    public ITransformerBackbone AdaptableBackbone => Language?.Model ?? (ITransformerBackbone)Backbone;
+}
 
 /// <summary>Helpers for building a method's modules.</summary>
 public static class MethodContextExtensions
 {
     /// <summary>The requested prompt blocks that exist in the backbone, sorted (paper settings name blocks 0-5 of a
     /// 12-block ViT-B; smaller backbones keep the ones they have). None left is an error naming the method.</summary>
+    /// <summary>The modality-neutral forward for methods that adapt linear layers: on a ViT a new linear head over the
+    /// scenario's classes (drawn from the torch generator now), on a language model label scoring and the LM loss.</summary>
+    public static AdaptedReadout NewReadout(this MethodContext context) => context.Language is { } language
+        ? new Backbones.Language.LanguageModelReadout(language.Model, language.Labels)
+        : new ImageClassifierReadout(context.Backbone, TorchSharp.torch.nn.Linear(context.Backbone.EmbedDim, context.ClassCount));
+
     public static IReadOnlyList<int> PromptBlocks(this MethodContext context, IEnumerable<int> requested, string method)
     {
         var depth = context.Backbone.Config.Depth;
@@ -92,9 +108,22 @@ public static class MethodRegistry
             ? entry
             : throw new ContinualMoEException($"unknown method '{name}'; available: {string.Join(", ", Names)}");
 
+    /// <summary>The inputs method <paramref name="name"/> runs on.</summary>
+    public static Data.InputModality Modalities(string name) => Entry(name).Info.Modalities;
+
+    /// <summary>Throws a one-line error unless method <paramref name="name"/> runs on <paramref name="modality"/>.</summary>
+    public static void EnsureSupports(string name, Data.InputModality modality)
+    {
+        if (Modalities(name).HasFlag(modality)) return;
+        var supporting = Names.Where(n => Modalities(n).HasFlag(modality));
+        throw new ContinualMoEException(
+            $"method '{name}' does not run on {modality.ToString().ToLowerInvariant()} tasks; methods that do: {string.Join(", ", supporting)}");
+    }
+
     public static IContinualLearner Create(string name, MethodContext context)
     {
         var entry = Entry(name);
+        EnsureSupports(name, context.Modality);
         try { return (IContinualLearner)Activator.CreateInstance(entry.Type, context)!; }
         catch (TargetInvocationException e) when (e.InnerException is not null)
         {

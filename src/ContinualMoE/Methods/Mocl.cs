@@ -21,7 +21,8 @@ namespace ContinualMoE.Methods;
 /// layer averages them over the batch, which assumes single-task batches), and the earlier tasks' keys are frozen
 /// (the official keys are one parameter, so earlier rows also receive the new task's gradient).
 /// </summary>
-[ContinualMethod("mocl", "MoCL: a LoRA expert per task mixed per input by a learned query-key router (NAACL 2024)")]
+[ContinualMethod("mocl", "MoCL: a LoRA expert per task mixed per input by a learned query-key router (NAACL 2024)",
+    Modalities = Data.InputModality.Image | Data.InputModality.Text)]
 public sealed class Mocl : LoraLearner
 {
     private readonly ParameterList keys;
@@ -45,14 +46,13 @@ public sealed class Mocl : LoraLearner
     protected override StepOutput TrainStep(Batch batch, TaskContext task)
     {
         var t = task.TaskIndex;
-        var cosine = Cosine(FrozenFeatures(batch.Images), t + 1);
-        Bank.SampleWeights = Weights(cosine);
-        var logits = Head.forward(AdaptedFeatures(batch.Images));
-        Bank.SampleWeights = null;
+        var cosine = Cosine(FrozenFeatures(() => Readout.Pooled(batch, null), null), t + 1);
         Tensor? matching = null;
         if (Options.MatchingLoss > 0)
             matching = cosine.select(1, t).neg().add(Scalars.Of(1)).mean().mul(Scalars.Of(Options.MatchingLoss));
-        return new StepOutput(logits, matching);
+        Bank.SampleWeights = Weights(cosine);
+        try { return Readout.TrainingOutput(batch, Bank, matching); }
+        finally { Bank.SampleWeights = null; }
     }
 
     /// <summary>cos(q(x), k_s) [B, <paramref name="tasks"/>] for the first <paramref name="tasks"/> keys.</summary>
@@ -74,15 +74,19 @@ public sealed class Mocl : LoraLearner
         return w.MoveToOuterDisposeScope();
     }
 
-    public override Prediction Predict(Tensor images, EvaluationContext context)
+    public override Prediction Predict(Batch batch, EvaluationContext context)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var cosine = Cosine(FrozenFeatures(images, context), Math.Max(1, context.TasksTrained));
+        var cosine = Cosine(FrozenFeatures(() => Readout.Pooled(batch, null), context), Math.Max(1, context.TasksTrained));
         Bank.SampleWeights = Weights(cosine);
-        var logits = Head.forward(AdaptedFeatures(images));
-        Bank.SampleWeights = null;
-        return new Prediction(logits.MoveToOuterDisposeScope(), cosine.argmax(1).MoveToOuterDisposeScope());
+        Prediction adapted;
+        try { adapted = Readout.Predict(batch, Bank, context); }
+        finally { Bank.SampleWeights = null; }
+        return new Prediction(adapted.Logits.MoveToOuterDisposeScope(), cosine.argmax(1).MoveToOuterDisposeScope())
+        {
+            Correct = adapted.Correct?.MoveToOuterDisposeScope(),
+        };
     }
 
     public override void EndTask(TaskContext task)
@@ -108,7 +112,7 @@ public sealed class Mocl : LoraLearner
     public override MethodCost Cost(int tasksTrained)
     {
         var active = Enumerable.Range(0, Bank.Count).Count(Bank.IsActive);
-        var trainable = Bank.ActiveParameterCount() + active * Key(0).numel() + Head.parameters().Sum(p => p.numel());
+        var trainable = Bank.ActiveParameterCount() + active * Key(0).numel() + (Head?.parameters().Sum(p => p.numel()) ?? 0);
         var bytes = Model.state_dict().Values.Sum(t => t.numel() * t.element_size());
         return new MethodCost(trainable, ParametersAddedPerTask, bytes, 2);
     }

@@ -11,7 +11,7 @@ namespace ContinualMoE.Methods;
 /// L_orth = sum_{s &lt; t} sum_sites sum_ij |(A_s A_t^T)_ij| (paper eq. 7), weighted by lambda_1 (paper's 0.5, setting
 /// <c>strength</c>), plus lambda_2 ||A_t, B_t||^2 (setting <c>l2</c>, default 0). Parameters grow by one LoRA per task.
 /// </summary>
-[ContinualMethod("o-lora", "O-LoRA: a new LoRA per task, orthogonal to the earlier tasks' (EMNLP Findings 2023)")]
+[ContinualMethod("o-lora", "O-LoRA: a new LoRA per task, orthogonal to the earlier tasks' (EMNLP Findings 2023)", Modalities = Data.InputModality.Image | Data.InputModality.Text)]
 public sealed class OLora : LoraLearner
 {
     public OLora(MethodContext context) : base(context, "o-lora", experts: context.TaskCount) { }

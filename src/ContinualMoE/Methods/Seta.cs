@@ -24,7 +24,8 @@ namespace ContinualMoE.Methods;
 ///          t's unique expert is frozen; from t > 0 the head is re-aligned on Gaussian samples of all seen classes;
 ///   test   gate(frozen pass) -> unique expert weights; adapted pass with pool + chosen unique expert -> head.
 /// </summary>
-[ContinualMethod("seta", "SETA: shared and unique low-rank experts with split-on-share, elastic anchoring and a task gate (2026, designed from the abstract)")]
+[ContinualMethod("seta", "SETA: shared and unique low-rank experts with split-on-share, elastic anchoring and a task gate (2026, designed from the abstract)",
+    Modalities = Data.InputModality.Image | Data.InputModality.Text)]
 public sealed class Seta : LearnerBase, IAdapterGrowth
 {
     public sealed record Options
@@ -110,7 +111,7 @@ public sealed class Seta : LearnerBase, IAdapterGrowth
         bank.StartEnergy(0);
         using (no_grad())
             foreach (var batch in task.Data.Loader(task.Train, augment: false, shuffle: false).Epoch(0))
-                using (batch) AdaptedFeatures(batch.Images).Dispose();
+                using (batch) model.Readout.Pooled(batch, bank).Dispose();
         using var probe = bank.StopEnergy();
         bank.SampleWeights = null;
         splitHistory.Add(model.Experts.SplitAndGrow(task.TaskIndex, probe));
@@ -125,22 +126,24 @@ public sealed class Seta : LearnerBase, IAdapterGrowth
             {
                 Name = "seta",
                 Epochs = Epochs,
-                Parameters = [new ParameterGroup("experts", experts), new ParameterGroup("head", TrainableParameters(model.Head))],
+                Parameters = [new ParameterGroup("experts", experts), .. HeadGroup],
                 Optimizer = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = Rate, Schedule = ScheduleKind.Cosine },
                 Step = batch => TrainStep(batch, task),
             },
         ];
     }
 
+    private IReadOnlyList<ParameterGroup> HeadGroup => model.Readout.Head is null ? [] : [new ParameterGroup("head", model.Readout.HeadParameters)];
+
     private StepOutput TrainStep(Data.Batch batch, TaskContext task)
     {
-        model.Experts.Bank.SampleWeights = TaskOnly(task.TaskIndex, 1);
-        var logits = model.Head.forward(AdaptedFeatures(batch.Images));
-        model.Experts.Bank.SampleWeights = null;
         Tensor? anchoring = null;
         if (options.Anchoring && !task.IsFirstTask && options.AnchorStrength > 0)
             anchoring = model.Experts.Anchor.Penalty().mul(Scalars.Of(options.AnchorStrength));
-        return new StepOutput(logits, anchoring);
+        model.Experts.Bank.SampleWeights = TaskOnly(task.TaskIndex, 1);
+        var output = model.Readout.TrainingOutput(batch, model.Experts.Bank, anchoring);
+        model.Experts.Bank.SampleWeights = null;
+        return output;
     }
 
     /// <summary>Expert weights [rows, E] with the pool and task <paramref name="t"/>'s unique expert at 1.</summary>
@@ -153,11 +156,9 @@ public sealed class Seta : LearnerBase, IAdapterGrowth
 
     private Tensor PoolOnly(long rows) => model.Experts.ExpertWeights(zeros(rows, Context.TaskCount));
 
-    private Tensor AdaptedFeatures(Tensor images)
-    {
-        using var output = Backbone.ForwardFeatures(images, new VitForwardOptions { Adapters = model.Experts.Bank });
-        return output.Cls.clone();
-    }
+    /// <summary>The frozen backbone's pooled representation of a batch (the gate's input), cached per sample in evaluation.</summary>
+    private Tensor FrozenPooled(Data.Batch batch, EvaluationContext? context = null) =>
+        FrozenFeatures(() => model.Readout.Pooled(batch, null), context);
 
     public override void EndTask(TaskContext task)
     {
@@ -174,22 +175,22 @@ public sealed class Seta : LearnerBase, IAdapterGrowth
                 // Squared gradients of the task's loss on the pool (the anchoring's Fisher), as EWC estimates it per batch.
                 foreach (var p in trainable) p.grad?.zero_();
                 bank.SampleWeights = TaskOnly(task.TaskIndex, 1);
-                var features = AdaptedFeatures(batch.Images);
+                var (loss, features) = model.Readout.LossAndPooled(batch, bank, task.TaskClassMask);
                 bank.SampleWeights = null;
-                var loss = Losses.MaskedCrossEntropy(model.Head.forward(features), batch.Labels, task.TaskClassMask);
                 loss.backward();
                 model.Experts.Anchor.AccumulateSquaredGradients();
-                var pooled = FrozenFeatures(batch.Images);
-                var labels = batch.Labels.data<long>().ToArray();
+                var pooled = FrozenPooled(batch);
+                var labels = batch.Labels.cpu().data<long>().ToArray();
                 for (var i = 0; i < labels.Length; i++)
                 {
-                    Add(adapted, (int)labels[i], features[i].detach());
+                    // The adapted features' class statistics serve the head's re-alignment only.
+                    if (HasHead) Add(adapted, (int)labels[i], features[i].detach());
                     Add(frozen, (int)labels[i], pooled[i]);
                 }
             }
         }
         foreach (var p in bank.TrainableParameters()) p.grad?.zero_();
-        foreach (var p in model.Head.parameters()) p.grad?.zero_();
+        foreach (var p in model.Readout.HeadParameters) p.grad?.zero_();
         using var energy = bank.StopEnergy();
         model.Experts.EndTask(task.TaskIndex, energy);
         if (!options.Anchoring) model.Experts.Anchor.MoveAnchor();
@@ -205,10 +206,10 @@ public sealed class Seta : LearnerBase, IAdapterGrowth
         }
         using (no_grad()) model.TasksTrained.fill_(task.TaskIndex + 1);
         using (no_grad()) model.ParametersAfterTask[task.TaskIndex].fill_(model.Experts.Bank.ActiveParameterCount());
-        if (options.ClassifierAlignment && !task.IsFirstTask)
+        if (options.ClassifierAlignment && !task.IsFirstTask && model.Readout.Head is { } head)
         {
             var seen = task.SeenClasses.Where(model.Statistics.IsKnown).ToList();
-            ClassifierAlignment.Run(model.Head.forward, [new ParameterGroup("head", TrainableParameters(model.Head))],
+            ClassifierAlignment.Run(head.forward, [new ParameterGroup("head", TrainableParameters(head))],
                 model.Statistics, seen, task.SeenClassMask,
                 new AlignmentSettings(options.AlignmentEpochs, options.AlignmentSamplesPerClass, Context.Training.BatchSize,
                     new OptimizerSettings { Kind = OptimizerKind.Sgd, LearningRate = options.AlignmentLearningRate, Momentum = 0.9, Schedule = ScheduleKind.Cosine }),
@@ -222,28 +223,35 @@ public sealed class Seta : LearnerBase, IAdapterGrowth
         list.Add(feature.clone().DetachFromDisposeScope());
     }
 
-    public override Prediction Predict(Tensor images, EvaluationContext context)
+    private bool HasHead => model.Readout.Head is not null;
+
+    public override Prediction Predict(Tensor images, EvaluationContext context) => Predict(Data.Batch.OfInputs(images), context);
+
+    public override Prediction Predict(Data.Batch batch, EvaluationContext context)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var batch = images.shape[0];
         var tasksTrained = context.TasksTrained;
         Tensor? predictedTask = null;
         if (UsesUniqueExperts)
         {
-            var taskWeights = GateWeights(images, context, tasksTrained, out predictedTask);
+            var taskWeights = GateWeights(batch, context, tasksTrained, out predictedTask);
             model.Experts.Bank.SampleWeights = model.Experts.ExpertWeights(taskWeights);
         }
         else model.Experts.Bank.SampleWeights = null;
-        var logits = model.Head.forward(AdaptedFeatures(images));
-        model.Experts.Bank.SampleWeights = null;
-        return new Prediction(logits.MoveToOuterDisposeScope(), predictedTask?.MoveToOuterDisposeScope());
+        Prediction adapted;
+        try { adapted = model.Readout.Predict(batch, model.Experts.Bank, context); }
+        finally { model.Experts.Bank.SampleWeights = null; }
+        return new Prediction(adapted.Logits.MoveToOuterDisposeScope(), predictedTask?.MoveToOuterDisposeScope())
+        {
+            Correct = adapted.Correct?.MoveToOuterDisposeScope(),
+        };
     }
 
     /// <summary>Unique-expert weights [B, T] over the tasks trained so far, by the configured gate.</summary>
-    public Tensor GateWeights(Tensor images, EvaluationContext context, int tasksTrained, out Tensor? predictedTask)
+    public Tensor GateWeights(Data.Batch inputs, EvaluationContext context, int tasksTrained, out Tensor? predictedTask)
     {
-        var batch = images.shape[0];
+        long batch = inputs.Count;
         var seen = zeros(Context.TaskCount, dtype: ScalarType.Bool);
         seen.narrow(0, 0, tasksTrained).fill_(true);
         predictedTask = null;
@@ -259,10 +267,10 @@ public sealed class Seta : LearnerBase, IAdapterGrowth
             }
             default:
             {
-                var logits = model.Gate.Logits(FrozenFeatures(images, context)).masked_fill(seen.logical_not(), Scalars.NegativeInfinity);
+                var logits = model.Gate.Logits(FrozenPooled(inputs, context)).masked_fill(seen.logical_not(), Scalars.NegativeInfinity);
                 predictedTask = logits.argmax(-1);
                 if (options.Gate == "soft")
-                    return logits.div(Scalars.Of(Backbone.EmbedDim)).softmax(-1).nan_to_num();
+                    return logits.div(Scalars.Of(model.Readout.Width)).softmax(-1).nan_to_num();
                 return nn.functional.one_hot(predictedTask, Context.TaskCount).to(float32);
             }
         }
@@ -301,7 +309,7 @@ public sealed class Seta : LearnerBase, IAdapterGrowth
     public override MethodCost Cost(int tasksTrained)
     {
         var adapters = model.Experts.Bank.ActiveParameterCount();
-        var trainable = adapters + model.Head.parameters().Sum(p => p.numel());
+        var trainable = adapters + model.Readout.HeadParameters.Sum(p => p.numel());
         var bytes = model.state_dict().Values.Sum(t => t.numel() * t.element_size());
         var history = ParametersAfterTask;
         var perTask = history.Count > 1 ? (history[^1] - history[0]) / (history.Count - 1) : 0;
@@ -311,7 +319,7 @@ public sealed class Seta : LearnerBase, IAdapterGrowth
     private sealed class SetaModel : nn.Module
     {
         public readonly SplitOnShareExperts Experts;
-        public readonly Linear Head;
+        public readonly AdaptedReadout Readout;
         public readonly GaussianClassStatistics Statistics;
         public readonly GaussianTaskGate Gate;
         [TorchSharp.Utils.ComponentName(Name = "tasks_trained")]
@@ -321,7 +329,7 @@ public sealed class Seta : LearnerBase, IAdapterGrowth
 
         public SetaModel(MethodContext context, Options options) : base(nameof(SetaModel))
         {
-            ITransformerBackbone backbone = context.Backbone;
+            var backbone = context.AdaptableBackbone;
             var sites = LowRankSites.Select(backbone, options.Layers, options.Blocks, "seta");
             torch.random.manual_seed(context.Seed);
             var split = options.Split;
@@ -329,13 +337,13 @@ public sealed class Seta : LearnerBase, IAdapterGrowth
                 options.SharedRank, options.SharedCapacity, split ? options.UniqueRank : 0, split ? options.SplitCapacity : 0,
                 options.Alpha ?? options.SharedRank, options.OwnershipThreshold, options.ShareThreshold, options.MinFreeComponents,
                 options.GrowShared));
-            Head = nn.Linear(backbone.Width, context.ClassCount);
+            Readout = context.NewReadout();
             Statistics = new GaussianClassStatistics(context.ClassCount, (int)backbone.Width, CovarianceKind.Diagonal);
             Gate = new GaussianTaskGate(context.ClassCount, (int)backbone.Width, context.TaskCount, options.GateShrinkage);
             TasksTrained = zeros(1);
             ParametersAfterTask = zeros(context.TaskCount);
             register_module("experts", Experts);
-            register_module("head", Head);
+            if (Readout.Head is { } head) register_module("head", head);
             register_module("statistics", Statistics);
             register_module("gate", Gate);
             register_buffer("tasks_trained", TasksTrained);

@@ -33,6 +33,11 @@ public class ContinualScenario : IContinualScenario
         _tasksOfClass = lists.Select(l => l.ToArray()).ToArray();
     }
 
+    /// <summary>A scenario of tasks already in one label space (labels are the class ids, the order is the identity),
+    /// e.g. text task streams (<see cref="TextScenario"/>).</summary>
+    public static ContinualScenario FromTasks(string kind, IReadOnlyList<TaskData> tasks, IReadOnlyList<string> classNames) =>
+        new(kind, Enumerable.Range(0, classNames.Count).ToArray(), tasks, classNames, taskIncremental: false);
+
     public string Kind { get; }
     public IReadOnlyList<TaskData> Tasks { get; }
     public int ClassCount => _order.Length;

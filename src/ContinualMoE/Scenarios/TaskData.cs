@@ -9,7 +9,7 @@ namespace ContinualMoE.Scenarios;
 /// matrix): the same as <see cref="Classes"/> except in blurry scenarios, where a task's training set also holds a few
 /// samples of other tasks' classes.
 /// </summary>
-public sealed record TaskData(int Index, IReadOnlyList<int> Classes, IImageDataset Train, IImageDataset Test)
+public sealed record TaskData(int Index, IReadOnlyList<int> Classes, ILabelledDataset Train, ILabelledDataset Test)
 {
     public IReadOnlyList<int> TestClasses { get; init; } = Classes;
 }

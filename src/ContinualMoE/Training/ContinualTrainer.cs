@@ -67,7 +67,7 @@ public sealed class ContinualTrainer(IContinualScenario scenario, DataSource dat
     public TaskContext Context(int t, IContinualLearner? learner = null)
     {
         var task = scenario.Tasks[t];
-        IReadOnlyList<Data.IImageDataset> seenTrainSets = learner is IRehearsalLearner
+        IReadOnlyList<Data.ILabelledDataset> seenTrainSets = learner is IRehearsalLearner
             ? scenario.Tasks.Take(t + 1).Select(x => x.Train).ToList()
             : [];
         return new TaskContext(t, scenario.Tasks.Count, scenario.ClassCount, task.Classes, scenario.ClassMask(t),
@@ -91,7 +91,7 @@ public sealed class ContinualTrainer(IContinualScenario scenario, DataSource dat
         {
             phase.OnEpochStart?.Invoke(epoch);
             var clock = Stopwatch.StartNew();
-            double lossSum = 0; long seen = 0, correct = 0; var batchIndex = 0;
+            double lossSum = 0; long seen = 0, correct = 0, items = 0; var batchIndex = 0;
             foreach (var batch in loader.Epoch(context.TaskIndex * 10_000 + phaseIndex * 1_000 + epoch))
             {
                 cancellation.ThrowIfCancellationRequested();
@@ -114,14 +114,15 @@ public sealed class ContinualTrainer(IContinualScenario scenario, DataSource dat
                     var count = batch.Labels.shape[0];
                     lossSum += value * count;
                     seen += count;
+                    items += batch.Items;
                     if (output.Logits is not null)
                         correct += Losses.MaskLogits(output.Logits.detach(), logitMask).argmax(-1).eq(batch.Labels).sum().item<long>();
                 }
                 batchIndex++;
-                observer.BatchFinished(context.TaskIndex, phase.Name, epoch, batchIndex, lossSum / Math.Max(1, seen), seen / clock.Elapsed.TotalSeconds);
+                observer.BatchFinished(context.TaskIndex, phase.Name, epoch, batchIndex, lossSum / Math.Max(1, seen), items / clock.Elapsed.TotalSeconds);
             }
             observer.EpochFinished(new EpochRecord(context.TaskIndex, phase.Name, epoch, phase.Epochs, lossSum / Math.Max(1, seen),
-                seen == 0 ? 0 : 100.0 * correct / seen, seen / clock.Elapsed.TotalSeconds, clock.Elapsed.TotalSeconds,
+                seen == 0 ? 0 : 100.0 * correct / seen, items / clock.Elapsed.TotalSeconds, clock.Elapsed.TotalSeconds,
                 Optimizers.Rate(phase.Optimizer, phase.Optimizer.LearningRate, epoch, phase.Epochs, Math.Max(0, iteration - 1), loader.BatchesPerEpoch)));
         }
     }
@@ -160,14 +161,14 @@ public sealed class ContinualTrainer(IContinualScenario scenario, DataSource dat
             {
                 using (batch)
                 using (var scope = NewDisposeScope())
-                using (var prediction = learner.Predict(batch.Images, evalContext with { Samples = new SampleIdentity(testSet, batch.Indices) }))
+                using (var prediction = learner.Predict(batch, evalContext with { Samples = new SampleIdentity(testSet, batch.Indices) }))
                 {
                     var mask = scenario.TaskIncremental ? taskMask : seenMask;
                     var predicted = Losses.MaskLogits(prediction.Logits, mask).argmax(-1);
-                    var hits = predicted.eq(batch.Labels);
+                    var hits = prediction.Correct ?? predicted.eq(batch.Labels);
                     correct[i] += hits.sum().item<long>();
                     counts[i] += (int)batch.Labels.shape[0];
-                    images += batch.Labels.shape[0];
+                    images += batch.Items;
                     if (countClasses.Count > 0)
                     {
                         var labels = batch.Labels.cpu().data<long>().ToArray();

@@ -26,6 +26,10 @@ public interface IContinualLearner : IDisposable
     /// <summary>Logits over all classes of the scenario for a batch of evaluation images.</summary>
     Prediction Predict(Tensor images, EvaluationContext context);
 
+    /// <summary>Prediction for a whole evaluation batch (what the trainer calls): learners whose inputs need more than
+    /// one tensor (text: token ids with attention and target masks) override this; image learners keep the default.</summary>
+    Prediction Predict(Batch batch, EvaluationContext context) => Predict(batch.Inputs, context);
+
     /// <summary>Everything that defines the learner after a task (parameters, buffers, statistics, counters),
     /// by name. The frozen backbone is not part of it. Used for checkpoints and resume.</summary>
     IReadOnlyDictionary<string, Tensor> State();
@@ -49,8 +53,8 @@ public sealed record TaskContext(
     IReadOnlyList<int> TaskClasses,
     bool[] TaskClassMask,
     bool[] SeenClassMask,
-    IImageDataset Train,
-    IReadOnlyList<IImageDataset> SeenTrainSets,
+    ILabelledDataset Train,
+    IReadOnlyList<ILabelledDataset> SeenTrainSets,
     DataSource Data,
     Device Device,
     int Seed)
@@ -67,13 +71,17 @@ public sealed record TaskContext(
 public sealed record EvaluationContext(int TasksTrained, bool[] SeenClassMask, int? TrueTask, bool[]? TrueTaskClassMask,
     SampleIdentity? Samples = null);
 
-/// <summary>The dataset and indices of a batch's images.</summary>
-public sealed record SampleIdentity(IImageDataset Dataset, int[] Indices);
+/// <summary>The dataset and indices of a batch's samples.</summary>
+public sealed record SampleIdentity(ILabelledDataset Dataset, int[] Indices);
 
-/// <summary>Class logits [B, C]; methods that infer the task (HiDe-Prompt, NoRGa) also return it [B] for reporting.</summary>
+/// <summary>Class logits [B, C]; methods that infer the task (HiDe-Prompt, NoRGa) also return it [B] for reporting.
+/// For samples that are not classified but scored on their own output (generation tasks, docs/text-tasks.md),
+/// <see cref="Correct"/> [B] bool says which are right, and the trainer counts it instead of the logits' argmax.</summary>
 public sealed record Prediction(Tensor Logits, Tensor? PredictedTask = null) : IDisposable
 {
-    public void Dispose() { Logits.Dispose(); PredictedTask?.Dispose(); }
+    public Tensor? Correct { get; init; }
+
+    public void Dispose() { Logits.Dispose(); PredictedTask?.Dispose(); Correct?.Dispose(); }
 }
 
 /// <summary>What one training step produced. With <see cref="Logits"/>, the trainer adds the cross-entropy over the
@@ -90,7 +98,7 @@ public sealed record TrainingPhase
     public required OptimizerSettings Optimizer { get; init; }
     public required Func<Data.Batch, StepOutput> Step { get; init; }
     /// <summary>Data to train on; null means the task's training set.</summary>
-    public IImageDataset? Data { get; init; }
+    public ILabelledDataset? Data { get; init; }
     /// <summary>Classes whose logits take part in the cross-entropy; null means the task's classes.</summary>
     public bool[]? LogitMask { get; init; }
     public bool Augment { get; init; } = true;

@@ -10,7 +10,8 @@ public interface ITrainingObserver
     void TaskEvaluated(TaskEvaluation evaluation) { }
 }
 
-/// <summary>One line of the per-epoch log.</summary>
+/// <summary>One line of the per-epoch log. "Images" per second count the batches' inputs: images, or real tokens for
+/// text runs (<see cref="DataSource.ThroughputUnit"/>).</summary>
 public sealed record EpochRecord(
     int Task, string Phase, int Epoch, int Epochs, double Loss, double TrainAccuracy, double ImagesPerSecond,
     double Seconds, double LearningRate);

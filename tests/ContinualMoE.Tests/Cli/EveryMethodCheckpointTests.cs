@@ -98,7 +98,7 @@ public class EveryMethodCheckpointTests : IDisposable
         restored.Learner.LoadState(loaded);
         foreach (var t in loaded.Values) t.Dispose();  // the learner must have copied, not kept, the loaded tensors
 
-        var test = trained.Scenario.Tasks[0].Test;
+        var test = (ContinualMoE.Data.IImageDataset)trained.Scenario.Tasks[0].Test;
         var pipeline = ImagePipeline.ForEvaluation(trained.Backbone.Config.ImageSize);
         using var images = stack(Enumerable.Range(0, Math.Min(6, test.Count)).Select(i => pipeline.ProcessToTensor(test.GetImage(i), 0, i)).ToArray());
         var context = new EvaluationContext(1, trained.Scenario.SeenClassMask(0), null, null);

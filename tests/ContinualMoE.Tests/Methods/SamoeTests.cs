@@ -32,8 +32,8 @@ public class SamoeTests(Xunit.Abstractions.ITestOutputHelper output)
         public Stream(ClassIncrementalScenario scenario, DataSource data, Samoe learner)
         {
             Scenario = scenario; Data = data; Learner = learner;
-            A = new Tinted(scenario.Tasks[0].Train, 0.25, 0);
-            B = new Tinted(scenario.Tasks[1].Train, 0.25, 191);
+            A = new Tinted((IImageDataset)scenario.Tasks[0].Train, 0.25, 0);
+            B = new Tinted((IImageDataset)scenario.Tasks[1].Train, 0.25, 191);
         }
 
         /// <summary>The context of task <paramref name="index"/> holding <paramref name="train"/> (labels are global).</summary>

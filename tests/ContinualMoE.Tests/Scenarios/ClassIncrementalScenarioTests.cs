@@ -53,7 +53,7 @@ public class ClassIncrementalScenarioTests : IDisposable
             for (var i = 0; i < task.Train.Count; i++)
             {
                 var label = task.Train.GetLabel(i);
-                var original = task.Train.GetImage(i).Pixels[0];
+                var original = ((IImageDataset)task.Train).GetImage(i).Pixels[0];
                 Assert.Equal(order[label], original);
                 Assert.Equal(original, scenario.OriginalClass(label));
                 Assert.Equal($"class{original}", scenario.OriginalClassName(label));

@@ -25,7 +25,7 @@ public class ScenarioTests
             Kind = kind, Tasks = tasks, Seed = seed, Shots = shots, Overlap = overlap, Blurry = blurry, FirstTaskClasses = first,
         });
 
-    private static int[] Indices(IImageDataset set) => Enumerable.Range(0, set.Count).Select(((Subset)set).InnerIndex).ToArray();
+    private static int[] Indices(ILabelledDataset set) => Enumerable.Range(0, set.Count).Select(((Subset)set).InnerIndex).ToArray();
 
     [Fact]
     public void ClassIncrementalKindKeepsEveryImageOfEachTasksClassesInDatasetOrder()

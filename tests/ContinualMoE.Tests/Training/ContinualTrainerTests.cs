@@ -80,7 +80,7 @@ public class ContinualTrainerTests
         Assert.All(learner.Batches, b => Assert.Equal(4, b.Indices.Length));
         for (var t = 0; t < 2; t++)
         {
-            var reference = source.Loader(scenario.Tasks[t].Train, augment: false, shuffle: true);
+            var reference = (ContinualMoE.Data.DataLoader)source.Loader(scenario.Tasks[t].Train, augment: false, shuffle: true);
             for (var epoch = 0; epoch < 2; epoch++)
             {
                 var seen = learner.Batches.Where(b => b.Task == t).Skip(epoch * 4).Take(4).SelectMany(b => b.Indices).ToArray();

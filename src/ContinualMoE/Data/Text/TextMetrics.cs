@@ -27,6 +27,21 @@ public static class TextMetrics
     /// <summary>The metric a task is reported with: TRACE's per task, exact match for everything else.</summary>
     public static TextMetric MetricFor(string taskName) => TraceBenchmark.Metrics.TryGetValue(taskName, out var metric) ? metric : TextMetric.ExactMatch;
 
+    /// <summary>Exact match after trimming surrounding white space (TRACE's and O-LoRA's exact-match accuracy).</summary>
+    public static bool ExactMatch(string answer, string reference) =>
+        string.Equals(answer.Trim(), reference.Trim(), StringComparison.Ordinal);
+
+    /// <summary>The right-or-wrong test a run scores each generated answer of a task with (the accuracy matrix counts
+    /// correct answers): the task's metric where it is an accuracy. ROUGE-L, edit similarity and SARI are graded, not
+    /// right or wrong; runs score those tasks by exact match and <see cref="Score"/> gives the graded figure
+    /// (docs/text-tasks.md).</summary>
+    public static TextAnswerMetric AnswerMetricFor(string taskName) => MetricFor(taskName) switch
+    {
+        TextMetric.FirstCharacterMatch => static (answer, reference) =>
+            answer.Trim() is { Length: > 0 } a && reference.Trim() is { Length: > 0 } r && a[0] == r[0],
+        _ => ExactMatch,
+    };
+
     /// <summary>Mean score of <paramref name="predictions"/> against the tasks' reference outputs. SARI also reads the
     /// sources, which are the examples' inputs.</summary>
     public static double Score(TextMetric metric, IReadOnlyList<string> predictions, IReadOnlyList<TextExample> references)

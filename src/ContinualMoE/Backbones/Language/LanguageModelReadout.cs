@@ -1,0 +1,175 @@
+using ContinualMoE.Data;
+using ContinualMoE.Data.Text;
+using ContinualMoE.Scenarios;
+using ContinualMoE.Training;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace ContinualMoE.Backbones.Language;
+
+/// <summary>The frozen language model of a text run and its scenario's label space (what <see cref="LanguageModelReadout"/> needs).</summary>
+public sealed record LanguageTaskModel(DecoderLanguageModel Model, TextLabelSpace Labels);
+
+/// <summary>
+/// A decoder language model as the output of low-rank methods on text tasks (docs/text-tasks.md):
+/// <list type="bullet">
+/// <item>training: the causal-LM loss on the expected output's tokens given the prompt (instruction tuning, as O-LoRA
+/// and TRACE train), mean over the batch's output tokens;</item>
+/// <item>pooled representation: the mean of the final hidden states over the prompt's tokens (what the model has read
+/// before answering; SETA's gate uses it);</item>
+/// <item>classification: class logits = log p(label text's ids | prompt), summed over the label's tokens (EOS
+/// included), for every seen label class; other classes get -inf;</item>
+/// <item>generation tasks: greedy decoding up to the task's longest reference, scored by the task's metric (exact match
+/// by default) into <see cref="Prediction.Correct"/>.</item>
+/// </list>
+/// Rows are right-padded: padding follows each row's real tokens, so causal attention keeps it out of every real position.
+/// </summary>
+public sealed class LanguageModelReadout(DecoderLanguageModel model, TextLabelSpace labels) : AdaptedReadout
+{
+    public override ITransformerBackbone Backbone => model;
+    public override Linear? Head => null;
+    public DecoderLanguageModel Model => model;
+    public TextLabelSpace Labels => labels;
+
+    public override Tensor Pooled(Batch batch, ILinearAdapterProvider? adapters)
+    {
+        var (ids, promptMask) = PromptOnly(batch);
+        using var output = model.Forward(ids, new LmForwardOptions { Adapters = adapters, ComputeLogits = false });
+        return MeanOver(output.Hidden, promptMask);
+    }
+
+    public override StepOutput TrainingOutput(Batch batch, ILinearAdapterProvider adapters, Tensor? auxiliary)
+    {
+        var (loss, pooled) = LossAndPooled(batch, adapters, []);
+        pooled.Dispose();
+        return new StepOutput(null, auxiliary is null ? loss : loss.Plus(auxiliary));
+    }
+
+    public override (Tensor Loss, Tensor Pooled) LossAndPooled(Batch batch, ILinearAdapterProvider adapters, bool[] classMask)
+    {
+        var (attention, target) = Masks(batch);
+        var ids = batch.Inputs;
+        // Logits from the position before the earliest output token on: a long prompt costs no vocabulary projection.
+        var firstTarget = target.to(ScalarType.Int64).argmax(1).min().item<long>();
+        var first = Math.Max(0, firstTarget - 1);
+        using var output = model.Forward(ids, new LmForwardOptions { Adapters = adapters, FirstLogitPosition = first });
+        var tokens = ids.shape[1];
+        // Position p predicts token p + 1.
+        var logits = output.Logits!.narrow(1, 0, tokens - 1 - first);                                       // [B, L, V]
+        var targets = ids.narrow(1, first + 1, tokens - 1 - first);
+        var weights = target.narrow(1, first + 1, tokens - 1 - first).to(ScalarType.Float32);
+        var perToken = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[2]), targets.reshape(-1), reduction: nn.Reduction.None);
+        var loss = perToken.mul(weights.reshape(-1)).sum().div(weights.sum().clamp_min(Scalars.Of(1.0)));
+        var promptMask = attention.logical_and(target.logical_not());
+        return (loss, MeanOver(output.Hidden, promptMask));
+    }
+
+    public override Prediction Predict(Batch batch, ILinearAdapterProvider adapters, EvaluationContext context)
+    {
+        if (context.Samples is not { Dataset: ITextDataset dataset } samples)
+            throw new ContinualMoEException("text prediction needs the evaluated samples' identity (the trainer's evaluation provides it)");
+        var examples = samples.Indices.Select(dataset.GetText).ToArray();
+        var rows = examples.Length;
+        var classes = labels.ClassNames.Count;
+        var scores = new float[rows * classes];
+        Array.Fill(scores, float.NegativeInfinity);
+        using (no_grad())
+            for (var c = 0; c < classes; c++)
+            {
+                if (!context.SeenClassMask[c] || labels.LabelIds[c] is not { } option) continue;
+                var scored = ScoreOption(examples, option, adapters);
+                for (var r = 0; r < rows; r++) scores[r * classes + c] = (float)scored[r];
+            }
+        var logits = tensor(scores, [rows, classes]).to(batch.Labels.device);
+        if (!examples.Any(e => e.Metric is not null)) return new Prediction(logits);
+        var answers = Generate(examples, adapters);
+        var predicted = Losses.MaskLogits(logits, context.TrueTaskClassMask ?? context.SeenClassMask).argmax(-1).cpu().data<long>().ToArray();
+        var truth = batch.Labels.cpu().data<long>().ToArray();
+        var correct = examples.Select((e, r) => e.Metric is { } metric
+            ? metric(labels.DecodeAnswer(answers[r]), e.Reference)
+            : predicted[r] == truth[r]).ToArray();
+        return new Prediction(logits) { Correct = tensor(correct).to(batch.Labels.device) };
+    }
+
+    /// <summary>log p(option | prompt) for each example: rows prompt + option, right-padded, one forward pass.</summary>
+    private double[] ScoreOption(TokenizedText[] examples, int[] option, ILinearAdapterProvider adapters)
+    {
+        using var scope = NewDisposeScope();
+        var length = examples.Max(e => e.Prompt.Length) + option.Length;
+        var ids = new long[examples.Length * length];
+        var targetIds = new long[examples.Length * option.Length];
+        var positions = new long[examples.Length * option.Length];
+        for (var r = 0; r < examples.Length; r++)
+        {
+            var prompt = examples[r].Prompt;
+            for (var i = 0; i < prompt.Length; i++) ids[r * length + i] = prompt[i];
+            for (var i = 0; i < option.Length; i++)
+            {
+                ids[r * length + prompt.Length + i] = option[i];
+                targetIds[r * option.Length + i] = option[i];
+                positions[r * option.Length + i] = prompt.Length + i - 1;   // the position that predicts option token i
+            }
+        }
+        var first = examples.Min(e => e.Prompt.Length) - 1;
+        using var output = model.Forward(tensor(ids, [examples.Length, length]), new LmForwardOptions { Adapters = adapters, FirstLogitPosition = first });
+        var logProbs = output.Logits!.log_softmax(-1);                                                      // [B, length - first, V]
+        var at = tensor(positions, [examples.Length, option.Length]).sub(Scalars.Integer(first)).unsqueeze(-1).expand(-1, -1, logProbs.shape[2]);
+        var picked = logProbs.gather(1, at).gather(2, tensor(targetIds, [examples.Length, option.Length]).unsqueeze(-1)).squeeze(-1);
+        return picked.sum(1).to(ScalarType.Float64).data<double>().ToArray();
+    }
+
+    /// <summary>Greedy answers, all rows at once: each step runs the right-padded rows and appends each unfinished row's
+    /// most likely next token after its own last token (no cache: rows grow at different positions).</summary>
+    private List<long>[] Generate(TokenizedText[] examples, ILinearAdapterProvider adapters)
+    {
+        var answers = examples.Select(_ => new List<long>()).ToArray();
+        var done = examples.Select(e => e.Metric is null).ToArray();
+        var limit = examples.Max(e => e.MaxAnswerTokens);
+        using var noGrad = no_grad();
+        for (var step = 0; step < limit && done.Any(d => !d); step++)
+        {
+            using var scope = NewDisposeScope();
+            var lengths = examples.Select((e, r) => e.Prompt.Length + answers[r].Count).ToArray();
+            var length = lengths.Max();
+            var ids = new long[examples.Length * length];
+            for (var r = 0; r < examples.Length; r++)
+            {
+                var p = examples[r].Prompt;
+                for (var i = 0; i < p.Length; i++) ids[r * length + i] = p[i];
+                for (var i = 0; i < answers[r].Count; i++) ids[r * length + p.Length + i] = answers[r][i];
+            }
+            var first = lengths.Min() - 1;
+            using var output = model.Forward(tensor(ids, [examples.Length, length]), new LmForwardOptions { Adapters = adapters, FirstLogitPosition = first });
+            var last = tensor(lengths.Select(l => (long)(l - 1 - first)).ToArray()).view(-1, 1, 1).expand(-1, 1, output.Logits!.shape[2]);
+            var next = output.Logits!.gather(1, last).squeeze(1).argmax(-1).data<long>().ToArray();
+            for (var r = 0; r < examples.Length; r++)
+            {
+                if (done[r]) continue;
+                answers[r].Add(next[r]);
+                if (answers[r].Count >= examples[r].MaxAnswerTokens || labels.EndOfSequenceId == next[r]) done[r] = true;
+            }
+        }
+        return answers;
+    }
+
+    private static (Tensor Attention, Tensor Target) Masks(Batch batch) =>
+        (batch.AttentionMask ?? throw new ContinualMoEException("a language-model batch needs an attention mask (text tasks' loader makes it)"),
+         batch.TargetMask ?? throw new ContinualMoEException("a language-model batch needs a target mask (text tasks' loader makes it)"));
+
+    /// <summary>The ids up to the longest prompt and the prompt positions (real tokens before the output).</summary>
+    private static (Tensor Ids, Tensor PromptMask) PromptOnly(Batch batch)
+    {
+        var (attention, target) = Masks(batch);
+        var promptMask = attention.logical_and(target.logical_not());
+        var longest = promptMask.sum(1).max().item<long>();
+        return (batch.Inputs.narrow(1, 0, longest), promptMask.narrow(1, 0, longest));
+    }
+
+    /// <summary>Mean of hidden [B, T, D] over the true positions of mask [B, T'] (T' may exceed T only with false tail).</summary>
+    private static Tensor MeanOver(Tensor hidden, Tensor mask)
+    {
+        var m = mask.narrow(1, 0, hidden.shape[1]).to(ScalarType.Float32).unsqueeze(-1);
+        return hidden.to(ScalarType.Float32).mul(m).sum(1).div(m.sum(1).clamp_min(Scalars.Of(1.0)));
+    }
+}
