@@ -131,6 +131,8 @@ public static class Plots
             text.OffsetX = 7;
             text.OffsetY = -7;
         }
+        // Room for the point labels at the edges.
+        plot.Axes.Margins(horizontal: 0.2, vertical: 0.15);
         plot.Title(title);
         plot.XLabel(xLabel);
         plot.YLabel("final average accuracy (%)");

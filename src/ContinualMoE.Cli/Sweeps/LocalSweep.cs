@@ -26,6 +26,7 @@ internal static class LocalSweep
         var failed = new List<(string, int)>();
         var held = new List<int>();
         var active = new Dictionary<Task<int>, (int Index, Process? Process)>();
+        var started = skipped;
         try
         {
             while (true)
@@ -35,7 +36,7 @@ internal static class LocalSweep
                 {
                     var index = pending.Dequeue();
                     var run = sweep.Runs[index];
-                    AnsiConsole.MarkupLine($"[[{completed.Count + failed.Count + skipped + 1}/{sweep.Runs.Count}]] [bold]{Markup.Escape(run.Name)}[/]");
+                    AnsiConsole.MarkupLine($"[[{++started}/{sweep.Runs.Count}]] [bold]{Markup.Escape(run.Name)}[/]");
                     if (parallel == 1)
                     {
                         // In this process: the run's own progress display shows; one task at a time, so no thread split.

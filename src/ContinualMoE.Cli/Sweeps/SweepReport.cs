@@ -279,7 +279,9 @@ internal static class SweepReport
         ? "–"
         : cell.Std is double std ? $"{Format(mean)} ± {Format(std)}" : Format(mean);
 
-    private static string Format(double value) => Math.Abs(value) >= 1000 ? value.ToString("N0", CultureInfo.InvariantCulture) : value.ToString("F2", CultureInfo.InvariantCulture);
+    private static string Format(double value) => value == Math.Floor(value) || Math.Abs(value) >= 1000
+        ? value.ToString("N0", CultureInfo.InvariantCulture)
+        : value.ToString("F2", CultureInfo.InvariantCulture);
 
     private static string Number(double? value) => value is double v ? v.ToString("R", CultureInfo.InvariantCulture) : "";
 
