@@ -45,6 +45,9 @@ internal sealed class SweepTestFiles : IDisposable
         return process;
     }
 
+    public static string StartInfoName() => SelfCommand.Resolve().FileName;
+    public static IReadOnlyList<string> CliPrefix() => SelfCommand.Resolve().Prefix;
+
     /// <summary>Runs a program to its end; returns its exit code and output.</summary>
     public static (int Code, string Output) Run(string fileName, IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null, int timeoutSeconds = 300)
     {
