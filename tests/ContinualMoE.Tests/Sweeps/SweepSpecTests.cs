@@ -107,3 +107,26 @@ public class SweepSpecTests
     [InlineData(new[] { 7 }, "7")]
     public void SlurmIndexListsAreCompact(int[] indices, string expected) => Assert.Equal(expected, SlurmSweep.IndexRanges(indices));
 }
+
+public class ShippedSweepSpecTests
+{
+    public static TheoryData<string> Specs()
+    {
+        var data = new TheoryData<string>();
+        foreach (var file in Directory.GetFiles(Path.Combine(RepositoryPaths.Configs, "sweeps"), "*.json").Order()) data.Add(Path.GetFileName(file));
+        return data;
+    }
+
+    /// <summary>Every shipped sweep spec expands to valid runs (methods, datasets, backbones, scenario settings), seeds 0-2.</summary>
+    [Theory]
+    [MemberData(nameof(Specs))]
+    public void ShippedSpecExpandsToValidRuns(string file)
+    {
+        var path = Path.Combine(RepositoryPaths.Configs, "sweeps", file);
+        var spec = SweepSpec.Load(path);
+        var runs = spec.Expand(path);
+        Assert.Equal(Path.GetFileNameWithoutExtension(file), spec.Name);
+        Assert.Equal([0, 1, 2], runs.Select(r => r.Config.Seed).Distinct().Order());
+        Assert.Equal(runs.Count, runs.Select(r => r.Name).Distinct().Count());
+    }
+}
