@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using Spectre.Console;
 
 namespace ContinualMoE.Cli.Sweeps;
@@ -16,6 +17,23 @@ internal static class LocalSweep
     public sealed record Outcome(IReadOnlyList<string> Completed, IReadOnlyList<(string Run, int Code)> Failed, bool Interrupted);
 
     public static Outcome Run(SweepFolder sweep, int parallel, int? threadsPerRun, CancellationToken cancellation)
+    {
+        // SIGTERM (kill, a scheduler's stop) and SIGINT/SIGHUP stop the sweep the way Ctrl+C does: the workers are
+        // stopped and every run keeps its last checkpoint. Without this, SIGTERM would end this process at once and
+        // leave its workers running.
+        using var stopping = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+        void Stop(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            stopping.Cancel();
+        }
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+        using var hangUp = PosixSignalRegistration.Create(PosixSignal.SIGHUP, Stop);
+        return Schedule(sweep, parallel, threadsPerRun, stopping.Token);
+    }
+
+    private static Outcome Schedule(SweepFolder sweep, int parallel, int? threadsPerRun, CancellationToken cancellation)
     {
         var threads = threadsPerRun ?? Math.Max(1, Environment.ProcessorCount / parallel);
         var pending = new Queue<int>(Enumerable.Range(0, sweep.Runs.Count).Where(i => !sweep.IsComplete(sweep.Runs[i])));
@@ -69,11 +87,13 @@ internal static class LocalSweep
                     }
                     continue;
                 }
-                var finished = Task.WhenAny(active.Keys).Result;
-                var (doneIndex, _) = active[finished];
-                active.Remove(finished);
+                var stop = Task.Delay(Timeout.Infinite, cancellation);
+                var finished = Task.WhenAny(active.Keys.Append(stop)).Result;
+                if (finished == stop) return new Outcome(completed, failed, true);
+                var (doneIndex, _) = active[(Task<int>)finished];
+                active.Remove((Task<int>)finished);
                 var name = sweep.Runs[doneIndex].Name;
-                var exit = finished.Result;
+                var exit = ((Task<int>)finished).Result;
                 if (exit == SweepTask.Held)
                 {
                     AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(name)}[/] is held by another process; waiting for it.");
