@@ -96,4 +96,31 @@ public class SweepExecutionTests
         Assert.Equal(2, report["runs_complete"]!.GetValue<int>());
         Assert.Empty(report["runs_not_averaged"]!.AsArray());
     }
+
+    [Fact]
+    public void ARunHeldByAnotherProcessIsWaitedForNotStartedTwice()
+    {
+        using var files = new SweepTestFiles();
+        var spec = files.Spec("held", new JsonObject
+        {
+            ["base"] = SweepTestFiles.TinyBase(),
+            ["axes"] = new JsonObject { ["method"] = new JsonArray("ncm"), ["seed"] = new JsonArray(1, 2) },
+        });
+        var folder = files.Folder("out");
+        // As an orphaned worker of a killed sweep would: hold the first run's claim (a second flock on the same file
+        // conflicts even within one process).
+        Assert.Equal(0, SweepCommand.Create().Parse([spec, "--output", folder, "--k8s"]).Invoke());   // makes the folder, runs nothing
+        var claim = ContinualMoE.Cli.Sweeps.SweepClaim.TryAcquire(Path.Combine(folder, "claims", "ncm-seed1.lock"))!;
+        var sweep = Task.Run(() => SweepCommand.Create().Parse([spec, "--output", folder]).Invoke());
+        var deadline = DateTime.UtcNow.AddMinutes(3);
+        string[] Events(string run) => SweepTestFiles.Attempts(folder).Where(a => a["run"]!.GetValue<string>() == run).Select(a => a["event"]!.GetValue<string>()).ToArray();
+        while (!Events("ncm-seed2").Contains("completed") && DateTime.UtcNow < deadline) Thread.Sleep(100);
+        Thread.Sleep(2500);   // past one poll of the held claim
+        Assert.False(sweep.IsCompleted, "the sweep ended while a run was held elsewhere");
+        Assert.Empty(Events("ncm-seed1"));
+        claim.Dispose();
+        Assert.Equal(0, sweep.Wait(TimeSpan.FromMinutes(3)) ? sweep.Result : -1);
+        Assert.Equal(["started", "completed"], Events("ncm-seed1"));
+        Assert.Equal(["started", "completed"], Events("ncm-seed2"));
+    }
 }
