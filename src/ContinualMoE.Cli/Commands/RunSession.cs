@@ -124,6 +124,9 @@ internal static class RunSession
         return Execute(experiment, folder, finished, results, cancellation, taskFinished);
     }
 
+    /// <summary>Whether the run in <paramref name="folderPath"/> has finished and written every final result file.</summary>
+    public static bool IsComplete(string folderPath) => FinalResultFiles.All(name => File.Exists(Path.Combine(folderPath, name)));
+
     /// <summary>What a finished run has written after its last checkpoint; a resume writes whichever is missing.</summary>
     private static readonly string[] FinalResultFiles = [RunFolder.MetricsFileName, RunFolder.AccuracyMatrixFileName, "accuracy_matrix.png", "average_accuracy.png"];
 

@@ -66,6 +66,81 @@ public static class Plots
     }
 
     /// <summary>
+    /// Average accuracy after each task over seeds: per series the mean curve and, with two or more seeds, a band of
+    /// mean ± sample standard deviation.
+    /// </summary>
+    public static void AverageAccuracyBands(IReadOnlyList<(string Label, double[] Mean, double[]? Std)> series, string path,
+        string title = "Average accuracy after each task (mean ± std over seeds)")
+    {
+        if (series.Count == 0) throw new ContinualMoEException("no accuracy curves to plot");
+        using var plot = new Plot();
+        var longest = 0;
+        for (var s = 0; s < series.Count; s++)
+        {
+            var (label, mean, std) = series[s];
+            longest = Math.Max(longest, mean.Length);
+            var xs = Enumerable.Range(1, mean.Length).Select(x => (double)x).ToArray();
+            var color = plot.Add.Palette.GetColor(s);
+            if (std is not null)
+            {
+                var band = plot.Add.FillY(xs, mean.Zip(std, (m, d) => m - d).ToArray(), mean.Zip(std, (m, d) => m + d).ToArray());
+                band.FillColor = color.WithAlpha(0.2);
+                band.LineColor = Colors.Transparent;
+            }
+            var line = plot.Add.Scatter(xs, mean);
+            line.Color = color;
+            line.LegendText = label;
+            line.LineWidth = 2;
+            line.MarkerSize = 7;
+        }
+        var ticks = Enumerable.Range(1, longest).ToArray();
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
+            ticks.Select(x => (double)x).ToArray(), ticks.Select(x => x.ToString(CultureInfo.InvariantCulture)).ToArray());
+        plot.Axes.SetLimitsX(0.5, longest + 0.5);
+        plot.Title(title);
+        plot.XLabel("tasks learned");
+        plot.YLabel("average accuracy (%)");
+        plot.ShowLegend(Alignment.LowerLeft);
+        Save(plot, path, width: 800, height: 500);
+    }
+
+    /// <summary>
+    /// Final average accuracy against a cost (trainable parameters, test images/s): one labelled point per series at the
+    /// means over seeds, with error bars of one sample standard deviation on both axes where there are two or more seeds.
+    /// </summary>
+    public static void AccuracyAgainst(IReadOnlyList<(string Label, double X, double? XStd, double Y, double? YStd)> points, string xLabel,
+        string path, string title)
+    {
+        if (points.Count == 0) throw new ContinualMoEException("no points to plot");
+        using var plot = new Plot();
+        for (var i = 0; i < points.Count; i++)
+        {
+            var (label, x, xStd, y, yStd) = points[i];
+            var color = plot.Add.Palette.GetColor(i);
+            if (xStd is not null || yStd is not null)
+            {
+                var bars = plot.Add.ErrorBar([x], [y], [yStd ?? 0]);
+                bars.XErrorPositive = [xStd ?? 0];
+                bars.XErrorNegative = [xStd ?? 0];
+                bars.Color = color;
+            }
+            var marker = plot.Add.Marker(x, y, MarkerShape.FilledCircle, 10, color);
+            marker.LegendText = label;
+            var text = plot.Add.Text(label, x, y);
+            text.LabelFontSize = 11;
+            text.OffsetX = 7;
+            text.OffsetY = -7;
+        }
+        // Room for the point labels at the edges.
+        plot.Axes.Margins(horizontal: 0.2, vertical: 0.15);
+        plot.Title(title);
+        plot.XLabel(xLabel);
+        plot.YLabel("final average accuracy (%)");
+        plot.ShowLegend(Alignment.LowerRight);
+        Save(plot, path, width: 800, height: 500);
+    }
+
+    /// <summary>
     /// Sample-efficiency curves: final average accuracy against shots (one line per series), the shots as evenly spaced
     /// categories ("1", "5", ..., "all") so that "all" has a place.
     /// </summary>

@@ -24,10 +24,15 @@ public static class ComputeDevice
         throw new ContinualMoEException($"unknown device '{name}': use cpu, cuda or cuda:N");
     }
 
-    /// <summary>Uses every core for intra-op parallelism (libtorch defaults to the physical core count, which is right here).</summary>
+    /// <summary>Uses every core for intra-op parallelism (libtorch defaults to the physical core count, which is right here),
+    /// unless OMP_NUM_THREADS says otherwise (as PyTorch honours it): a sweep running several runs at once, or a Slurm
+    /// task given some of a node's cores, sets it so that the runs do not oversubscribe the cores.</summary>
     public static void ConfigureThreads(int? threads = null)
     {
-        var count = threads ?? Environment.ProcessorCount;
+        var count = threads ?? ThreadsFromEnvironment() ?? Environment.ProcessorCount;
         if (count > 0) torch.set_num_threads(count);
     }
+
+    private static int? ThreadsFromEnvironment() =>
+        int.TryParse(Environment.GetEnvironmentVariable("OMP_NUM_THREADS"), out var n) && n > 0 ? n : null;
 }

@@ -24,7 +24,7 @@ public class GridCommandTests
             var row = lines[1].Split(',');
             Assert.Equal(new[] { "ncm", "2", "0", "2" }, row[..4]);
             // Mean and sample standard deviation of the two seeds' final average accuracies.
-            var faa = new[] { 1, 2 }.Select(seed => JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, $"ncm-shots2-overlap0-seed{seed}", "metrics.json")))
+            var faa = new[] { 1, 2 }.Select(seed => JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "runs", $"ncm-shots2-overlap0-seed{seed}", "metrics.json")))
                 .RootElement.GetProperty("metrics").GetProperty("final_average_accuracy").GetDouble()).ToArray();
             Assert.Equal(faa.Average(), double.Parse(row[4], CultureInfo.InvariantCulture), 2);
             Assert.Equal(Math.Abs(faa[0] - faa[1]) / Math.Sqrt(2), double.Parse(row[5], CultureInfo.InvariantCulture), 2);
