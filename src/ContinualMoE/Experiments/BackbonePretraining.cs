@@ -59,8 +59,7 @@ public static class BackbonePretraining
                     if (!float.IsFinite(value))
                         throw new ContinualMoEException($"pretraining loss is {value} at epoch {epoch + 1}, batch {batchIndex + 1}: lower the learning rate");
                     loss.backward();
-                    nn.utils.clip_grad_norm_(parameters, 1.0);
-                    optimizer.step();
+                    Optimizers.ClipAndStep(optimizer, parameters, optimizerSettings);
                     lossSum += value * batch.Labels.shape[0];
                     seen += batch.Labels.shape[0];
                     correct += logits.argmax(-1).eq(batch.Labels).sum().item<long>();
