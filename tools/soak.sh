@@ -38,9 +38,11 @@ python3 - "$out" "$repeats" "${names[@]}" <<'PY'
 import json, os, sys
 out, repeats, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 def matrix(folder):
+    # The accuracy matrix and every derived metric (forgetting, curves, task identity); not timings.
     with open(os.path.join(folder, "metrics.json")) as f:
-        m = json.load(f)["metrics"]
-    return json.dumps(m.get("accuracy_matrix") or m.get("AccuracyMatrix") or m, sort_keys=True)
+        metrics = json.load(f)["metrics"]
+    with open(os.path.join(folder, "accuracy_matrix.csv")) as f:
+        return f.read() + json.dumps(metrics, sort_keys=True)
 def rss(path):
     with open(path) as f:
         return int(f.read().split()[-1]) / 1024
