@@ -32,7 +32,11 @@ internal static class CompareCommand
             var baseConfig = runOptions.Resolve(parse);
             foreach (var name in names) RunSession.Validate(baseConfig with { Method = name });   // every typo before the first run
             var folder = RunFolder.Create(parse.GetValue(output) ?? Path.Combine("runs", $"compare-{baseConfig.Dataset}-{DateTime.Now:yyyyMMdd-HHmmss}"), parse.GetValue(force));
-            var (code, summaries) = RunAll(folder, names.Select(name => (name, name, baseConfig with { Method = name })).ToList(), parse.GetValue(force), cancellation);
+            // A method named again (a soak run, tools/soak.sh) runs again in its own subfolder: smope, smope-2, ...
+            var runs = names.Select((name, i) => names.Take(i).Count(n => n == name) is var before and > 0
+                ? ($"{name} (run {before + 1})", $"{name}-{before + 1}", baseConfig with { Method = name })
+                : (name, name, baseConfig with { Method = name })).ToList();
+            var (code, summaries) = RunAll(folder, runs, parse.GetValue(force), cancellation);
             if (code != 0) return Task.FromResult(code);
             Write(folder, summaries);
             return Task.FromResult(0);
@@ -79,7 +83,7 @@ internal static class CompareCommand
         var csv = new StringBuilder().AppendLine(string.Join(',', columns.Select(c => c.Replace(",", ""))));
         foreach (var row in rows) csv.AppendLine(string.Join(',', row));
         AtomicFile.WriteAllText(folder.ResultPath("comparison.csv"), csv.ToString());
-        Plots.AverageAccuracyCurve(summaries.ToDictionary(s => s.Method, s => s.Metrics.AverageAccuracyCurve), folder.ResultPath("average_accuracy.png"));
+        Plots.AverageAccuracyCurve(summaries.GroupBy(s => s.Method).ToDictionary(g => g.Key, g => g.First().Metrics.AverageAccuracyCurve), folder.ResultPath("average_accuracy.png"));
         var table = new Table().Title("Comparison (same data, backbone and seed)");
         foreach (var c in columns) table.AddColumn(c);
         foreach (var row in rows) table.AddRow(row.Select(Markup.Escape).ToArray());

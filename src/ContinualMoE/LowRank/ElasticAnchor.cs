@@ -14,7 +14,7 @@ namespace ContinualMoE.LowRank;
 /// </summary>
 public sealed class ElasticAnchor : nn.Module
 {
-    private readonly IReadOnlyList<Parameter> anchored;
+    private readonly Func<IReadOnlyList<Parameter>> anchoredSource;   // read on each use: Module.to replaces parameters
     private readonly Tensor[] importance;
     private readonly Tensor[] anchor;
     private Tensor[]? fisher;
@@ -22,9 +22,12 @@ public sealed class ElasticAnchor : nn.Module
 
     public bool NormaliseEachTask { get; }
 
-    public ElasticAnchor(IReadOnlyList<Parameter> parameters, bool normaliseEachTask = true) : base(nameof(ElasticAnchor))
+    /// <param name="parameters">The anchored parameters, fetched again on each use (they belong to other modules,
+    /// whose <c>Module.to</c> replaces them).</param>
+    public ElasticAnchor(Func<IReadOnlyList<Parameter>> parameters, bool normaliseEachTask = true) : base(nameof(ElasticAnchor))
     {
-        anchored = parameters;
+        anchoredSource = parameters;
+        var anchored = parameters();
         NormaliseEachTask = normaliseEachTask;
         importance = anchored.Select(p => zeros_like(p).detach()).ToArray();
         anchor = anchored.Select(p => p.detach().clone()).ToArray();
@@ -35,14 +38,29 @@ public sealed class ElasticAnchor : nn.Module
         }
     }
 
+    protected override void _toEpilog(ScalarType? dtype, Device? device, bool non_blocking)
+    {
+        base._toEpilog(dtype, device, non_blocking);
+        this.RebindBuffers(importance, "importance_");
+        this.RebindBuffers(anchor, "anchor_");
+        if (fisher is not null)
+            for (var i = 0; i < fisher.Length; i++)
+            {
+                var moved = fisher[i].to(dtype ?? fisher[i].dtype, device ?? fisher[i].device).DetachFromDisposeScope();
+                if (!ReferenceEquals(moved, fisher[i])) fisher[i].Dispose();
+                fisher[i] = moved;
+            }
+    }
+
     public IReadOnlyList<Tensor> Importance => importance;
     public IReadOnlyList<Tensor> Anchor => anchor;
 
     /// <summary>sum_p Omega_p (theta_p - theta*_p)^2 (a scalar with gradients to the parameters).</summary>
     public Tensor Penalty()
     {
+        var anchored = anchoredSource();
         using var scope = NewDisposeScope();
-        Tensor total = zeros(1, device: anchored[0].device).squeeze();
+        Tensor total = zeros(1, dtype: anchored[0].dtype, device: anchored[0].device).squeeze();
         for (var i = 0; i < anchored.Count; i++)
             total = total.Plus((importance[i] * (anchored[i] - anchor[i]).square()).sum());
         return total.MoveToOuterDisposeScope();
@@ -51,6 +69,7 @@ public sealed class ElasticAnchor : nn.Module
     /// <summary>Call after <c>backward()</c> of one batch of the task's loss to add its squared gradients.</summary>
     public void AccumulateSquaredGradients()
     {
+        var anchored = anchoredSource();
         using var noGrad = no_grad();
         fisher ??= anchored.Select(p => zeros_like(p).detach().DetachFromDisposeScope()).ToArray();
         for (var i = 0; i < anchored.Count; i++)
@@ -62,6 +81,7 @@ public sealed class ElasticAnchor : nn.Module
     /// the current values.</summary>
     public void CommitTask()
     {
+        var anchored = anchoredSource();
         using var noGrad = no_grad();
         if (fisher is not null && fisherBatches > 0)
         {
@@ -82,6 +102,7 @@ public sealed class ElasticAnchor : nn.Module
 
     public void MoveAnchor()
     {
+        var anchored = anchoredSource();
         using var noGrad = no_grad();
         for (var i = 0; i < anchored.Count; i++) anchor[i].copy_(anchored[i]);
     }
@@ -90,6 +111,7 @@ public sealed class ElasticAnchor : nn.Module
     /// renewed) and anchors it at its current value.</summary>
     public void Release(int index, int dim, long start, long length)
     {
+        var anchored = anchoredSource();
         using var noGrad = no_grad();
         importance[index].narrow(dim, start, length).zero_();
         anchor[index].narrow(dim, start, length).copy_(anchored[index].narrow(dim, start, length));

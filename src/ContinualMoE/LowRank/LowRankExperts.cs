@@ -53,6 +53,12 @@ public sealed class LowRankExperts : nn.Module, ILinearAdapterProvider
         for (var i = 0; i < merged.Length; i++) register_buffer($"merged_{i}", merged[i]);
     }
 
+    protected override void _toEpilog(ScalarType? dtype, Device? device, bool non_blocking)
+    {
+        base._toEpilog(dtype, device, non_blocking);
+        this.RebindBuffers(merged, "merged_");
+    }
+
     /// <summary>A bank of <paramref name="count"/> experts of equal rank, scaling alpha / rank (LoRA's convention).</summary>
     public static LowRankExperts Uniform(IReadOnlyList<LinearLayerShape> sites, int count, int rank, double alpha, bool mergeable = false) =>
         new(sites, Enumerable.Range(0, count).Select(_ => new LowRankExpert(sites, rank, alpha / rank)), mergeable);

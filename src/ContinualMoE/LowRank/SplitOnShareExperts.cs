@@ -47,7 +47,7 @@ public sealed class SplitOnShareExperts : nn.Module
         for (var t = 0; t < tasks; t++) experts.Add(new LowRankExpert(sites, uniqueCapacity, scaling, settings.UniqueRank));
         Bank = new LowRankExperts(sites, experts);
         Bank.Activate(0);
-        Anchor = new ElasticAnchor(Enumerable.Range(0, sites.Count).SelectMany(s => new[] { Pool.Down(s), Pool.Up(s) }).ToList());
+        Anchor = new ElasticAnchor(() => Enumerable.Range(0, sites.Count).SelectMany(s => new[] { Pool.Down(s), Pool.Up(s) }).ToList());
         ownerEnergy = zeros(tasks, sites.Count, settings.SharedCapacity);
         finished = zeros(tasks);
         register_module("bank", Bank);

@@ -142,7 +142,7 @@ public sealed class CodaPrompt : LearnerBase
         public Model(MethodContext context, Options options) : base("CodaPrompt")
         {
             var d = context.Backbone.EmbedDim;
-            Blocks = options.Blocks.Where(b => b >= 0 && b < context.Backbone.Depth).Distinct().Order().ToList();
+            Blocks = context.PromptBlocks(options.Blocks, "coda-prompt");
             if (options.PromptLength % 2 != 0) throw new ContinualMoEException($"coda-prompt: prompt_length must be even (keys + values), got {options.PromptLength}");
             torch.random.manual_seed(context.Seed);
             // Official: uniform [0, 1) at construction; each task's slice is Gram-Schmidt re-initialised when it begins.

@@ -115,7 +115,7 @@ public sealed class DeepL2P : LearnerBase
         public Model(MethodContext context, Options options) : base("DeepL2P")
         {
             var d = context.Backbone.EmbedDim;
-            Blocks = options.Blocks.Where(b => b >= 0 && b < context.Backbone.Depth).Distinct().Order().ToList();
+            Blocks = context.PromptBlocks(options.Blocks, "deep-l2p");
             torch.random.manual_seed(context.Seed);
             // CODA-Prompt repo: prompts and keys uniform [0, 1).
             Prompts = new Parameter(rand(Blocks.Count, options.PoolSize, options.PromptLength, d));

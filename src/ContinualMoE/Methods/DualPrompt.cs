@@ -131,10 +131,9 @@ public sealed class DualPrompt : LearnerBase
 
         public Model(MethodContext context, Options options) : base("DualPrompt")
         {
-            var depth = context.Backbone.Depth;
             var d = context.Backbone.EmbedDim;
-            GBlocks = options.GBlocks.Where(b => b >= 0 && b < depth).Distinct().Order().ToList();
-            EBlocks = options.EBlocks.Where(b => b >= 0 && b < depth).Distinct().Order().ToList();
+            GBlocks = context.PromptBlocks(options.GBlocks, "dualprompt", "g_blocks", emptyAllowed: true);
+            EBlocks = context.PromptBlocks(options.EBlocks, "dualprompt", "e_blocks", emptyAllowed: true);
             torch.random.manual_seed(context.Seed);
             // The port initialises prompts and keys uniform in [-1, 1].
             G = new Parameter(rand(GBlocks.Count, 2 * options.GLength, d) * 2 - 1);

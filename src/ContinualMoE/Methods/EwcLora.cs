@@ -19,7 +19,7 @@ public sealed class EwcLora : LoraLearner
 
     public EwcLora(MethodContext context) : base(context, "ewc-lora", experts: 1)
     {
-        anchor = new ElasticAnchor(Bank[0].Parameters().ToList());
+        anchor = new ElasticAnchor(() => Bank[0].Parameters().ToList());
         Model.Add("anchor", anchor);
     }
 

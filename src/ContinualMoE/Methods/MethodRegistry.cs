@@ -39,21 +39,24 @@ public sealed record MethodContext(
 /// <summary>Helpers for building a method's modules.</summary>
 public static class MethodContextExtensions
 {
-    /// <summary>The requested prompt blocks that exist in the backbone, sorted (paper settings name blocks 0-5 of a
-    /// 12-block ViT-B; smaller backbones keep the ones they have). None left is an error naming the method.</summary>
     /// <summary>The modality-neutral forward for methods that adapt linear layers: on a ViT a new linear head over the
     /// scenario's classes (drawn from the torch generator now), on a language model label scoring and the LM loss.</summary>
     public static AdaptedReadout NewReadout(this MethodContext context) => context.Language is { } language
         ? new Backbones.Language.LanguageModelReadout(language.Model, language.Labels)
         : new ImageClassifierReadout(context.Backbone, TorchSharp.torch.nn.Linear(context.Backbone.EmbedDim, context.ClassCount));
 
-    public static IReadOnlyList<int> PromptBlocks(this MethodContext context, IEnumerable<int> requested, string method)
+    /// <summary>The requested prompt blocks that exist in the backbone, sorted (paper settings name blocks 0-5 of a
+    /// 12-block ViT-B; smaller backbones keep the ones they have). None left is an error naming the method and the
+    /// setting; with <paramref name="emptyAllowed"/> an explicitly empty list is kept (an ablation such as DualPrompt
+    /// without G-prompts), but a non-empty list of which no block exists is still an error.</summary>
+    public static IReadOnlyList<int> PromptBlocks(this MethodContext context, IEnumerable<int> requested, string method,
+        string setting = "blocks", bool emptyAllowed = false)
     {
         var depth = context.Backbone.Config.Depth;
         var wanted = requested.ToList();
         var blocks = wanted.Where(b => b >= 0 && b < depth).Distinct().Order().ToList();
-        if (blocks.Count == 0)
-            throw new ContinualMoEException($"{method}: none of the blocks [{string.Join(", ", wanted)}] exists in a {depth}-block backbone");
+        if (blocks.Count == 0 && !(emptyAllowed && wanted.Count == 0))
+            throw new ContinualMoEException($"{method}: none of the {setting} [{string.Join(", ", wanted)}] exists in a {depth}-block backbone");
         return blocks;
     }
 }

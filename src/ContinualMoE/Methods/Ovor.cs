@@ -185,10 +185,9 @@ public sealed class Ovor : LearnerBase
 
         public Model(MethodContext context, Options options) : base("Ovor")
         {
-            var depth = context.Backbone.Depth;
             var d = context.Backbone.EmbedDim;
-            GBlocks = options.GBlocks.Where(b => b >= 0 && b < depth).Distinct().Order().ToList();
-            EBlocks = options.EBlocks.Where(b => b >= 0 && b < depth).Distinct().Order().ToList();
+            GBlocks = context.PromptBlocks(options.GBlocks, "ovor", "g_blocks", emptyAllowed: true);
+            EBlocks = context.PromptBlocks(options.EBlocks, "ovor", "e_blocks", emptyAllowed: true);
             torch.random.manual_seed(context.Seed);
             G = new Parameter(rand(GBlocks.Count, 2 * options.GLength, d));
             E = new Parameter(rand(EBlocks.Count, 2 * options.ELength, d));

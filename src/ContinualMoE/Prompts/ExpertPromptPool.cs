@@ -75,6 +75,12 @@ public sealed class ExpertPromptPool : nn.Module
         }
     }
 
+    protected override void _toEpilog(ScalarType? dtype, Device? device, bool non_blocking)
+    {
+        base._toEpilog(dtype, device, non_blocking);
+        this.RebindParameters(prompts, "prompt_");
+    }
+
     public Tensor Keys => keys;
     /// <summary>Subtracted from every query before matching. Frozen ViT class tokens share a large common direction
     /// that puts every cosine similarity near 1; a method sets this once (e.g. the first task's mean query) and never

@@ -109,8 +109,7 @@ public sealed class ContinualTrainer(IContinualScenario scenario, DataSource dat
                         throw new ContinualMoEException(
                             $"loss is {value} at task {context.TaskIndex + 1}, phase '{phase.Name}', epoch {epoch + 1}, batch {batchIndex + 1}: lower the learning rate or check the input data");
                     loss.backward();
-                    if (phase.Optimizer.ClipGradNorm is double clip) nn.utils.clip_grad_norm_(trainable, clip);
-                    optimizer.step();
+                    Optimizers.ClipAndStep(optimizer, trainable, phase.Optimizer);
                     var count = batch.Labels.shape[0];
                     lossSum += value * count;
                     seen += count;

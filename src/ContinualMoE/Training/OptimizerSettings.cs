@@ -125,6 +125,15 @@ public static class Optimizers
     }
 
     /// <summary>Sets each group's rate to <see cref="Rate"/> at this step.</summary>
+    /// <summary>One update after <c>backward()</c>: clips the gradients of <paramref name="parameters"/> to the
+    /// settings' <see cref="OptimizerSettings.ClipGradNorm"/> (when set), then steps. Every training loop updates
+    /// through this, so a clipping setting is honoured everywhere.</summary>
+    public static void ClipAndStep(optim.Optimizer optimizer, IEnumerable<Parameter> parameters, OptimizerSettings settings)
+    {
+        if (settings.ClipGradNorm is double clip) nn.utils.clip_grad_norm_(parameters, clip);
+        optimizer.step();
+    }
+
     public static void ApplySchedule(optim.Optimizer optimizer, IReadOnlyList<ParameterGroup> groups, OptimizerSettings settings,
         int epoch, int epochs, long iteration, int iterationsPerEpoch)
     {

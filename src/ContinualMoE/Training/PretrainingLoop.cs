@@ -43,8 +43,7 @@ public static class PretrainingLoop
                     if (!float.IsFinite(value))
                         throw new ContinualMoEException($"pretraining loss is {value} at epoch {epoch + 1}, batch {batchIndex + 1}: lower the learning rate");
                     result.Loss.backward();
-                    if (settings.ClipGradNorm is { } clip) nn.utils.clip_grad_norm_(parameters, clip);
-                    optimizer.step();
+                    Optimizers.ClipAndStep(optimizer, parameters, settings);
                     lossSum += value * result.Items;
                     seen += result.Items;
                     correct += result.Correct;

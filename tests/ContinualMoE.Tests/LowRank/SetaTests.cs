@@ -33,7 +33,7 @@ public class SetaTests : IDisposable
     public void AnchoringIsZeroAtTheAnchorQuadraticInTheDisplacementAndLinearInTheImportance()
     {
         var p = new Parameter(tensor(new float[] { 1, 2, 3, 4 }));
-        using var anchor = new ElasticAnchor([p]);
+        using var anchor = new ElasticAnchor(() => [p]);
         // Squared gradients [1, 4, 0, 9]: the third number matters to no task.
         (p * tensor(new float[] { 1, 2, 0, 3 })).sum().backward();
         anchor.AccumulateSquaredGradients();

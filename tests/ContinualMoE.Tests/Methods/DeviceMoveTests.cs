@@ -54,6 +54,50 @@ public class DeviceMoveTests
             Assert.False(value.IsInvalid, $"{method}: state '{name}' is disposed after Module.to");
     }
 
+    /// <summary>Module.to rebinds only fields of type Tensor/Parameter/Module; tensors a module keeps in arrays or
+    /// lists (merged low-rank deltas, anchors, pools of prompts) must be rebound by the module itself, or they keep
+    /// pointing at the disposed originals (float32 and the old device). A move to float64 shows every one of them.</summary>
+    [Theory]
+    [MemberData(nameof(Methods))]
+    public void EveryTensorInFieldsArraysAndStateTakesTheNewDtype(string method)
+    {
+        using var learner = MethodRegistry.Create(method, Context());
+        var module = Trainable(learner);
+        module.to(float64);
+        foreach (var (where, tensor) in TensorsHeldBy(module))
+        {
+            Assert.False(tensor.IsInvalid, $"{method}: {where} points at a disposed tensor after Module.to");
+            if (tensor.is_floating_point()) Assert.True(tensor.dtype == ScalarType.Float64, $"{method}: {where} is {tensor.dtype} after Module.to(float64)");
+        }
+        foreach (var (name, value) in learner.State())
+        {
+            Assert.False(value.IsInvalid, $"{method}: state '{name}' is disposed after Module.to");
+            if (value.is_floating_point()) Assert.True(value.dtype == ScalarType.Float64, $"{method}: state '{name}' is {value.dtype} after Module.to(float64)");
+        }
+        module.to(float32);
+    }
+
+    /// <summary>Every tensor a module of the tree holds in a field, directly or in an array/list field.</summary>
+    private static IEnumerable<(string Where, Tensor Tensor)> TensorsHeldBy(nn.Module root)
+    {
+        foreach (var m in root.modules().Prepend(root))
+            for (var type = m.GetType(); type is not null && type != typeof(nn.Module); type = type.BaseType)
+                foreach (var field in type.GetFields(BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public | BindingFlags.DeclaredOnly))
+                {
+                    var value = field.GetValue(m);
+                    if (value is Tensor tensor) yield return ($"field {type.Name}.{field.Name}", tensor);
+                    else if (value is System.Collections.IEnumerable items and not string and not nn.Module)
+                    {
+                        var i = 0;
+                        foreach (var item in items)
+                        {
+                            if (item is Tensor element) yield return ($"field {type.Name}.{field.Name}[{i}]", element);
+                            i++;
+                        }
+                    }
+                }
+    }
+
     [Fact]
     public void SmopePredictsAndComputesItsLossesAfterAMoveAndBack()
     {
