@@ -14,7 +14,8 @@ public class ConfigPresetTests
         return data;
     }
 
-    /// <summary>Every shipped preset parses, names a known method, dataset and backbone, and its method settings bind.</summary>
+    /// <summary>Every shipped preset parses, names a known method, dataset and backbone (text presets: a method that runs
+    /// on text), and its method settings bind.</summary>
     [Theory]
     [MemberData(nameof(Presets))]
     public void PresetParsesAndItsMethodSettingsBind(string file)
@@ -22,8 +23,17 @@ public class ConfigPresetTests
         var path = Path.Combine(RepositoryPaths.Configs, file);
         var config = RunConfig.FromJson(File.ReadAllText(path), path);
         Assert.Contains(config.Method, MethodRegistry.Names);
-        Assert.Contains(config.Dataset, ContinualMoE.Data.DatasetCatalog.Names);
-        VitRegistry.Get(config.Backbone);
+        if (TextStreams.IsText(config.Dataset))
+        {
+            // A text preset without a backbone runs on the default language model; its method must support text.
+            MethodRegistry.EnsureSupports(config.Method, ContinualMoE.Data.InputModality.Text);
+            Assert.True(TextStreams.UsesDefaultLanguageModel(config));
+        }
+        else
+        {
+            Assert.Contains(config.Dataset, ContinualMoE.Data.DatasetCatalog.Names);
+            VitRegistry.Get(config.Backbone);
+        }
         var context = new MethodContext(new VisionTransformer(VitTestModels.Tiny), 20, config.Tasks, TorchSharp.torch.CPU, 1,
             new TrainingSettings(config.Epochs, config.LearningRate, config.BatchSize), new MethodSettings(config.MethodSettings));
         using var learner = MethodRegistry.Create(config.Method, context);
