@@ -60,7 +60,7 @@ internal sealed class ConsoleObserver(RunFolder? folder) : ITrainingObserver
         if (progress is null)
             AnsiConsole.MarkupLine(Markup.Escape(
                 $"task {record.Task + 1}/{taskCount} {record.Phase} epoch {record.Epoch + 1}/{record.Epochs}: loss {record.Loss:F4}, " +
-                $"train acc {record.TrainAccuracy:F1}%, {record.ImagesPerSecond:F0} {Unit}/s, {record.Seconds:F1} s"));
+                (record.TrainAccuracy is double accuracy ? $"train acc {accuracy:F1}%, " : "") + $"{record.ImagesPerSecond:F0} {Unit}/s, {record.Seconds:F1} s"));
     }
 
     public void TaskEvaluated(TaskEvaluation evaluation)

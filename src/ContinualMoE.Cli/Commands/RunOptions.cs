@@ -17,7 +17,7 @@ internal sealed class RunOptions
     {
         options.Add(ConfigFile);
         Setting<string?>("--method", "method", $"method: {string.Join(", ", MethodRegistry.Names)}", Json);
-        Setting<string?>("--dataset", "dataset", "dataset name (generated, fashion-mnist, mnist, cifar10, cifar100, imagenet-r, cub200, image-folder)", Json);
+        Setting<string?>("--dataset", "dataset", "dataset name (generated, fashion-mnist, mnist, cifar10, cifar100, imagenet-r, cub200, image-folder), or a text task stream: generated-text, text:<spec> with spec cl-benchmark, long-sequence, cl-benchmark-csv, trace or jsonl (docs/text-datasets.md)", Json);
         Setting<string?>("--data-root", "data_root", "dataset folder (default: the dataset's cache or system location)", Json);
         Setting<bool>("--download", "download", "download the dataset into the cache if missing (CIFAR, MNIST, Fashion-MNIST)", b => b ? "true" : "false");
         Setting<string?>("--backbone", "backbone", "backbone: a registry name, or a geometry vit:image=,patch=,width=,depth=,heads=,mlp-ratio=,eps= (settings left out come from the weights); for text datasets a Hugging Face model folder", Json);

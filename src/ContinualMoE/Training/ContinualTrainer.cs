@@ -91,7 +91,7 @@ public sealed class ContinualTrainer(IContinualScenario scenario, DataSource dat
         {
             phase.OnEpochStart?.Invoke(epoch);
             var clock = Stopwatch.StartNew();
-            double lossSum = 0; long seen = 0, correct = 0, items = 0; var batchIndex = 0;
+            double lossSum = 0; long seen = 0, scored = 0, correct = 0, items = 0; var batchIndex = 0;
             foreach (var batch in loader.Epoch(context.TaskIndex * 10_000 + phaseIndex * 1_000 + epoch))
             {
                 cancellation.ThrowIfCancellationRequested();
@@ -115,13 +115,16 @@ public sealed class ContinualTrainer(IContinualScenario scenario, DataSource dat
                     seen += count;
                     items += batch.Items;
                     if (output.Logits is not null)
+                    {
                         correct += Losses.MaskLogits(output.Logits.detach(), logitMask).argmax(-1).eq(batch.Labels).sum().item<long>();
+                        scored += count;
+                    }
                 }
                 batchIndex++;
                 observer.BatchFinished(context.TaskIndex, phase.Name, epoch, batchIndex, lossSum / Math.Max(1, seen), items / clock.Elapsed.TotalSeconds);
             }
             observer.EpochFinished(new EpochRecord(context.TaskIndex, phase.Name, epoch, phase.Epochs, lossSum / Math.Max(1, seen),
-                seen == 0 ? 0 : 100.0 * correct / seen, items / clock.Elapsed.TotalSeconds, clock.Elapsed.TotalSeconds,
+                scored == 0 ? null : 100.0 * correct / scored, items / clock.Elapsed.TotalSeconds, clock.Elapsed.TotalSeconds,
                 Optimizers.Rate(phase.Optimizer, phase.Optimizer.LearningRate, epoch, phase.Epochs, Math.Max(0, iteration - 1), loader.BatchesPerEpoch)));
         }
     }

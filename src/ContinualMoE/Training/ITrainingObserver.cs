@@ -11,9 +11,10 @@ public interface ITrainingObserver
 }
 
 /// <summary>One line of the per-epoch log. "Images" per second count the batches' inputs: images, or real tokens for
-/// text runs (<see cref="DataSource.ThroughputUnit"/>).</summary>
+/// text runs (<see cref="DataSource.ThroughputUnit"/>). <see cref="TrainAccuracy"/> is null for a phase whose steps
+/// compute their whole loss themselves (no class logits: a language model's token loss).</summary>
 public sealed record EpochRecord(
-    int Task, string Phase, int Epoch, int Epochs, double Loss, double TrainAccuracy, double ImagesPerSecond,
+    int Task, string Phase, int Epoch, int Epochs, double Loss, double? TrainAccuracy, double ImagesPerSecond,
     double Seconds, double LearningRate);
 
 /// <summary>Accuracy on each seen task after training <see cref="AfterTask"/>.</summary>
