@@ -53,6 +53,12 @@ public static class Plots
             line.MarkerSize = 7;
         }
 
+        SaveAccuracyCurves(plot, longest, title, path);
+    }
+
+    /// <summary>The axes, labels and file of an "average accuracy after each task" plot with <paramref name="longest"/> tasks.</summary>
+    private static void SaveAccuracyCurves(Plot plot, int longest, string title, string path)
+    {
         // Integer ticks only: "2.5 tasks learned" means nothing.
         var ticks = Enumerable.Range(1, longest).ToArray();
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
@@ -93,15 +99,7 @@ public static class Plots
             line.LineWidth = 2;
             line.MarkerSize = 7;
         }
-        var ticks = Enumerable.Range(1, longest).ToArray();
-        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(
-            ticks.Select(x => (double)x).ToArray(), ticks.Select(x => x.ToString(CultureInfo.InvariantCulture)).ToArray());
-        plot.Axes.SetLimitsX(0.5, longest + 0.5);
-        plot.Title(title);
-        plot.XLabel("tasks learned");
-        plot.YLabel("average accuracy (%)");
-        plot.ShowLegend(Alignment.LowerLeft);
-        Save(plot, path, width: 800, height: 500);
+        SaveAccuracyCurves(plot, longest, title, path);
     }
 
     /// <summary>
