@@ -45,20 +45,12 @@ public class ContinualScenario : IContinualScenario
     public bool TaskIncremental { get; }
     public IReadOnlyList<int> ClassOrder => _order;
 
-    public bool[] ClassMask(int task)
-    {
-        var mask = new bool[ClassCount];
-        foreach (var c in CheckTask(task).Classes) mask[c] = true;
-        return mask;
-    }
+    public bool[] ClassMask(int task) => ClassMasks.Of([CheckTask(task)], ClassCount);
 
     public bool[] SeenClassMask(int task)
     {
         CheckTask(task);
-        var mask = new bool[ClassCount];
-        for (var t = 0; t <= task; t++)
-            foreach (var c in Tasks[t].Classes) mask[c] = true;
-        return mask;
+        return ClassMasks.Of(Tasks.Take(task + 1), ClassCount);
     }
 
     public IReadOnlyList<int> TasksOfClass(int label) => _tasksOfClass[CheckLabel(label)];

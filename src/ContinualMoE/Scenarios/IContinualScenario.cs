@@ -60,3 +60,16 @@ public static class ScenarioKinds
             : throw new ContinualMoEException($"scenario '{name}' is unknown; scenarios: {string.Join(", ", All)}");
     }
 }
+
+/// <summary>Class masks of a scenario's tasks, shared by every <see cref="IContinualScenario"/>.</summary>
+public static class ClassMasks
+{
+    /// <summary>True for every class in the training sets of <paramref name="tasks"/>, over <paramref name="classCount"/> labels.</summary>
+    public static bool[] Of(IEnumerable<TaskData> tasks, int classCount)
+    {
+        var mask = new bool[classCount];
+        foreach (var task in tasks)
+            foreach (var c in task.Classes) mask[c] = true;
+        return mask;
+    }
+}

@@ -50,20 +50,12 @@ public sealed class TaskListScenario : IContinualScenario
     public IReadOnlyList<int> ClassOrder => Enumerable.Range(0, ClassCount).ToArray();
     public IReadOnlyList<string> ClassNames => _classNames;
 
-    public bool[] ClassMask(int task)
-    {
-        var mask = new bool[ClassCount];
-        foreach (var c in CheckTask(task).Classes) mask[c] = true;
-        return mask;
-    }
+    public bool[] ClassMask(int task) => ClassMasks.Of([CheckTask(task)], ClassCount);
 
     public bool[] SeenClassMask(int task)
     {
         CheckTask(task);
-        var mask = new bool[ClassCount];
-        for (var t = 0; t <= task; t++)
-            foreach (var c in Tasks[t].Classes) mask[c] = true;
-        return mask;
+        return ClassMasks.Of(Tasks.Take(task + 1), ClassCount);
     }
 
     public IReadOnlyList<int> TasksOfClass(int label)
