@@ -14,6 +14,9 @@ namespace ContinualMoE.Data;
 /// Determinism: the sample order of epoch e is a Fisher–Yates shuffle with <c>new Random(Seeds.Combine(seed, e))</c>
 /// (or index order without shuffling), and sample i's augmentation uses the pipeline seeded with
 /// (<c>Seeds.Combine(seed, e, 1)</c>, i). So batch order and content depend only on (seed, epoch), never on thread timing.
+/// With <see cref="TorchWorkers"/> set (<c>input.rng: torch</c>), order and draws are instead those of a torch
+/// DataLoader whose main generator was seeded with <c>Seeds.Combine(seed, e)</c> (<see cref="TorchEpochRandomness"/>);
+/// a batch's samples then share a stream and are transformed one after another (still on the background thread).
 /// </para>
 /// <para>
 /// Stopping early (breaking out of the foreach) cancels the background work, disposes the batches still queued and
@@ -47,6 +50,10 @@ public sealed class DataLoader : IBatchLoader
     /// <summary>Drop a final batch smaller than the batch size (useful for training with batch statistics).</summary>
     public bool DropLast { get; init; }
 
+    /// <summary>Null: the project's draws. A number: torch's draws as a torch DataLoader with that many worker processes
+    /// makes them (0 = single-process).</summary>
+    public int? TorchWorkers { get; init; }
+
     /// <summary>How many finished batches may wait for the consumer.</summary>
     public int Prefetch { get; init; } = 3;
 
@@ -58,14 +65,23 @@ public sealed class DataLoader : IBatchLoader
     /// <summary>The dataset indices in the order epoch <paramref name="epoch"/> visits them.</summary>
     public int[] Order(int epoch)
     {
+        if (TorchWorkers is { } workers)
+        {
+            using var draws = TorchDraws(epoch, workers);
+            return draws.Order;
+        }
         var order = Enumerable.Range(0, _dataset.Count).ToArray();
         if (_shuffle) Seeds.Shuffle(new Random(Seeds.Combine(_seed, epoch)), order);
         return order;
     }
 
+    private TorchEpochRandomness TorchDraws(int epoch, int workers) =>
+        new(unchecked((uint)Seeds.Combine(_seed, epoch)), _dataset.Count, _shuffle, workers);
+
     public IEnumerable<Batch> Epoch(int epoch)
     {
-        var order = Order(epoch);
+        var torchDraws = TorchWorkers is { } workers ? TorchDraws(epoch, workers) : null;
+        var order = torchDraws?.Order ?? Order(epoch);
         var augmentSeed = Seeds.Combine(_seed, epoch, 1);
         var batchCount = BatchesPerEpoch;
         var cancel = new CancellationTokenSource();
@@ -79,7 +95,7 @@ public sealed class DataLoader : IBatchLoader
                 for (var b = 0; b < batchCount && !cancel.IsCancellationRequested; b++)
                 {
                     var indices = order.AsSpan(b * _batchSize, Math.Min(_batchSize, order.Length - b * _batchSize)).ToArray();
-                    var batch = Build(indices, augmentSeed, cancel.Token);
+                    var batch = Build(indices, augmentSeed, torchDraws?.ForBatch(b), cancel.Token);
                     try { queue.Add(batch, cancel.Token); }
                     catch (OperationCanceledException) { batch.Dispose(); break; }
                 }
@@ -103,21 +119,24 @@ public sealed class DataLoader : IBatchLoader
             while (queue.TryTake(out var left)) left.Dispose();
             queue.Dispose();
             cancel.Dispose();
+            torchDraws?.Dispose();
         }
     }
 
-    private Batch Build(int[] indices, int augmentSeed, CancellationToken token)
+    private Batch Build(int[] indices, int augmentSeed, AugmentationRandom? stream, CancellationToken token)
     {
         var buffers = new ImageBuffer[indices.Length];
         var labels = new long[indices.Length];
         void Prepare(int i)
         {
             var index = indices[i];
-            buffers[i] = _pipeline.Apply(_dataset.GetImage(index), augmentSeed, index);
+            buffers[i] = stream == null
+                ? _pipeline.Apply(_dataset.GetImage(index), augmentSeed, index)
+                : _pipeline.Apply(_dataset.GetImage(index), stream);
             labels[i] = _dataset.GetLabel(index);
         }
 
-        if (_workers == 1) for (var i = 0; i < indices.Length; i++) { token.ThrowIfCancellationRequested(); Prepare(i); }
+        if (_workers == 1 || stream != null) for (var i = 0; i < indices.Length; i++) { token.ThrowIfCancellationRequested(); Prepare(i); }
         else
         {
             try

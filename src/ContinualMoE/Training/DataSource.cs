@@ -44,6 +44,6 @@ public sealed class DataSource(int imageSize, float[] mean, float[] std, int bat
             ? ImagePipeline.ForTraining(imageSize, augment: true, mean, std, cropScaleMin, image)
             : ImagePipeline.ForEvaluation(imageSize, mean, std, image);
         return new DataLoader(images, pipeline, batchSizeOverride ?? batchSize, shuffle, seed,
-            workers ?? 0, device) { DropLast = dropLast };
+            workers ?? 0, device) { DropLast = dropLast, TorchWorkers = image is { TorchRng: true } ? image.TorchWorkers : null };
     }
 }

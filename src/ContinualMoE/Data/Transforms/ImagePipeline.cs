@@ -4,8 +4,9 @@ namespace ContinualMoE.Data.Transforms;
 
 /// <summary>
 /// An ordered list of transforms turning a <see cref="RawImage"/> into a float CHW array of fixed size.
-/// Randomness is reproducible: sample <c>i</c> in an epoch with seed <c>s</c> always uses
-/// <c>new Random(Seeds.Combine(s, i))</c>, so results do not depend on which thread processes which sample.
+/// Randomness is reproducible: with the project's draws sample <c>i</c> in an epoch with seed <c>s</c> always uses
+/// <c>new Random(Seeds.Combine(s, i))</c>, so results do not depend on which thread processes which sample; with
+/// torch's draws (<see cref="TorchRandom"/>) the caller passes the stream, as <see cref="DataLoader"/> does.
 /// Pipelines are immutable and safe to share between threads.
 /// </summary>
 public sealed class ImagePipeline
@@ -73,9 +74,13 @@ public sealed class ImagePipeline
     }
 
     /// <summary>Runs the transforms on one image; <paramref name="epochSeed"/> and <paramref name="sampleIndex"/> seed the randomness.</summary>
-    public ImageBuffer Apply(RawImage image, int epochSeed, int sampleIndex)
+    public ImageBuffer Apply(RawImage image, int epochSeed, int sampleIndex) =>
+        Apply(image, new ProjectRandom(new Random(Seeds.Combine(epochSeed, sampleIndex))));
+
+    /// <summary>Runs the transforms on one image, drawing from <paramref name="random"/> (a torch stream is shared by the
+    /// samples of one DataLoader worker, so they must be processed in the worker's order).</summary>
+    public ImageBuffer Apply(RawImage image, AugmentationRandom random)
     {
-        var random = new Random(Seeds.Combine(epochSeed, sampleIndex));
         var buffer = ImageBuffer.FromRaw(image);
         foreach (var transform in _transforms) buffer = transform.Apply(buffer, random);
         return buffer;

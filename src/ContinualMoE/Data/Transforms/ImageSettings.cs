@@ -27,6 +27,13 @@ public sealed record ImageSettings
     /// bicubic a = -0.5, 8-bit rounding; <see cref="PilResampling"/>), and brightness jitter truncated to 8 bits as PIL's
     /// ImageEnhance does. The paper presets set pil.</summary>
     public string Resampler { get; init; } = "torch";
+    /// <summary>project: the loader's order and augmentation draws come from System.Random seeded per epoch and sample
+    /// (the default). torch: from libtorch's generator, with the calls and the per-worker streams of a torch 1.13
+    /// DataLoader over torchvision 0.14 transforms (<see cref="TorchEpochRandomness"/>); the paper presets set torch.</summary>
+    public string Rng { get; init; } = "project";
+    /// <summary>With <c>rng: torch</c>, the official DataLoader's num_workers whose per-worker seeding is reproduced
+    /// (the official SMoPE and MoE_PromptCL scripts use 4); 0 is a single-process loader.</summary>
+    public int TorchWorkers { get; init; } = 4;
 
     public static ResampleMode ParseInterpolation(string name, string setting) => name.Trim().ToLowerInvariant() switch
     {
@@ -41,6 +48,14 @@ public sealed record ImageSettings
         "torch" => false,
         "pil" => true,
         _ => throw new ContinualMoEException($"input.resampler must be torch or pil, got '{Resampler}'"),
+    };
+
+    /// <summary>True when <see cref="Rng"/> is torch.</summary>
+    public bool TorchRng => Rng.Trim().ToLowerInvariant() switch
+    {
+        "project" => false,
+        "torch" => true,
+        _ => throw new ContinualMoEException($"input.rng must be project or torch, got '{Rng}'"),
     };
 
     /// <summary>The resampling of <paramref name="interpolation"/> (a setting's value) under <see cref="Resampler"/>.</summary>
@@ -68,5 +83,7 @@ public sealed record ImageSettings
         ParseInterpolation(TestInterpolation, "test_interpolation");
         _ = CropAtTest;
         _ = PilResampler;
+        _ = TorchRng;
+        if (TorchWorkers < 0) throw new ContinualMoEException($"input.torch_workers must be 0 or more, got {TorchWorkers}");
     }
 }

@@ -3,7 +3,7 @@ namespace ContinualMoE.Data.Transforms;
 /// <summary>Replicates a grey channel to three, so grey datasets (MNIST) fit RGB models. RGB passes through.</summary>
 public sealed class GreyToRgb : IImageTransform
 {
-    public ImageBuffer Apply(ImageBuffer image, Random random)
+    public ImageBuffer Apply(ImageBuffer image, AugmentationRandom random)
     {
         if (image.Channels == 3) return image;
         if (image.Channels != 1) throw new ContinualMoEException($"GreyToRgb expects 1 or 3 channels, got {image.Channels}");
@@ -17,7 +17,7 @@ public sealed class GreyToRgb : IImageTransform
 /// <summary>Resizes to exactly height x width (aspect ratio not kept; see <see cref="Interpolation"/> for the semantics).</summary>
 public sealed class Resize(int height, int width, ResampleMode mode = ResampleMode.Bilinear) : IImageTransform
 {
-    public ImageBuffer Apply(ImageBuffer image, Random random) => Interpolation.Resize(image, height, width, mode);
+    public ImageBuffer Apply(ImageBuffer image, AugmentationRandom random) => Interpolation.Resize(image, height, width, mode);
     public (int Height, int Width)? OutputSize => (height, width);
 }
 
@@ -27,7 +27,7 @@ public sealed class Resize(int height, int width, ResampleMode mode = ResampleMo
 /// </summary>
 public sealed class ResizeShorterSide(int size, ResampleMode mode = ResampleMode.Bilinear) : IImageTransform
 {
-    public ImageBuffer Apply(ImageBuffer image, Random random)
+    public ImageBuffer Apply(ImageBuffer image, AugmentationRandom random)
     {
         var (height, width) = OutputFor(image.Height, image.Width);
         return Interpolation.Resize(image, height, width, mode);
@@ -41,7 +41,7 @@ public sealed class ResizeShorterSide(int size, ResampleMode mode = ResampleMode
 /// <summary>Crops the centre height x width (torchvision CenterCrop rounding: offset = round((in - out) / 2)).</summary>
 public sealed class CenterCrop(int height, int width) : IImageTransform
 {
-    public ImageBuffer Apply(ImageBuffer image, Random random)
+    public ImageBuffer Apply(ImageBuffer image, AugmentationRandom random)
     {
         if (height > image.Height || width > image.Width)
             throw new ContinualMoEException($"CenterCrop {height}x{width} is larger than the {image.Height}x{image.Width} image");
@@ -62,7 +62,7 @@ public sealed class CenterCrop(int height, int width) : IImageTransform
 public sealed class RandomResizedCrop(int size, double scaleMin = 0.08, double scaleMax = 1.0,
     double ratioMin = 3.0 / 4.0, double ratioMax = 4.0 / 3.0, ResampleMode mode = ResampleMode.Bilinear) : IImageTransform
 {
-    public ImageBuffer Apply(ImageBuffer image, Random random)
+    public ImageBuffer Apply(ImageBuffer image, AugmentationRandom random)
     {
         var (top, left, h, w) = SampleCrop(image.Height, image.Width, random);
         return Interpolation.Resize(Interpolation.Crop(image, top, left, h, w), size, size, mode);
@@ -70,18 +70,22 @@ public sealed class RandomResizedCrop(int size, double scaleMin = 0.08, double s
 
     public (int Height, int Width)? OutputSize => (size, size);
 
-    public (int Top, int Left, int Height, int Width) SampleCrop(int height, int width, Random random)
+    /// <summary>torchvision 0.14 RandomResizedCrop.get_params: the same draws in the same order (area fraction, aspect
+    /// ratio, then top and left of an accepted box), Python's round-half-to-even, then the central fallback.</summary>
+    public (int Top, int Left, int Height, int Width) SampleCrop(int height, int width, AugmentationRandom random)
     {
         double area = height * width;
-        double logMin = Math.Log(ratioMin), logMax = Math.Log(ratioMax);
         for (var attempt = 0; attempt < 10; attempt++)
         {
-            var targetArea = area * (scaleMin + random.NextDouble() * (scaleMax - scaleMin));
-            var aspect = Math.Exp(logMin + random.NextDouble() * (logMax - logMin));
+            var targetArea = area * random.Uniform(scaleMin, scaleMax);
+            var aspect = random.LogUniform(ratioMin, ratioMax);
             var w = (int)Math.Round(Math.Sqrt(targetArea * aspect));
             var h = (int)Math.Round(Math.Sqrt(targetArea / aspect));
             if (w > 0 && h > 0 && w <= width && h <= height)
-                return (random.Next(height - h + 1), random.Next(width - w + 1), h, w);
+            {
+                var top = random.Integer(height - h + 1);
+                return (top, random.Integer(width - w + 1), h, w);
+            }
         }
         // Fallback: central crop of the whole image, aspect ratio clamped into range.
         var inRatio = (double)width / height;
@@ -98,9 +102,9 @@ public sealed class RandomResizedCrop(int size, double scaleMin = 0.08, double s
 /// <summary>Mirrors left-right with probability <paramref name="probability"/>.</summary>
 public sealed class HorizontalFlip(double probability = 0.5) : IImageTransform
 {
-    public ImageBuffer Apply(ImageBuffer image, Random random)
+    public ImageBuffer Apply(ImageBuffer image, AugmentationRandom random)
     {
-        if (random.NextDouble() >= probability) return image;
+        if (!random.Bernoulli(probability)) return image;
         var data = new float[image.Data.Length];
         for (var row = 0; row < image.Channels * image.Height; row++)
         {
@@ -118,10 +122,10 @@ public sealed class HorizontalFlip(double probability = 0.5) : IImageTransform
 /// </summary>
 public sealed class BrightnessJitter(double strength, bool truncateToBytes = false) : IImageTransform
 {
-    public ImageBuffer Apply(ImageBuffer image, Random random)
+    public ImageBuffer Apply(ImageBuffer image, AugmentationRandom random)
     {
-        var low = Math.Max(0, 1 - strength);
-        var factor = (float)(low + random.NextDouble() * (1 + strength - low));
+        random.ColorJitterOrder();
+        var factor = (float)random.Uniform(Math.Max(0, 1 - strength), 1 + strength);
         var data = new float[image.Data.Length];
         var truncate = truncateToBytes && image.MaxValue == 255f;
         for (var i = 0; i < data.Length; i++)
@@ -136,7 +140,7 @@ public sealed class BrightnessJitter(double strength, bool truncateToBytes = fal
 /// <summary>Scales byte values 0..255 to 0..1 (torchvision ToTensor). Put it before <see cref="Normalize"/>.</summary>
 public sealed class ScaleToUnit : IImageTransform
 {
-    public ImageBuffer Apply(ImageBuffer image, Random random)
+    public ImageBuffer Apply(ImageBuffer image, AugmentationRandom random)
     {
         if (image.MaxValue == 1f) return image;
         var scale = 1f / image.MaxValue;
@@ -159,7 +163,7 @@ public sealed class Normalize : IImageTransform
         _std = std.ToArray();
     }
 
-    public ImageBuffer Apply(ImageBuffer image, Random random)
+    public ImageBuffer Apply(ImageBuffer image, AugmentationRandom random)
     {
         if (image.Channels != _mean.Length)
             throw new ContinualMoEException($"Normalize has {_mean.Length} channel statistics but the image has {image.Channels} channels");
