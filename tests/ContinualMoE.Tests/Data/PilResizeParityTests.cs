@@ -106,6 +106,8 @@ public class PilResizeParityTests
         var path = Path.Combine(RepositoryPaths.Configs, file);
         var config = ContinualMoE.Experiments.RunConfig.FromJson(File.ReadAllText(path), path);
         Assert.True(config.Input.PilResampler);
+        Assert.True(config.Input.TorchRng);   // torch's augmentation draws, as the official scripts' 4-worker loaders
+        Assert.Equal(4, config.Input.TorchWorkers);
         Assert.Equal(file.StartsWith("smope"), config.DropLast);   // only the official SMoPE loader drops the last batch
     }
 
