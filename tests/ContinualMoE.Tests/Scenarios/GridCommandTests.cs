@@ -72,7 +72,8 @@ public class GridCommandTests
         var metrics = Metrics(Path.Combine(folder, "runs", "samoe-shots3-overlap0.5-seed1"));
         var perTask = metrics.GetProperty("trainable_parameters_after_task").EnumerateArray().Select(e => e.GetInt64()).ToArray();
         Assert.Equal(3, perTask.Length);
-        Assert.True(perTask[0] < perTask[^1], "a novel task grows the pool");
+        // A pool never shrinks (growth itself on novel data: SamoeTests, SamoeRunTests).
+        Assert.True(perTask[0] > 0 && perTask.Zip(perTask.Skip(1)).All(p => p.First <= p.Second), string.Join(", ", perTask));
         Assert.Equal(metrics.GetProperty("cost").GetProperty("trainable_parameters").GetInt64(), perTask[^1]);
         Assert.Equal(string.Join(';', perTask), row[Array.IndexOf(header, "trainable_parameters_after_each_task_mean")]);
         Assert.Equal("2", row[Array.IndexOf(header, "backbone_passes_per_test_image")]);
