@@ -122,7 +122,8 @@ internal static class GridReport
         var efficiency = $"{slug}_sample_efficiency.png";
         Plots.SampleEfficiency(curves, shotLabels, Path.Combine(folder, efficiency), $"{title}: final average accuracy against shots (mean over seeds)");
         yield return efficiency;
-        foreach (var setting in settings)
+        // A setting without any complete run has no heatmap (an all-empty heatmap has no colour range).
+        foreach (var setting in settings.Where(s => cells.Any(c => c.Setting == s && c.Runs.Count > 0)))
         {
             var values = new double[shots.Count, overlaps.Count];
             for (var r = 0; r < shots.Count; r++)

@@ -58,14 +58,14 @@ public class GridCommandTests
         {
             ["base"] = SweepTestFiles.TinyBase(tasks: 3, trainPerClass: 12),
             ["set"] = new JsonArray("scenario=overlap", "generated_classes=6", "method.alignment_epochs=1", "method.samples_per_expert=4"),
-            ["axes"] = new JsonObject { ["method"] = new JsonArray("samoe"), ["shots"] = new JsonArray(3), ["overlap"] = new JsonArray(0, 0.5), ["seed"] = new JsonArray(1) },
+            ["axes"] = new JsonObject { ["method"] = new JsonArray("samoe", "ncm"), ["shots"] = new JsonArray(3), ["overlap"] = new JsonArray(0, 0.5), ["seed"] = new JsonArray(1) },
         });
         var folder = files.Folder("out");
         Assert.Equal(0, SweepCommand.Create().Parse([spec, "--output", folder]).Invoke());
 
         var report = Path.Combine(folder, "report");
         var lines = File.ReadAllLines(Path.Combine(report, "grid.csv"));
-        Assert.Equal(3, lines.Length);
+        Assert.Equal(5, lines.Length);   // header + 2 methods x 1 shots x 2 overlaps
         var header = lines[0].Split(',');
         var row = lines[2].Split(',');
         Assert.Equal(new[] { "generated", "3", "samoe", "3", "0.5", "1" }, row[..6]);
@@ -81,5 +81,13 @@ public class GridCommandTests
         Assert.True(File.Exists(Path.Combine(report, "generated-tasks3_sample_efficiency.png")));
         Assert.True(File.Exists(Path.Combine(report, "generated-tasks3_heatmap_samoe.png")));
         Assert.Contains("grid.md", File.ReadAllText(Path.Combine(report, "summary.md")));
+
+        // A method with no complete run (its results deleted) keeps its rows, 0 of 1 seeds, and gets no heatmap.
+        foreach (var rho in new[] { "0", "0.5" }) File.Delete(Path.Combine(folder, "runs", $"ncm-shots3-overlap{rho}-seed1", "metrics.json"));
+        File.Delete(Path.Combine(report, "generated-tasks3_heatmap_ncm.png"));
+        Assert.Equal(0, ReportCommand.Create().Parse([folder]).Invoke());
+        Assert.Contains("| ncm | 3 | 0.5 | 0/1 | – |", File.ReadAllText(Path.Combine(report, "grid.md")));
+        Assert.False(File.Exists(Path.Combine(report, "generated-tasks3_heatmap_ncm.png")));
+        Assert.True(File.Exists(Path.Combine(report, "generated-tasks3_heatmap_samoe.png")));
     }
 }
