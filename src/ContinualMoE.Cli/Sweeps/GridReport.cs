@@ -130,7 +130,7 @@ internal static class GridReport
                 for (var c = 0; c < overlaps.Count; c++) values[r, c] = Mean(setting, shots[r], overlaps[c]);
             var heatmap = $"{slug}_heatmap_{SweepSpec.SafeName(setting)}.png";
             Plots.GridHeatmap(values, shotLabels, overlaps.Select(OverlapLabel).ToArray(), Path.Combine(folder, heatmap),
-                $"{setting}: final average accuracy (%), {title}");
+                $"{setting}, {title}");
             yield return heatmap;
         }
     }
