@@ -28,7 +28,7 @@ internal static class RunSession
         using var experiment = Build(config, cancellation);
         var folder = RunFolder.Create(folderPath, force);
         folder.WriteConfig(config);
-        return Execute(experiment, folder, startTask: 0, results: null, cancellation, taskFinished);
+        return Execute(experiment, folder, startTask: 0, results: null, parametersBefore: [], cancellation, taskFinished);
     }
 
     private static Experiment Build(RunConfig config, CancellationToken cancellation)
@@ -121,7 +121,7 @@ internal static class RunSession
         }
         // Lines of the task that was running when the process died are logged again when it reruns.
         folder.TruncateEpochLog(firstTaskToDrop: finished);
-        return Execute(experiment, folder, finished, results, cancellation, taskFinished);
+        return Execute(experiment, folder, finished, results, ParametersAfterTask(metadata, finished), cancellation, taskFinished);
     }
 
     /// <summary>Whether the run in <paramref name="folderPath"/> has finished and written every final result file.</summary>
@@ -134,9 +134,22 @@ internal static class RunSession
 
     internal static string BackboneHash(Experiment experiment) => Backbones.BackboneFingerprint.Sha256(experiment.FrozenBackbone);
 
-    private static int Execute(Experiment experiment, RunFolder folder, int startTask, RunResults? results,
-        CancellationToken cancellation, Action<int>? taskFinished)
+    internal const string ParametersAfterTaskKey = "trainable_parameters_after_task";
+
+    /// <summary>The trainable parameters after each finished task, from the checkpoint; null when it lacks them.</summary>
+    private static List<long>? ParametersAfterTask(Dictionary<string, string> metadata, int finished)
     {
+        if (!metadata.TryGetValue(ParametersAfterTaskKey, out var text)) return null;
+        var values = text.Split(',', StringSplitOptions.RemoveEmptyEntries)
+            .Select(v => long.TryParse(v, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var n) ? n : -1).ToList();
+        return values.Count == finished && values.All(v => v >= 0) ? values : null;
+    }
+
+    private static int Execute(Experiment experiment, RunFolder folder, int startTask, RunResults? results,
+        List<long>? parametersBefore, CancellationToken cancellation, Action<int>? taskFinished)
+    {
+        // Null once a task's count is unknown (a resumed checkpoint without the record): no partial list is reported.
+        var parametersAfterTask = parametersBefore;
         var config = experiment.Config;
         PrintHeader(experiment);
 
@@ -150,7 +163,8 @@ internal static class RunSession
         {
             final = observer.Run(() => trainer.Run(experiment.Learner, startTask, results, (task, soFar) =>
             {
-                SaveCheckpoint(folder, experiment, task + 1, soFar, backboneHash);
+                parametersAfterTask?.Add(experiment.Learner.Cost(task + 1).TrainableParameters);
+                SaveCheckpoint(folder, experiment, task + 1, soFar, backboneHash, parametersAfterTask);
                 folder.WriteAccuracyMatrix(soFar.Accuracy);
                 if (experiment.Learner is IExpertUsage usage) expertPlots.Record(usage, task);
                 if (experiment.Learner is IExpertPoolGrowth pool) PoolPlots.Record(pool, folder);
@@ -179,6 +193,7 @@ internal static class RunSession
             observer.TrainImagesPerSecond, observer.TestImagesPerSecond, clock.Elapsed.TotalSeconds, scenarioMetrics)
         {
             ThroughputUnit = experiment.Data.ThroughputUnit == "img" ? null : "tokens",
+            TrainableParametersAfterTask = parametersAfterTask?.Count == config.Tasks ? parametersAfterTask : null,
         };
         var unit = experiment.Data.ThroughputUnit;
         folder.WriteMetrics(summary);
@@ -249,7 +264,8 @@ internal static class RunSession
                                $"{experiment.Scenario.ClassCount} classes, backbone {Markup.Escape(experiment.BackboneDescription)}, seed {c.Seed}");
     }
 
-    private static void SaveCheckpoint(RunFolder folder, Experiment experiment, int finishedTasks, RunResults results, string backboneHash)
+    private static void SaveCheckpoint(RunFolder folder, Experiment experiment, int finishedTasks, RunResults results, string backboneHash,
+        IReadOnlyList<long>? parametersAfterTask)
     {
         var tensors = experiment.Learner.State().ToDictionary(kv => "learner." + kv.Key, kv => kv.Value);
         var metadata = new Dictionary<string, string>
@@ -261,6 +277,8 @@ internal static class RunSession
             ["task_identity_matrix"] = results.TaskIdentity.ToCsv(),
             [BackboneHashKey] = backboneHash,
         };
+        if (parametersAfterTask is not null)
+            metadata[ParametersAfterTaskKey] = string.Join(',', parametersAfterTask.Select(p => p.ToString(System.Globalization.CultureInfo.InvariantCulture)));
         SafeTensorsFile.Write(folder.ResultPath(CheckpointFileName), tensors, metadata);
     }
 }
@@ -272,4 +290,9 @@ internal sealed record RunSummary(string Method, string Backbone, ContinualMetri
     /// <summary>"tokens" when the per-second figures count tokens (text runs); null (left out) when they count images.</summary>
     [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
     public string? ThroughputUnit { get; init; }
+
+    /// <summary>The method's trainable parameters after each task (a growing pool grows here); null when a resumed run's
+    /// checkpoint predates this record.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<long>? TrainableParametersAfterTask { get; init; }
 }

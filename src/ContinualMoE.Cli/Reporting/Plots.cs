@@ -150,7 +150,10 @@ public static class Plots
         var xs = Enumerable.Range(0, shotLabels.Length).Select(x => (double)x).ToArray();
         foreach (var (name, curve) in curves)
         {
-            var line = plot.Add.Scatter(xs, curve);
+            // A cell without complete runs is NaN: its point is left out (the line joins its neighbours).
+            var finite = Enumerable.Range(0, curve.Length).Where(i => double.IsFinite(curve[i])).ToArray();
+            if (finite.Length == 0) continue;
+            var line = plot.Add.Scatter(finite.Select(i => xs[i]).ToArray(), finite.Select(i => curve[i]).ToArray());
             line.LegendText = name;
             line.LineWidth = 2;
             line.MarkerSize = 7;

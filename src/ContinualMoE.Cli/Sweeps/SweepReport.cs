@@ -204,6 +204,13 @@ internal static class SweepReport
             WritePlots(folder, slug, group.ToList(), $"{group.Key.Dataset}, {group.Key.Tasks} tasks", markdown);
         }
 
+        if (GridReport.Applies(sweep))
+        {
+            GridReport.Write(sweep, statuses, folder);
+            markdown.AppendLine($"## Shots × overlap\n\nThe sweep varies shots or overlap: per setting and cell, accuracy and cost in [{GridReport.MarkdownFileName}]({GridReport.MarkdownFileName}) " +
+                                $"and {GridReport.CsvFileName}, sample-efficiency curves and heatmaps beside them.\n");
+        }
+
         markdown.AppendLine("## Runs not in the averages\n");
         if (notAveraged.Count == 0) markdown.AppendLine("None: every run is complete.");
         else
@@ -231,7 +238,8 @@ internal static class SweepReport
         AtomicFile.WriteAllText(Path.Combine(folder, "summary.json"), report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
 
         PrintOverview(rows, notAveraged);
-        AnsiConsole.MarkupLine($"Report: [bold]{Markup.Escape(folder)}[/] (summary.md, summary.csv, summary.json, runs.csv, plots)");
+        AnsiConsole.MarkupLine($"Report: [bold]{Markup.Escape(folder)}[/] (summary.md, summary.csv, summary.json, runs.csv, plots" +
+                               (GridReport.Applies(sweep) ? $", {GridReport.MarkdownFileName}, {GridReport.CsvFileName})" : ")"));
         return folder;
     }
 

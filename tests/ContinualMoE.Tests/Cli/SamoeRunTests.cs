@@ -41,6 +41,30 @@ public class SamoeRunTests : IDisposable
         Assert.Equal(0, RunSession.Resume(interrupted, null, [], CancellationToken.None));
         Assert.Equal(File.ReadAllText(Path.Combine(whole, "accuracy_matrix.csv")), File.ReadAllText(Path.Combine(interrupted, "accuracy_matrix.csv")));
         Assert.Equal(File.ReadAllText(Path.Combine(whole, "expert_pool.csv")), File.ReadAllText(Path.Combine(interrupted, "expert_pool.csv")));
+        // The trainable parameters after each task survive the resume (checkpoint metadata) and match the pool table.
+        long[] PerTask(string run) => System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "metrics.json"))).RootElement
+            .GetProperty("trainable_parameters_after_task").EnumerateArray().Select(e => e.GetInt64()).ToArray();
+        Assert.Equal(table.Skip(1).Select(l => long.Parse(l.Split(',')[5], System.Globalization.CultureInfo.InvariantCulture)), PerTask(whole));
+        Assert.Equal(PerTask(whole), PerTask(interrupted));
+    }
+
+    [Fact]
+    public void OnADataScarceOverlappingScenarioEveryTrainingSampleIsJudgedOnceAndTheFirstTaskGrowsThePool()
+    {
+        var config = SmallRun() with { Scenario = ContinualMoE.Scenarios.ScenarioKinds.Overlap, Overlap = 0.5, Shots = 5 };
+        using var experiment = Experiment.Build(config, backboneWeights: null);
+        var results = experiment.Trainer().Run(experiment.Learner);
+        Assert.Equal(3, results.Accuracy.TasksTrained);
+        var history = ((ContinualMoE.Training.IExpertPoolGrowth)experiment.Learner).PoolHistory;
+        Assert.Equal(3, history.Tasks.Count);
+        for (var t = 0; t < 3; t++)
+        {
+            var task = experiment.Scenario.Tasks[t];
+            Assert.Equal(5 * task.Classes.Count, task.Train.Count);   // exactly 5 shots per class
+            Assert.Equal(task.Train.Count, history.Tasks[t].InDistribution + history.Tasks[t].OutOfDistribution);
+        }
+        Assert.True(history.Tasks[0].ExpertsAdded >= 1);
+        Assert.Equal(0, history.Tasks[0].InDistribution);   // nothing exists to be in-distribution for
     }
 
     public void Dispose()
