@@ -5,7 +5,8 @@ using Spectre.Console;
 
 namespace ContinualMoE.Cli.Commands;
 
-/// <summary><c>continual-moe bench backbone</c>: throughput of a ViT config against this machine's matmul speed.</summary>
+/// <summary><c>continual-moe bench backbone</c>: throughput of a ViT config against this machine's matmul speed;
+/// <c>bench loader</c>: images/s of the image loader on a folder of image files.</summary>
 internal static class BenchCommand
 {
     public static Command Create()
@@ -16,10 +17,15 @@ internal static class BenchCommand
         var threads = new Option<int>("--threads") { Description = "intra-op threads (0: libtorch default, one per core)", DefaultValueFactory = _ => 0 };
         var precision = new Option<string>("--precision") { Description = "fp32, bf16 or both", DefaultValueFactory = _ => "both" };
         var seconds = new Option<double>("--seconds") { Description = "seconds per measurement", DefaultValueFactory = _ => 3.0 };
+        var attention = new Option<string>("--attention")
+        {
+            Description = "fused (libtorch's kernel where the prefix allows it, as runs do), explicit (materialised softmax) or both",
+            DefaultValueFactory = _ => "fused",
+        };
 
         var backbone = new Command("backbone", "forward and forward+backward images/s, GFLOP/s and the ratio to measured matmul GFLOP/s")
         {
-            config, batch, device, threads, precision, seconds,
+            config, batch, device, threads, precision, seconds, attention,
         };
         backbone.SetAction(parse =>
         {
@@ -32,12 +38,21 @@ internal static class BenchCommand
                 "both" => [false, true],
                 var other => throw new ContinualMoEException($"unknown precision '{other}': use fp32, bf16 or both"),
             };
-            var table = new Table().AddColumns("config", "batch", "threads", "precision", "fwd img/s", "fwd+bwd img/s",
+            var kernels = parse.GetValue(attention) switch
+            {
+                "fused" => new[] { AttentionKernel.Auto },
+                "explicit" => [AttentionKernel.Explicit],
+                "both" => [AttentionKernel.Auto, AttentionKernel.Explicit],
+                var other => throw new ContinualMoEException($"unknown attention '{other}': use fused, explicit or both"),
+            };
+            var table = new Table().AddColumns("config", "batch", "threads", "precision", "attention", "fwd img/s", "fwd+bwd img/s",
                 "GFLOP/img", "fwd GFLOP/s", "train GFLOP/s", "matmul GFLOP/s", "fwd / matmul");
             foreach (var bf16 in modes)
+            foreach (var kernel in kernels)
             {
-                var r = BackboneBenchmark.Run(vit, parse.GetValue(batch), dev, bf16, parse.GetValue(seconds), parse.GetValue(threads));
-                table.AddRow(r.Config, r.BatchSize.ToString(), r.Threads.ToString(), r.Precision, $"{r.ForwardImagesPerSecond:F1}",
+                var r = BackboneBenchmark.Run(vit, parse.GetValue(batch), dev, bf16, parse.GetValue(seconds), parse.GetValue(threads), kernel);
+                table.AddRow(r.Config, r.BatchSize.ToString(), r.Threads.ToString(), r.Precision,
+                    r.Attention == AttentionKernel.Auto ? "fused" : "explicit", $"{r.ForwardImagesPerSecond:F1}",
                     $"{r.ForwardBackwardImagesPerSecond:F1}", $"{r.ForwardGflopsPerImage:F3}", $"{r.ForwardAchievedGflops:F1}",
                     $"{r.TrainAchievedGflops:F1}", $"{r.MatmulGflops:F1}", $"{r.ForwardFractionOfMatmul:P0}");
             }
@@ -46,7 +61,40 @@ internal static class BenchCommand
         });
         var bench = new Command("bench", "speed measurements");
         bench.Subcommands.Add(backbone);
+        bench.Subcommands.Add(CreateLoader());
         bench.Subcommands.Add(LanguageModelBenchCommand.Create());
         return bench;
+    }
+
+    private static Command CreateLoader()
+    {
+        var folder = new Option<string>("--folder") { Description = "image folder (one subfolder per class)", Required = true };
+        var size = new Option<int>("--image-size") { Description = "model input size", DefaultValueFactory = _ => 224 };
+        var augment = new Option<bool>("--augment") { Description = "training pipeline (random resized crop, flip) instead of the evaluation resize" };
+        var resampler = new Option<string>("--resampler") { Description = "torch or pil (input.resampler)", DefaultValueFactory = _ => "torch" };
+        var interpolation = new Option<string>("--interpolation") { Description = "bilinear or bicubic", DefaultValueFactory = _ => "bilinear" };
+        var workers = new Option<int>("--workers") { Description = "loader threads (0: one per core)", DefaultValueFactory = _ => 0 };
+        var seconds = new Option<double>("--seconds") { Description = "seconds per measurement", DefaultValueFactory = _ => 3.0 };
+        var loader = new Command("loader", "images/s of decoding, of the transforms and of the data loader on an image folder")
+        {
+            folder, size, augment, resampler, interpolation, workers, seconds,
+        };
+        loader.SetAction(parse =>
+        {
+            var settings = new Data.Transforms.ImageSettings
+            {
+                Resampler = parse.GetValue(resampler)!, TrainInterpolation = parse.GetValue(interpolation)!, TestInterpolation = parse.GetValue(interpolation)!,
+            };
+            settings.Validate();
+            var r = LoaderBenchmark.Run(parse.GetValue(folder)!, parse.GetValue(size), parse.GetValue(augment), settings,
+                parse.GetValue(workers), parse.GetValue(seconds));
+            var table = new Table().AddColumns("images", "size", "pipeline", "resampler", "workers", "decode img/s (1 thread)",
+                "transforms img/s (1 thread)", "loader img/s");
+            table.AddRow(r.Images.ToString(), r.ImageSize.ToString(), r.Augment ? "train (augmented)" : "evaluation", r.Resampler,
+                r.Workers.ToString(), $"{r.DecodeImagesPerSecond:F1}", $"{r.TransformImagesPerSecond:F1}", $"{r.LoaderImagesPerSecond:F1}");
+            AnsiConsole.Write(table);
+            return 0;
+        });
+        return loader;
     }
 }

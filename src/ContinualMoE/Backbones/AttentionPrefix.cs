@@ -31,6 +31,10 @@ public sealed class AttentionPrefix
 
     public long Length => Values.shape[2];
 
+    /// <summary>True when the prefix logits must be materialised (supplied, transformed or observed): attention then
+    /// takes the explicit softmax instead of libtorch's fused kernel, which never exposes its logits.</summary>
+    public bool NeedsExplicitLogits => Keys is null || Logits is not null || LogitTransform is not null || ObserveLogits is not null;
+
     /// <summary>Standard prefix tuning: keys and values, nothing else.</summary>
     public static AttentionPrefix FromKeysAndValues(Tensor keys, Tensor values) => new() { Keys = keys, Values = values };
 }

@@ -119,6 +119,13 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>, ITransformerBack
         foreach (var p in parameters()) p.requires_grad = !frozen;
     }
 
+    /// <summary>Sets every block's attention kernel (<see cref="AttentionKernel.Auto"/> is the default; Explicit is the
+    /// reference for tests and <c>bench backbone --attention explicit</c>).</summary>
+    public void UseAttentionKernel(AttentionKernel kernel)
+    {
+        foreach (var block in blocks) block.Attention.Kernel = kernel;
+    }
+
     /// <summary>The classifier head (used when pretraining the backbone; methods bring their own heads).</summary>
     public Linear Head => head;
 

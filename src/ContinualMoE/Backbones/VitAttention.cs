@@ -5,6 +5,18 @@ using static TorchSharp.torch.nn;
 
 namespace ContinualMoE.Backbones;
 
+/// <summary>How a <see cref="VitAttention"/> computes softmax(q k^T / sqrt(d)) v.</summary>
+public enum AttentionKernel
+{
+    /// <summary>libtorch's fused scaled_dot_product_attention (on CPU a flash-attention kernel: no [N, N] weight matrix
+    /// in memory) without a prefix or with a plain key/value prefix; the explicit softmax where a prefix needs its logits
+    /// (<see cref="AttentionPrefix.NeedsExplicitLogits"/>: SMoPE's supplied logits, NoRGa's gate).</summary>
+    Auto,
+    /// <summary>Always the explicit softmax over materialised logits: the reference the fused kernel is tested and
+    /// measured against (<c>bench backbone --attention explicit</c>).</summary>
+    Explicit,
+}
+
 /// <summary>
 /// timm's <c>Attention</c>: fused qkv projection, softmax(q k^T / sqrt(d)) v, output projection; with the
 /// prefix hook every method of the project plugs into (see <see cref="AttentionPrefix"/>).
@@ -28,6 +40,9 @@ public sealed class VitAttention : Module<Tensor, Tensor>
         register_module("proj", proj);
     }
 
+    /// <summary>Which kernel computes the attention (<see cref="AttentionKernel.Auto"/> unless measuring or testing).</summary>
+    public AttentionKernel Kernel { get; set; } = AttentionKernel.Auto;
+
     public override Tensor forward(Tensor x) => Forward(x, null, -1);
 
     /// <summary>x: [B, N, D]. With a provider, the provider's prefix for <paramref name="blockIndex"/> joins the attention;
@@ -46,20 +61,20 @@ public sealed class VitAttention : Module<Tensor, Tensor>
 
         var prefix = prefixProvider?.ForBlock(blockIndex, q);
         Tensor attended;
-        if (prefix is null)
+        if (Kernel == AttentionKernel.Explicit || prefix is { NeedsExplicitLogits: true })
+        {
+            attended = AttendExplicitly(q, k, v, prefix, batch, tokens);
+        }
+        else if (prefix is null)
         {
             attended = functional.scaled_dot_product_attention(q, k, v);
         }
-        else if (prefix.Logits is null && prefix.LogitTransform is null && prefix.ObserveLogits is null)
+        else
         {
             // Plain prefix tuning is attention over the concatenated keys: the fused kernel does it exactly.
             var keys = torch.cat([ExpandBatch(prefix.Keys!, batch), k], dim: 2);
             var values = torch.cat([ExpandBatch(prefix.Values, batch), v], dim: 2);
             attended = functional.scaled_dot_product_attention(q, keys, values);
-        }
-        else
-        {
-            attended = AttendWithPrefixLogits(q, k, v, prefix, batch, tokens);
         }
         var merged = attended.transpose(1, 2).reshape(batch, tokens, dim);
         var output = proj.forward(merged);
@@ -79,10 +94,12 @@ public sealed class VitAttention : Module<Tensor, Tensor>
         return fused.Plus(torch.cat([Slice(dq, 0), Slice(dk, 1), Slice(dv, 2)], dim: -1));
     }
 
-    /// <summary>One softmax over [prefix logits, token logits]; only real tokens act as queries.</summary>
-    private Tensor AttendWithPrefixLogits(Tensor q, Tensor k, Tensor v, AttentionPrefix prefix, long batch, long tokens)
+    /// <summary>One softmax over [prefix logits, token logits] (token logits alone without a prefix); only real tokens
+    /// act as queries.</summary>
+    private Tensor AttendExplicitly(Tensor q, Tensor k, Tensor v, AttentionPrefix? prefix, long batch, long tokens)
     {
         var tokenLogits = torch.matmul(q.mul(Scalars.Of(scale)), k.transpose(-2, -1));                 // [B, H, N, N]
+        if (prefix is null) return torch.matmul(tokenLogits.softmax(-1), v);
         var prefixLogits = prefix.Logits is not null
             ? prefix.Logits.expand(batch, heads, tokens, prefix.Length)
             : torch.matmul(q.mul(Scalars.Of(scale)), ExpandBatch(prefix.Keys!, batch).transpose(-2, -1)); // [B, H, N, L]

@@ -46,6 +46,7 @@ public sealed class VitBlock : Module<Tensor, Tensor>
     private readonly LayerNorm norm2;
     private readonly VitMlp mlp;
     public int Index { get; }
+    public VitAttention Attention => attn;
 
     public VitBlock(int index, VitConfig config) : base(nameof(VitBlock))
     {

@@ -14,6 +14,9 @@ public sealed record BackboneBenchmarkResult(
 {
     /// <summary>Achieved forward GFLOP/s over the same machine's fp32 matmul GFLOP/s.</summary>
     public double ForwardFractionOfMatmul => ForwardAchievedGflops / MatmulGflops;
+
+    /// <summary>The attention kernel measured (Auto: libtorch's fused kernel, as runs use it).</summary>
+    public AttentionKernel Attention { get; init; }
 }
 
 /// <summary>
@@ -25,11 +28,12 @@ public sealed record BackboneBenchmarkResult(
 public static class BackboneBenchmark
 {
     public static BackboneBenchmarkResult Run(VitConfig config, int batchSize, Device device, bool bfloat16 = false,
-        double secondsPerMeasurement = 3.0, int threads = 0)
+        double secondsPerMeasurement = 3.0, int threads = 0, AttentionKernel attention = AttentionKernel.Auto)
     {
         if (threads > 0) set_num_threads(threads);
         var matmul = MeasureMatmulGflops(device, secondsPerMeasurement);
         using var vit = new VisionTransformer(config, seed: 0);
+        vit.UseAttentionKernel(attention);
         vit.to(device);
         var dtype = bfloat16 ? ScalarType.BFloat16 : ScalarType.Float32;
         if (bfloat16) vit.to(dtype);
@@ -55,7 +59,7 @@ public static class BackboneBenchmark
 
         var flops = config.ForwardFlops() / 1e9;
         return new BackboneBenchmarkResult(config.Name, batchSize, get_num_threads(), bfloat16 ? "bf16" : "fp32",
-            forward, train, flops, forward * flops, train * 2 * config.ForwardFlops(extraKeys: 5) / 1e9, matmul);
+            forward, train, flops, forward * flops, train * 2 * config.ForwardFlops(extraKeys: 5) / 1e9, matmul) { Attention = attention };
     }
 
     /// <summary>fp32 GFLOP/s of a 512x768 by 768x3072 matmul (a ViT-B MLP layer for a batch of tokens).</summary>

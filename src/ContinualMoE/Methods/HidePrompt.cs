@@ -205,7 +205,9 @@ public class HidePrompt : LearnerBase
         ];
     }
 
-    /// <summary>Frozen un-prompted features; cached per image when the TII phase trains without augmentation.</summary>
+    /// <summary>Frozen un-prompted features; cached per image when the TII phase trains without augmentation (then
+    /// <see cref="EndTask"/>'s un-augmented pass reads them too). With augmentation, the batch's (augmented or not)
+    /// images are run as they are.</summary>
     private Tensor TiiFeatures(Data.Batch batch)
     {
         if (options.TiiAugment) return FrozenFeatures(batch.Images);
@@ -270,7 +272,9 @@ public class HidePrompt : LearnerBase
                 using (batch)
                 using (var scope = NewDisposeScope())
                 {
-                    var f = FrozenFeatures(batch.Images);
+                    // Without TII augmentation the TII phase already ran the frozen backbone on exactly these
+                    // un-augmented images: one frozen pass per training image per task (docs/frozen-passes.md).
+                    var f = TiiFeatures(batch);
                     var p = PromptedFeatures(batch.Images);
                     var labels = batch.Labels.data<long>().ToArray();
                     for (var i = 0; i < labels.Length; i++)

@@ -27,6 +27,25 @@ public class ImagePipelineTests
         for (var i = 0; i < reference.Length; i++) Assert.Equal(reference[i], ours.Data[i], 2);
     }
 
+    /// <summary>The pipeline scales and normalises in one pass; the floats must be those of the two transforms run one
+    /// after the other (the fusion is a speed-up only).</summary>
+    [Theory]
+    [InlineData("torch")]
+    [InlineData("pil")]
+    public void FusedScaleAndNormaliseGiveTheFloatsOfTheTwoPasses(string resampler)
+    {
+        var settings = new ImageSettings { Resampler = resampler, Mean = [0.485f, 0.456f, 0.406f], Std = [0.229f, 0.224f, 0.225f], BrightnessJitter = 0.25 };
+        var image = TestFiles.Pattern(53, 41, 3, seed: 9);
+        foreach (var pipeline in new[] { ImagePipeline.ForTraining(24, augment: true, settings.Mean, settings.Std, 0.3, settings),
+                     ImagePipeline.ForEvaluation(24, settings.Mean, settings.Std, settings) })
+        {
+            var random = new Random(Seeds.Combine(5, 7));
+            var stepwise = ImageBuffer.FromRaw(image);
+            foreach (var transform in pipeline.Transforms) stepwise = transform.Apply(stepwise, random);
+            Assert.Equal(stepwise.Data, pipeline.Process(image, 5, 7));
+        }
+    }
+
     [Fact]
     public void PipelineIsReproduciblePerEpochSeedAndSample()
     {

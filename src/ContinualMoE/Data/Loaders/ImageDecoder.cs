@@ -77,15 +77,26 @@ public static class ImageDecoder
             throw ContinualMoEException.ForFile(source, $"cannot decode image: {Describe(result, unknownFormat: false)}");
 
         if (grey) return new RawImage(width, height, 1, decoded);
-        var pixelCount = width * height;
+        return new RawImage(width, height, 3, DropAlpha(decoded, width * height));
+    }
+
+    /// <summary>RGBA to RGB bytes (Skia decodes to 4 bytes per pixel); once per decoded pixel, so without bounds checks.</summary>
+    private static unsafe byte[] DropAlpha(byte[] rgba, int pixelCount)
+    {
         var rgb = new byte[pixelCount * 3];
-        for (int p = 0, q = 0; p < pixelCount; p++, q += 4)
+        fixed (byte* source = rgba)
+        fixed (byte* target = rgb)
         {
-            rgb[3 * p] = decoded[q];
-            rgb[3 * p + 1] = decoded[q + 1];
-            rgb[3 * p + 2] = decoded[q + 2];
+            for (var p = 0; p < pixelCount; p++)
+            {
+                var from = source + 4 * p;
+                var to = target + 3 * p;
+                to[0] = from[0];
+                to[1] = from[1];
+                to[2] = from[2];
+            }
         }
-        return new RawImage(width, height, 3, rgb);
+        return rgb;
     }
 
     /// <summary>The smallest size the JPEG decoder supports whose sides are both at least the target (else full size).</summary>

@@ -82,7 +82,16 @@ public sealed class ImagePipeline
     public ImageBuffer Apply(RawImage image, AugmentationRandom random)
     {
         var buffer = ImageBuffer.FromRaw(image);
-        foreach (var transform in _transforms) buffer = transform.Apply(buffer, random);
+        for (var i = 0; i < _transforms.Length; i++)
+        {
+            // Scale to [0, 1] and normalise in one pass over the image (same floats as the two passes).
+            if (_transforms[i] is ScaleToUnit && i + 1 < _transforms.Length && _transforms[i + 1] is Normalize normalize)
+            {
+                buffer = normalize.ApplyAfterScaling(buffer);
+                i++;
+            }
+            else buffer = _transforms[i].Apply(buffer, random);
+        }
         return buffer;
     }
 

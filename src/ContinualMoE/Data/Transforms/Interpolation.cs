@@ -41,23 +41,36 @@ public static class Interpolation
             x1[x] = Math.Min(x0[x] + 1, inW - 1);
             wx[x] = sx - x0[x];
         }
-        var data = image.Data;
-        for (var y = 0; y < outH; y++)
+        BilinearRows(image.Data, image.Channels, inH, inW, outH, outW, x0, x1, wx, output);
+    }
+
+    /// <summary>The bilinear inner loops without bounds checks (every index is clamped into the image above).</summary>
+    private static unsafe void BilinearRows(float[] source, int channels, int inH, int inW, int outH, int outW,
+        int[] x0, int[] x1, float[] wx, float[] output)
+    {
+        fixed (float* data = source)
+        fixed (float* target = output)
+        fixed (int* left = x0)
+        fixed (int* right = x1)
+        fixed (float* weight = wx)
         {
-            var sy = Math.Max(SourceCoordinate(y, inH, outH), 0f);
-            var y0 = Math.Min((int)sy, inH - 1);
-            var y1 = Math.Min(y0 + 1, inH - 1);
-            var wy = sy - y0;
-            for (var c = 0; c < image.Channels; c++)
+            for (var y = 0; y < outH; y++)
             {
-                var plane = c * inH * inW;
-                int row0 = plane + y0 * inW, row1 = plane + y1 * inW;
-                var outRow = (c * outH + y) * outW;
-                for (var x = 0; x < outW; x++)
+                var sy = Math.Max(SourceCoordinate(y, inH, outH), 0f);
+                var y0 = Math.Min((int)sy, inH - 1);
+                var y1 = Math.Min(y0 + 1, inH - 1);
+                var wy = sy - y0;
+                for (var c = 0; c < channels; c++)
                 {
-                    var top = data[row0 + x0[x]] + (data[row0 + x1[x]] - data[row0 + x0[x]]) * wx[x];
-                    var bottom = data[row1 + x0[x]] + (data[row1 + x1[x]] - data[row1 + x0[x]]) * wx[x];
-                    output[outRow + x] = top + (bottom - top) * wy;
+                    var plane = c * inH * inW;
+                    float* row0 = data + plane + y0 * inW, row1 = data + plane + y1 * inW;
+                    var outRow = target + (c * outH + y) * outW;
+                    for (var x = 0; x < outW; x++)
+                    {
+                        var top = row0[left[x]] + (row0[right[x]] - row0[left[x]]) * weight[x];
+                        var bottom = row1[left[x]] + (row1[right[x]] - row1[left[x]]) * weight[x];
+                        outRow[x] = top + (bottom - top) * wy;
+                    }
                 }
             }
         }

@@ -71,7 +71,7 @@ public static class PilResampling
         return (first, count, weights, kernelSize);
     }
 
-    private static float Clip8(int sum) => Math.Clamp(sum >> PrecisionBits, 0, 255);
+    private static int Clip8(int sum) => Math.Clamp(sum >> PrecisionBits, 0, 255);
 
     public static ImageBuffer Resize(ImageBuffer image, int height, int width, bool bicubic)
     {
@@ -80,47 +80,70 @@ public static class PilResampling
         var channels = image.Channels;
         var data = image.Data;
         int inH = image.Height, inW = image.Width;
+        // The passes work on integer copies of the (integral) values: Pillow's sums are exact integer sums, so the order
+        // of the additions does not matter and the vertical pass can run along rows (cache-friendly).
+        var values = new int[data.Length];
+        for (var i = 0; i < data.Length; i++) values[i] = (int)data[i];
         if (width != inW)
         {
-            var (first, count, weights, ksize) = Coefficients(inW, width, bicubic);
-            var output = new float[channels * inH * width];
-            for (var c = 0; c < channels; c++)
-                for (var y = 0; y < inH; y++)
-                {
-                    var row = (c * inH + y) * inW;
-                    var outRow = (c * inH + y) * width;
-                    for (var x = 0; x < width; x++)
-                    {
-                        var sum = 1 << (PrecisionBits - 1);
-                        var offset = x * ksize;
-                        for (var t = 0; t < count[x]; t++) sum += (int)data[row + first[x] + t] * weights[offset + t];
-                        output[outRow + x] = Clip8(sum);
-                    }
-                }
-            data = output;
+            values = Horizontal(values, channels * inH, inW, width, Coefficients(inW, width, bicubic));
             inW = width;
         }
-        if (height != inH)
+        if (height != inH) values = Vertical(values, channels, inH, inW, height, Coefficients(inH, height, bicubic));
+        var result = new float[values.Length];
+        for (var i = 0; i < values.Length; i++) result[i] = values[i];
+        return image.With(channels, height, width, result);
+    }
+
+    private static unsafe int[] Horizontal(int[] source, int rows, int inW, int width, (int[] First, int[] Count, int[] Weights, int KernelSize) k)
+    {
+        var output = new int[rows * width];
+        fixed (int* data = source)
+        fixed (int* target = output)
+        fixed (int* weights = k.Weights)
         {
-            var (first, count, weights, ksize) = Coefficients(inH, height, bicubic);
-            var output = new float[channels * height * inW];
-            for (var c = 0; c < channels; c++)
+            for (var y = 0; y < rows; y++)
             {
-                var plane = c * inH * inW;
-                for (var y = 0; y < height; y++)
+                var row = data + y * inW;
+                var outRow = target + y * width;
+                for (var x = 0; x < width; x++)
                 {
-                    var outRow = (c * height + y) * inW;
-                    var offset = y * ksize;
-                    for (var x = 0; x < inW; x++)
-                    {
-                        var sum = 1 << (PrecisionBits - 1);
-                        for (var t = 0; t < count[y]; t++) sum += (int)data[plane + (first[y] + t) * inW + x] * weights[offset + t];
-                        output[outRow + x] = Clip8(sum);
-                    }
+                    var sum = 1 << (PrecisionBits - 1);
+                    var taps = row + k.First[x];
+                    var w = weights + x * k.KernelSize;
+                    for (var t = 0; t < k.Count[x]; t++) sum += taps[t] * w[t];
+                    outRow[x] = Clip8(sum);
                 }
             }
-            data = output;
         }
-        return image.With(channels, height, width, data);
+        return output;
+    }
+
+    private static unsafe int[] Vertical(int[] source, int channels, int inH, int width, int height, (int[] First, int[] Count, int[] Weights, int KernelSize) k)
+    {
+        var output = new int[channels * height * width];
+        var sums = new int[width];
+        fixed (int* data = source)
+        fixed (int* target = output)
+        fixed (int* sum = sums)
+        {
+            for (var c = 0; c < channels; c++)
+            {
+                var plane = data + c * inH * width;
+                for (var y = 0; y < height; y++)
+                {
+                    for (var x = 0; x < width; x++) sum[x] = 1 << (PrecisionBits - 1);
+                    for (var t = 0; t < k.Count[y]; t++)
+                    {
+                        var row = plane + (k.First[y] + t) * width;
+                        var w = k.Weights[y * k.KernelSize + t];
+                        for (var x = 0; x < width; x++) sum[x] += row[x] * w;
+                    }
+                    var outRow = target + (c * height + y) * width;
+                    for (var x = 0; x < width; x++) outRow[x] = Clip8(sum[x]);
+                }
+            }
+        }
+        return output;
     }
 }

@@ -108,8 +108,9 @@ public sealed class HorizontalFlip(double probability = 0.5) : IImageTransform
         var data = new float[image.Data.Length];
         for (var row = 0; row < image.Channels * image.Height; row++)
         {
-            var start = row * image.Width;
-            for (var x = 0; x < image.Width; x++) data[start + x] = image.Data[start + image.Width - 1 - x];
+            var mirrored = data.AsSpan(row * image.Width, image.Width);
+            image.Data.AsSpan(row * image.Width, image.Width).CopyTo(mirrored);
+            mirrored.Reverse();
         }
         return image.With(image.Channels, image.Height, image.Width, data);
     }
@@ -167,13 +168,31 @@ public sealed class Normalize : IImageTransform
     {
         if (image.Channels != _mean.Length)
             throw new ContinualMoEException($"Normalize has {_mean.Length} channel statistics but the image has {image.Channels} channels");
+        return Normalized(image, 1f);
+    }
+
+    /// <summary><see cref="ScaleToUnit"/> then this, in one pass: each value is rounded to float32 after the scaling
+    /// and after each step exactly as the two passes do, so the result is bit for bit the same.</summary>
+    internal ImageBuffer ApplyAfterScaling(ImageBuffer image)
+    {
+        if (image.Channels != _mean.Length)
+            throw new ContinualMoEException($"Normalize has {_mean.Length} channel statistics but the image has {image.Channels} channels");
+        return Normalized(image, image.MaxValue == 1f ? 1f : 1f / image.MaxValue);
+    }
+
+    private ImageBuffer Normalized(ImageBuffer image, float scale)
+    {
         var plane = image.Height * image.Width;
         var data = new float[image.Data.Length];
+        var source = image.Data;
         for (var c = 0; c < image.Channels; c++)
         {
             float mean = _mean[c], inverse = 1f / _std[c];
-            for (var p = c * plane; p < (c + 1) * plane; p++) data[p] = (image.Data[p] - mean) * inverse;
+            var from = source.AsSpan(c * plane, plane);
+            var to = data.AsSpan(c * plane, plane);
+            if (scale == 1f) for (var p = 0; p < from.Length; p++) to[p] = (from[p] - mean) * inverse;
+            else for (var p = 0; p < from.Length; p++) to[p] = (from[p] * scale - mean) * inverse;
         }
-        return image.With(image.Channels, image.Height, image.Width, data);
+        return new ImageBuffer(image.Channels, image.Height, image.Width, data, 1f);
     }
 }
