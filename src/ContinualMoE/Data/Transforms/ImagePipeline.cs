@@ -72,22 +72,37 @@ public sealed class ImagePipeline
         return new ImagePipeline(steps);
     }
 
-    /// <summary>Runs the transforms on one image; <paramref name="epochSeed"/> and <paramref name="sampleIndex"/> seed the randomness.</summary>
+    /// <summary>Runs the transforms on one image; <paramref name="epochSeed"/> and <paramref name="sampleIndex"/> seed the
+    /// randomness. Every intermediate buffer goes back to the array pool; the caller may <see cref="ImageBuffer.Return"/>
+    /// the result once it has copied it.</summary>
     public ImageBuffer Apply(RawImage image, int epochSeed, int sampleIndex)
     {
         var random = new Random(Seeds.Combine(epochSeed, sampleIndex));
         var buffer = ImageBuffer.FromRaw(image);
-        foreach (var transform in _transforms) buffer = transform.Apply(buffer, random);
+        foreach (var transform in _transforms)
+        {
+            var next = transform.Apply(buffer, random);
+            if (!ReferenceEquals(next.Data, buffer.Data)) buffer.Return();
+            buffer = next;
+        }
         return buffer;
     }
 
     /// <summary>The processed image as a CHW float array.</summary>
-    public float[] Process(RawImage image, int epochSeed, int sampleIndex) => Apply(image, epochSeed, sampleIndex).Data;
+    public float[] Process(RawImage image, int epochSeed, int sampleIndex)
+    {
+        var buffer = Apply(image, epochSeed, sampleIndex);
+        var values = buffer.ToArray();
+        buffer.Return();
+        return values;
+    }
 
     /// <summary>The processed image as a [C,H,W] float32 tensor.</summary>
     public torch.Tensor ProcessToTensor(RawImage image, int epochSeed, int sampleIndex)
     {
         var buffer = Apply(image, epochSeed, sampleIndex);
-        return torch.tensor(buffer.Data, [buffer.Channels, buffer.Height, buffer.Width]);
+        var tensor = torch.tensor(buffer.ToArray(), [buffer.Channels, buffer.Height, buffer.Width]);
+        buffer.Return();
+        return tensor;
     }
 }

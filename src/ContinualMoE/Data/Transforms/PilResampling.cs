@@ -78,12 +78,14 @@ public static class PilResampling
         if (image.MaxValue != 255f)
             throw new InvalidOperationException("PIL resampling works on byte-valued images; resize before scaling to [0, 1]");
         var channels = image.Channels;
+        var current = image;
         var data = image.Data;
         int inH = image.Height, inW = image.Width;
         if (width != inW)
         {
             var (first, count, weights, ksize) = Coefficients(inW, width, bicubic);
-            var output = new float[channels * inH * width];
+            current = image.Rent(channels, inH, width);
+            var output = current.Data;
             for (var c = 0; c < channels; c++)
                 for (var y = 0; y < inH; y++)
                 {
@@ -103,7 +105,8 @@ public static class PilResampling
         if (height != inH)
         {
             var (first, count, weights, ksize) = Coefficients(inH, height, bicubic);
-            var output = new float[channels * height * inW];
+            var resized = image.Rent(channels, height, inW);
+            var output = resized.Data;
             for (var c = 0; c < channels; c++)
             {
                 var plane = c * inH * inW;
@@ -119,8 +122,9 @@ public static class PilResampling
                     }
                 }
             }
-            data = output;
+            if (!ReferenceEquals(current, image)) current.Return();   // the width pass's intermediate
+            current = resized;
         }
-        return image.With(channels, height, width, data);
+        return ReferenceEquals(current, image) ? image.With(channels, height, width, data) : current;
     }
 }
