@@ -4,6 +4,8 @@
 # and prints the peak resident memory of each separate run (GNU time's maximum RSS) and of the one-process run.
 # Usage: tools/soak.sh OUTPUT_FOLDER [--repeats N] [--methods a,b,...] [continual-moe run options, e.g. --epochs 1]
 # Without run options each run is the embedded default; a full soak over every method takes hours on 2 cores.
+# CONTINUAL_MOE=path/to/continual-moe soaks that build instead of building this checkout (e.g. a copy of the build
+# output, so the checkout can be rebuilt while the soak runs).
 set -euo pipefail
 out="$1"; shift
 repeats=3; methods=""
@@ -15,8 +17,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-dotnet build "$root/src/ContinualMoE.Cli" -c Release -v quiet -nologo >/dev/null
-tool="$root/src/ContinualMoE.Cli/bin/Release/net10.0/continual-moe"
+tool="${CONTINUAL_MOE:-}"
+if [ -z "$tool" ]; then
+  dotnet build "$root/src/ContinualMoE.Cli" -c Release -v quiet -nologo >/dev/null
+  tool="$root/src/ContinualMoE.Cli/bin/Release/net10.0/continual-moe"
+fi
 if [ -z "$methods" ]; then
   methods="$("$tool" methods 2>/dev/null | awk -F'│' 'NF > 2 { gsub(/ /, "", $2); if ($2 ~ /^[a-z][a-z0-9-]*$/ && $2 != "method") print $2 }' | paste -sd, -)"
 fi

@@ -149,8 +149,14 @@ public sealed class DataLoader : IBatchLoader
             }
         }
 
+        try { return ToBatch(indices, buffers, labels); }
+        finally { foreach (var b in buffers) b?.Return(); }   // pooled sample arrays (ImageBuffer), now copied
+    }
+
+    private Batch ToBatch(int[] indices, ImageBuffer[] buffers, long[] labels)
+    {
         var first = buffers[0];
-        var sampleSize = first.Data.Length;
+        var sampleSize = first.Length;
         // Samples are copied straight into the tensor's memory: no batch-sized managed array, so the loader adds no
         // large-object-heap garbage (fewer garbage collections while libtorch runs on the main thread).
         var imageTensor = torch.empty([indices.Length, first.Channels, first.Height, first.Width], torch.float32);
@@ -165,7 +171,7 @@ public sealed class DataLoader : IBatchLoader
                     $"dataset '{_dataset.Name}': sample {indices[i]} became {b.Channels}x{b.Height}x{b.Width} but sample {indices[0]} " +
                     $"became {first.Channels}x{first.Height}x{first.Width}; the pipeline must produce a fixed size (add a Resize)");
             }
-            b.Data.AsSpan().CopyTo(target.Slice(i * sampleSize, sampleSize));
+            b.Span.CopyTo(target.Slice(i * sampleSize, sampleSize));
         }
         var labelTensor = torch.tensor(labels, [indices.Length]);
         if (_device != null && _device.type != DeviceType.CPU)

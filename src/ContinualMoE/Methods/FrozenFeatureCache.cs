@@ -7,7 +7,7 @@ namespace ContinualMoE.Methods;
 /// <summary>
 /// Frozen-backbone features of un-augmented images, per (dataset, index). They never change during a run, so a
 /// method that needs them on every evaluation (the query pass of L2P, DualPrompt, CODA-Prompt, Deep L2P++, HiDe's task
-/// identity) computes each image's once. Batches are cached whole-or-nothing: a batch with any unseen image is
+/// identity) or on every epoch (HiDe's un-augmented TII training) computes each image's once. Batches are cached whole-or-nothing: a batch with any unseen image is
 /// recomputed and stored.
 /// </summary>
 public sealed class FrozenFeatureCache : IDisposable
@@ -33,6 +33,13 @@ public sealed class FrozenFeatureCache : IDisposable
         }
         Misses += samples.Indices.Length;
         return features;
+    }
+
+    /// <summary>Drops the features of <paramref name="dataset"/> (a task's training data, not seen again).</summary>
+    public void Forget(ILabelledDataset dataset)
+    {
+        if (!rows.Remove(dataset, out var cached)) return;
+        foreach (var t in cached.Values) t.Dispose();
     }
 
     public void Dispose()

@@ -7,11 +7,11 @@ using static TorchSharp.torch;
 
 namespace ContinualMoE.Methods;
 
-/// <summary>Settings of the HiDe-Prompt pipeline (and of NoRGa, which is the same pipeline plus the gate).
+/// <summary>Settings of the HiDe-Prompt pipeline (NoRGa's add the gate, <see cref="NorgaOptions"/>).
 /// Null WTP epochs and rate fall back to the run's <c>epochs</c> and <c>learning_rate</c>; the TII rates fall back to the
 /// official formulas (base rate x batch / 256), never to the run's rate. The official values are in the presets under
 /// configs/ and in docs/methods/hide-norga.md.</summary>
-public sealed record HideOptions
+public record HideOptions
 {
     // Within-task prediction (WTP): task prompts and the classifier head.
     /// <summary>Prompted blocks (official: 0-4).</summary>
@@ -76,12 +76,6 @@ public sealed record HideOptions
     /// of hide_promtp_wtp_and_tap_engine.py and hide_tii_engine.py run <c>crct_num</c> steps, the number of classes of the
     /// earlier tasks, so most of each epoch's samples go unused); "all-batches" trains on every batch drawn.</summary>
     public string AlignmentSteps { get; init; } = "earlier-classes";
-
-    // NoRGa.
-    /// <summary>The non-linear residual gate on the prefix logits (true makes the pipeline NoRGa).</summary>
-    public bool Gate { get; init; }
-    /// <summary>tanh, sigmoid or gelu (the official NoRGa scripts use sigmoid).</summary>
-    public string GateActivation { get; init; } = "tanh";
 }
 
 /// <summary>
@@ -103,7 +97,6 @@ public class HidePrompt : LearnerBase
     private readonly HideOptions options;
     private readonly HideModel model;
     private readonly string name;
-    private readonly Dictionary<int, Tensor> featureCache = [];
     private IReadOnlyList<int> oldClasses = [];
 
     public HidePrompt(MethodContext context) : this(context, context.Settings.Bind(new HideOptions(), "hide-prompt"), "hide-prompt") { }
@@ -111,7 +104,9 @@ public class HidePrompt : LearnerBase
     /// <summary>The official TII rates are given for batch 256 and scaled linearly (tii_trainer.py).</summary>
     public const double OfficialTiiRate = 5e-4, OfficialTiiAlignmentRate = 0.005;
 
-    protected HidePrompt(MethodContext context, HideOptions options, string name) : this(context, options, name, new HideModel(context, options)) { }
+    /// <param name="gate">Builds the gate on the prefix logits of the given number of prompted blocks (NoRGa), or null.</param>
+    protected HidePrompt(MethodContext context, HideOptions options, string name, Func<int, NonLinearResidualGate>? gate = null)
+        : this(context, options, name, new HideModel(context, options, gate)) { }
 
     private HidePrompt(MethodContext context, HideOptions options, string name, HideModel model) : base(context, model)
     {
@@ -165,8 +160,6 @@ public class HidePrompt : LearnerBase
 
     public override void BeginTask(TaskContext task)
     {
-        foreach (var t in featureCache.Values) t.Dispose();
-        featureCache.Clear();
         model.Tii.AssignTask(task.TaskClasses, task.TaskIndex);
         oldClasses = Enumerable.Range(0, task.ClassCount).Where(c => task.SeenClassMask[c] && !task.TaskClassMask[c] && model.Statistics.IsKnown(c)).ToList();
         // NoRGa: (tau, alpha) learn during the first task only.
@@ -187,7 +180,7 @@ public class HidePrompt : LearnerBase
                 Parameters = [new ParameterGroup("tii", model.Tii.NetworkParameters)],
                 Optimizer = new OptimizerSettings { Kind = OptimizerKind.Adam, LearningRate = TiiRate, ClipGradNorm = options.ClipGradNorm },
                 Augment = options.TiiAugment,
-                Step = batch => new StepOutput(model.Tii.Logits(TiiFeatures(batch))),
+                Step = batch => new StepOutput(model.Tii.Logits(TiiFeatures(batch, task))),
             },
             new TrainingPhase
             {
@@ -206,21 +199,10 @@ public class HidePrompt : LearnerBase
     }
 
     /// <summary>Frozen un-prompted features; cached per image when the TII phase trains without augmentation (then
-    /// <see cref="EndTask"/>'s un-augmented pass reads them too). With augmentation, the batch's (augmented or not)
-    /// images are run as they are.</summary>
-    private Tensor TiiFeatures(Data.Batch batch)
-    {
-        if (options.TiiAugment) return FrozenFeatures(batch.Images);
-        var missing = batch.Indices.Any(i => !featureCache.ContainsKey(i));
-        if (missing)
-        {
-            using var features = FrozenFeatures(batch.Images);
-            for (var i = 0; i < batch.Indices.Length; i++)
-                if (!featureCache.ContainsKey(batch.Indices[i]))
-                    featureCache[batch.Indices[i]] = features[i].clone().DetachFromDisposeScope();
-        }
-        return stack(batch.Indices.Select(i => featureCache[i]).ToArray());
-    }
+    /// <see cref="EndTask"/>'s un-augmented pass reads them too: one frozen pass per training image per task).</summary>
+    private Tensor TiiFeatures(Data.Batch batch, TaskContext task) => options.TiiAugment
+        ? FrozenFeatures(batch.Images)
+        : FrozenFeatures(batch.Images, new SampleIdentity(task.Train, batch.Indices));
 
     private StepOutput WtpStep(Data.Batch batch)
     {
@@ -263,8 +245,8 @@ public class HidePrompt : LearnerBase
         model.Prompts.CommitMomentum(task.TaskIndex, options.PromptMomentum);
         model.Prompts.UseTask(task.TaskIndex);
         // One pass over the un-augmented training data: backbone features (TII) and prompted features (TAP) per class.
-        var frozen = new Dictionary<int, List<Tensor>>();
-        var prompted = new Dictionary<int, List<Tensor>>();
+        using var frozen = new PerClassFeatures();
+        using var prompted = new PerClassFeatures();
         using (no_grad())
         {
             foreach (var batch in task.Data.Loader(task.Train, augment: false, shuffle: false).Epoch(0))
@@ -274,21 +256,17 @@ public class HidePrompt : LearnerBase
                 {
                     // Without TII augmentation the TII phase already ran the frozen backbone on exactly these
                     // un-augmented images: one frozen pass per training image per task (docs/frozen-passes.md).
-                    var f = TiiFeatures(batch);
+                    var f = TiiFeatures(batch, task);
                     var p = PromptedFeatures(batch.Images);
                     var labels = batch.Labels.data<long>().ToArray();
-                    for (var i = 0; i < labels.Length; i++)
-                    {
-                        Add(frozen, (int)labels[i], f[i]);
-                        Add(prompted, (int)labels[i], p[i]);
-                    }
+                    frozen.Add(f, labels);
+                    prompted.Add(p, labels);
                 }
             }
         }
-        SetStatistics(model.Tii.Statistics, frozen);
-        SetStatistics(model.Statistics, prompted);
-        foreach (var t in featureCache.Values) t.Dispose();
-        featureCache.Clear();
+        frozen.MergeInto(model.Tii.Statistics);   // a class seen again adds to its statistics
+        prompted.MergeInto(model.Statistics);
+        ForgetFrozenFeatures(task.Train);
 
         if (task.IsFirstTask) return;
         var seen = task.SeenClasses.ToList();
@@ -322,26 +300,8 @@ public class HidePrompt : LearnerBase
 
     /// <summary>Both alignments: SGD with momentum 0.9 and PyTorch's CosineAnnealingLR(T_max = epochs), stepped after
     /// each epoch (official train_task_adaptive_prediction in hide_promtp_wtp_and_tap_engine.py and hide_tii_engine.py;
-    /// not timm's scheduler), i.e. epoch e at rate x (1 + cos(pi e / epochs)) / 2.</summary>
-    public OptimizerSettings AlignmentOptimizer(double rate) => new()
-    {
-        Kind = OptimizerKind.Sgd, LearningRate = rate, Momentum = 0.9, WeightDecay = options.AlignmentWeightDecay, Schedule = ScheduleKind.Cosine,
-    };
-
-    private static void Add(Dictionary<int, List<Tensor>> lists, int label, Tensor feature)
-    {
-        if (!lists.TryGetValue(label, out var list)) lists[label] = list = [];
-        list.Add(feature.clone().DetachFromDisposeScope());
-    }
-
-    private static void SetStatistics(GaussianClassStatistics statistics, Dictionary<int, List<Tensor>> features)
-    {
-        foreach (var (label, list) in features)
-        {
-            using (var stacked = stack(list)) statistics.Merge(label, stacked);   // a class seen again adds to its statistics
-            foreach (var t in list) t.Dispose();
-        }
-    }
+    /// not timm's scheduler).</summary>
+    public OptimizerSettings AlignmentOptimizer(double rate) => ClassifierAlignment.SgdCosine(rate, options.AlignmentWeightDecay);
 
     public override Prediction Predict(Tensor images, EvaluationContext context)
     {
@@ -373,13 +333,6 @@ public class HidePrompt : LearnerBase
         return new MethodCost(trainable, model.Prompts.ParametersPerTask, bytes, 2);
     }
 
-    public override void Dispose()
-    {
-        foreach (var t in featureCache.Values) t.Dispose();
-        featureCache.Clear();
-        base.Dispose();
-    }
-
     private static ContinualMoE.Prompts.PromptBatchLayout ParseLayout(string name) => name.Trim().ToLowerInvariant() switch
     {
         "per-sample" => ContinualMoE.Prompts.PromptBatchLayout.PerSample,
@@ -402,12 +355,12 @@ public class HidePrompt : LearnerBase
         public readonly GaussianClassStatistics Statistics;
         public readonly TaskIdentityInference Tii;
 
-        public HideModel(MethodContext context, HideOptions options) : base(nameof(HideModel))
+        public HideModel(MethodContext context, HideOptions options, Func<int, NonLinearResidualGate>? newGate) : base(nameof(HideModel))
         {
             var config = context.Backbone.Config;
             var blocks = context.PromptBlocks(options.Blocks, "hide-prompt");
             torch.random.manual_seed(context.Seed);
-            var gate = options.Gate ? new NonLinearResidualGate(blocks.Count, NonLinearResidualGate.Parse(options.GateActivation)) : null;
+            var gate = newGate?.Invoke(blocks.Count);
             Prompts = new TaskPrefixPrompts(blocks, context.TaskCount, options.Length, config.Heads, config.HeadDim, gate,
                 ParseLayout(options.PromptBatchLayout));
             Head = nn.Linear(config.EmbedDim, context.ClassCount);

@@ -54,6 +54,13 @@ public abstract class LearnerBase : IContinualLearner
         return compute();
     }
 
+    /// <summary>The frozen features of the named samples, cached per sample as in evaluation (for training passes
+    /// without augmentation, whose images repeat every epoch); <see cref="ForgetFrozenFeatures"/> frees them.</summary>
+    protected Tensor FrozenFeatures(Tensor images, SampleIdentity samples) =>
+        frozenFeatureCache.GetOrCompute(samples, () => FrozenFeatures(images));
+
+    protected void ForgetFrozenFeatures(Data.ILabelledDataset dataset) => frozenFeatureCache.Forget(dataset);
+
     private readonly FrozenFeatureCache frozenFeatureCache = new();
 
     public virtual IReadOnlyDictionary<string, Tensor> State() =>

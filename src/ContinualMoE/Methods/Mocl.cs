@@ -59,9 +59,8 @@ public sealed class Mocl : LoraLearner
     public Tensor Cosine(Tensor queries, int tasks)
     {
         using var scope = NewDisposeScope();
-        var k = nn.functional.normalize(stack(Enumerable.Range(0, tasks).Select(s => (Tensor)Key(s)).ToArray()), dim: -1);
-        var q = nn.functional.normalize(queries.detach(), dim: -1);
-        return q.matmul(k.t()).MoveToOuterDisposeScope();
+        var keys = stack(Enumerable.Range(0, tasks).Select(s => (Tensor)Key(s)).ToArray());
+        return ContinualMoE.Prompts.PromptMatching.Cosine(queries.detach(), keys).MoveToOuterDisposeScope();
     }
 
     /// <summary>Expert weights [B, experts]: softmax(scale * cosine) over the seen tasks, zero for the others.</summary>

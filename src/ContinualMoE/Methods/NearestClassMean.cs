@@ -52,9 +52,7 @@ public sealed class NearestClassMean : LearnerBase
     public override Prediction Predict(Tensor images, EvaluationContext context)
     {
         using var scope = NewDisposeScope();
-        var features = nn.functional.normalize(FrozenFeatures(images, context), dim: -1);
-        var prototypes = nn.functional.normalize(store.prototypes, dim: -1);
-        var similarity = features.matmul(prototypes.t()).masked_fill(store.known.logical_not(), Scalars.NegativeInfinity);
+        var similarity = ContinualMoE.Prompts.PromptMatching.Cosine(FrozenFeatures(images, context), store.prototypes).masked_fill(store.known.logical_not(), Scalars.NegativeInfinity);
         return new Prediction(similarity.MoveToOuterDisposeScope());
     }
 

@@ -314,7 +314,7 @@ public sealed class Samoe : LearnerBase, IExpertPoolGrowth
         if (seen.Count == 0) return;
         ClassifierAlignment.Run(model.Head.forward, [new ParameterGroup("head", TrainableParameters(model.Head))], model.Statistics, seen, task.SeenClassMask,
             new AlignmentSettings(options.AlignmentEpochs, options.AlignmentSamplesPerClass, Context.Training.BatchSize,
-                new OptimizerSettings { Kind = OptimizerKind.Sgd, LearningRate = options.AlignmentLearningRate, Momentum = 0.9, Schedule = ScheduleKind.Cosine }),
+                ClassifierAlignment.SgdCosine(options.AlignmentLearningRate)),
             task.Seed);
     }
 

@@ -163,8 +163,8 @@ public sealed class Seta : LearnerBase, IAdapterGrowth
     public override void EndTask(TaskContext task)
     {
         var bank = model.Experts.Bank;
-        var adapted = new Dictionary<int, List<Tensor>>();
-        var frozen = new Dictionary<int, List<Tensor>>();
+        using var adapted = new PerClassFeatures();
+        using var frozen = new PerClassFeatures();
         var trainable = bank.TrainableParameters([0]);
         bank.StartEnergy(0);
         foreach (var batch in task.Data.Loader(task.Train, augment: false, shuffle: false).Epoch(0))
@@ -181,12 +181,9 @@ public sealed class Seta : LearnerBase, IAdapterGrowth
                 model.Experts.Anchor.AccumulateSquaredGradients();
                 var pooled = FrozenPooled(batch);
                 var labels = batch.Labels.cpu().data<long>().ToArray();
-                for (var i = 0; i < labels.Length; i++)
-                {
-                    // The adapted features' class statistics serve the head's re-alignment only.
-                    if (HasHead) Add(adapted, (int)labels[i], features[i].detach());
-                    Add(frozen, (int)labels[i], pooled[i]);
-                }
+                // The adapted features' class statistics serve the head's re-alignment only.
+                if (HasHead) adapted.Add(features, labels);
+                frozen.Add(pooled, labels);
             }
         }
         foreach (var p in bank.TrainableParameters()) p.grad?.zero_();
@@ -194,16 +191,8 @@ public sealed class Seta : LearnerBase, IAdapterGrowth
         using var energy = bank.StopEnergy();
         model.Experts.EndTask(task.TaskIndex, energy);
         if (!options.Anchoring) model.Experts.Anchor.MoveAnchor();
-        foreach (var (label, list) in frozen)
-        {
-            using (var stacked = stack(list)) model.Gate.AddClass(label, task.TaskIndex, stacked);
-            foreach (var t in list) t.Dispose();
-        }
-        foreach (var (label, list) in adapted)
-        {
-            using (var stacked = stack(list)) model.Statistics.Set(label, stacked);
-            foreach (var t in list) t.Dispose();
-        }
+        frozen.ForEachClass((label, stacked) => model.Gate.AddClass(label, task.TaskIndex, stacked));
+        adapted.ForEachClass(model.Statistics.Set);
         using (no_grad()) model.TasksTrained.fill_(task.TaskIndex + 1);
         using (no_grad()) model.ParametersAfterTask[task.TaskIndex].fill_(model.Experts.Bank.ActiveParameterCount());
         if (options.ClassifierAlignment && !task.IsFirstTask && model.Readout.Head is { } head)
@@ -212,15 +201,9 @@ public sealed class Seta : LearnerBase, IAdapterGrowth
             ClassifierAlignment.Run(head.forward, [new ParameterGroup("head", TrainableParameters(head))],
                 model.Statistics, seen, task.SeenClassMask,
                 new AlignmentSettings(options.AlignmentEpochs, options.AlignmentSamplesPerClass, Context.Training.BatchSize,
-                    new OptimizerSettings { Kind = OptimizerKind.Sgd, LearningRate = options.AlignmentLearningRate, Momentum = 0.9, Schedule = ScheduleKind.Cosine }),
+                    ClassifierAlignment.SgdCosine(options.AlignmentLearningRate)),
                 task.Seed);
         }
-    }
-
-    private static void Add(Dictionary<int, List<Tensor>> lists, int label, Tensor feature)
-    {
-        if (!lists.TryGetValue(label, out var list)) lists[label] = list = [];
-        list.Add(feature.clone().DetachFromDisposeScope());
     }
 
     private bool HasHead => model.Readout.Head is not null;

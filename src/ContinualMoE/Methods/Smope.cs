@@ -225,7 +225,7 @@ public sealed class Smope : LearnerBase, IExpertUsage
         var experts = model.Experts;
         var augmented = options.AugmentedStatistics;
         var loader = task.Data.Loader(task.Train, augment: augmented, shuffle: augmented);
-        var features = new Dictionary<int, List<Tensor>>();
+        using var features = new PerClassFeatures();
         using (var noGrad = no_grad())
         {
             foreach (var batch in loader.Epoch(augmented ? 1_000_000 + task.TaskIndex : 0))
@@ -239,20 +239,11 @@ public sealed class Smope : LearnerBase, IExpertUsage
                     using var f = PromptedFeatures(batch.Images);
                     experts.Record = false;
                     if (count) experts.AccumulateFrequencies();
-                    for (var i = 0; i < labels.Length; i++)
-                    {
-                        if (!features.TryGetValue((int)labels[i], out var list)) features[(int)labels[i]] = list = [];
-                        list.Add(f[i].clone().MoveToOuterDisposeScope());
-                    }
+                    features.Add(f, labels);
                 }
             }
         }
-        foreach (var (label, list) in features)
-        {
-            using var stacked = stack(list);
-            model.Statistics.Merge(label, stacked);   // a class seen again (overlapping tasks) adds to its statistics
-            foreach (var t in list) t.Dispose();
-        }
+        features.MergeInto(model.Statistics);   // a class seen again (overlapping tasks) adds to its statistics
     }
 
     /// <summary>The alignment recipe (see <see cref="Options.AlignmentRecipe"/>).</summary>
@@ -260,7 +251,7 @@ public sealed class Smope : LearnerBase, IExpertUsage
     {
         if (!OfficialAlignment)
             return new AlignmentSettings(options.AlignmentEpochs, options.AlignmentSamplesPerClass ?? 256, Context.Training.BatchSize,
-                new OptimizerSettings { Kind = OptimizerKind.Sgd, LearningRate = options.AlignmentLearningRate ?? 0.01, Momentum = 0.9, Schedule = ScheduleKind.Cosine });
+                ClassifierAlignment.SgdCosine(options.AlignmentLearningRate ?? 0.01));
         var perClass = options.AlignmentSamplesPerClass ?? Context.Training.BatchSize;
         return new AlignmentSettings(options.AlignmentEpochs, perClass, perClass,
             new OptimizerSettings

@@ -10,8 +10,9 @@ namespace ContinualMoE.Prompts;
 /// </summary>
 public static class PromptMatching
 {
-    /// <summary>Cosine similarity [B, M] between queries [B, D] and keys [M, D]. Gradients reach the keys (and the
-    /// queries, which the methods detach because they come from the frozen backbone).</summary>
+    /// <summary>Cosine similarity [B, M] between queries [B, D] and keys [M, D] (the project's one cosine similarity:
+    /// prompt keys, MoCL's task keys, NCM's prototypes). Gradients reach the keys (and the queries, which the methods
+    /// detach because they come from the frozen backbone).</summary>
     public static Tensor Cosine(Tensor queries, Tensor keys)
     {
         var q = nn.functional.normalize(queries, p: 2, dim: -1);

@@ -20,6 +20,15 @@ public sealed record AlignmentSettings(int Epochs, int SamplesPerClass, int Batc
 /// </summary>
 public static class ClassifierAlignment
 {
+    /// <summary>The alignment optimiser of the official SMoPE and HiDe-Prompt code (trainer.py and the TAP / TII engines'
+    /// train_task_adaptive_prediction): SGD with momentum 0.9 and PyTorch's CosineAnnealingLR(T_max = epochs), stepped
+    /// after each epoch, i.e. epoch e at rate x (1 + cos(pi e / epochs)) / 2. SMoPE's project recipe, HiDe-Prompt's
+    /// alignments, SAMoE and SETA all use it.</summary>
+    public static OptimizerSettings SgdCosine(double learningRate, double weightDecay = 0) => new()
+    {
+        Kind = OptimizerKind.Sgd, LearningRate = learningRate, Momentum = 0.9, WeightDecay = weightDecay, Schedule = ScheduleKind.Cosine,
+    };
+
     public static void Run(Func<Tensor, Tensor> classifier, IReadOnlyList<ParameterGroup> parameters,
         GaussianClassStatistics statistics, IReadOnlyList<int> classes, bool[] logitMask, AlignmentSettings settings, int seed)
     {

@@ -101,6 +101,45 @@ public class DatasetDownloaderTests : IDisposable
         Assert.Equal("e", data.Train.ClassNames[data.Train.GetLabel(0)]);
     }
 
+    /// <summary>A corrupt .tar.gz (its MD5 unknown, or published wrong) fails with one line naming the archive, leaves
+    /// no extracted entry, temporary folder or the archive itself behind, and fails the same way again.</summary>
+    [Theory]
+    [InlineData("truncated")]     // cut after the first entries were unpacked
+    [InlineData("not-gzip")]      // random bytes
+    [InlineData("garbage-tar")]   // valid gzip of bytes that are no tar
+    public void CorruptArchiveFailsWithOneLineAndLeavesNothingHalfExtracted(string corruption)
+    {
+        var random = new Random(3);
+        byte[] Noise(int n) { var b = new byte[n]; random.NextBytes(b); return b; }
+        var archive = TarGz(Enumerable.Range(1, 4).Select(i => ($"cifar-10-batches-bin/data_batch_{i}.bin", Noise(64 * 1024))).ToArray());
+        var corrupt = corruption switch
+        {
+            "truncated" => archive[..(archive.Length * 3 / 5)],
+            "not-gzip" => Noise(4096),
+            _ => GzipOf(Noise(8192)),
+        };
+        _server.Files["cifar-10-binary.tar.gz"] = corrupt;
+        var source = DatasetSources.Cifar10 with { Files = [new RemoteFile("cifar-10-binary.tar.gz", null, ExtractTarGz: true)] };
+        var downloader = new DatasetDownloader(_cache, _server.BaseUrl);
+        var folder = downloader.FolderOf(source);
+        for (var attempt = 0; attempt < 2; attempt++)
+        {
+            var error = Assert.Throws<ContinualMoEException>(() => downloader.Ensure(source));
+            Assert.Contains(Path.Combine(folder, "cifar-10-binary.tar.gz"), error.Message);
+            Assert.Contains("cannot unpack archive", error.Message);
+            Assert.DoesNotContain('\n', error.Message);
+            Assert.Empty(Directory.EnumerateFileSystemEntries(folder));
+            Assert.False(downloader.IsPresent(source));
+        }
+    }
+
+    private static byte[] GzipOf(byte[] content)
+    {
+        using var output = new MemoryStream();
+        using (var gzip = new GZipStream(output, CompressionLevel.Fastest, leaveOpen: true)) gzip.Write(content);
+        return output.ToArray();
+    }
+
     [Fact]
     public void CatalogRejectsUnknownNamesAndMissingData()
     {

@@ -209,8 +209,8 @@ public class ImageDecoderFuzzTests : IDisposable
         Assert.Equal((60, 45), (scaled.Width, scaled.Height));
         // Same picture: the full decode resized to that size differs only by resampling.
         var full = ImageDecoder.Decode(jpeg, "big.jpg");
-        var resized = Interpolation.Resize(ImageBuffer.FromRaw(full), 45, 60, ResampleMode.Bilinear).Data;
-        var scaledChw = ImageBuffer.FromRaw(scaled).Data;
+        var resized = Interpolation.Resize(ImageBuffer.FromRaw(full), 45, 60, ResampleMode.Bilinear).ToArray();
+        var scaledChw = ImageBuffer.FromRaw(scaled).ToArray();
         Assert.InRange(scaledChw.Zip(resized, (a, b) => Math.Abs(a - b)).Average(), 0, 12);
 
         Assert.Equal((160, 120), (ImageDecoder.Decode(jpeg, "big.jpg", atLeast: (120, 10)).Width, 120));

@@ -17,7 +17,7 @@ public class ImagePipelineTests
     {
         var image = TestFiles.Pattern(inW, inH, 3, seed: 5);
         var ours = Interpolation.Resize(Buffer(image), outH, outW, mode);
-        using var input = torch.tensor(Buffer(image).Data, [1, 3, inH, inW]);
+        using var input = torch.tensor(Buffer(image).ToArray(), [1, 3, inH, inW]);
         using var expected = torch.nn.functional.interpolate(input, [outH, outW],
             mode: mode == ResampleMode.Bilinear ? torch.InterpolationMode.Bilinear : torch.InterpolationMode.Bicubic,
             align_corners: false);
@@ -64,7 +64,7 @@ public class ImagePipelineTests
         var grey = new RawImage(4, 4, 1, Enumerable.Repeat((byte)255, 16).ToArray());
         var output = ImagePipeline.ForEvaluation(8).Apply(grey, 0, 0);
         Assert.Equal((3, 8, 8), (output.Channels, output.Height, output.Width));
-        Assert.All(output.Data, v => Assert.Equal(1f, v, 5)); // (1 - 0.5) / 0.5
+        Assert.All(output.ToArray(), v => Assert.Equal(1f, v, 5)); // (1 - 0.5) / 0.5
         var imagenet = ImagePipeline.ForEvaluation(4, ImagePipeline.ImageNetMean, ImagePipeline.ImageNetStd).Apply(grey, 0, 0);
         Assert.Equal((1 - 0.485f) / 0.229f, imagenet.Data[0], 4);
         using var tensor = ImagePipeline.ForTraining(6, augment: false).ProcessToTensor(grey, 0, 0);
@@ -91,7 +91,7 @@ public class ImagePipelineTests
     public void FlipBrightnessScaleNormalize()
     {
         var image = Buffer(new RawImage(3, 1, 1, [10, 20, 30]));
-        Assert.Equal(new float[] { 30, 20, 10 }, new HorizontalFlip(1).Apply(image, new Random(0)).Data);
+        Assert.Equal(new float[] { 30, 20, 10 }, new HorizontalFlip(1).Apply(image, new Random(0)).ToArray());
         Assert.Same(image, new HorizontalFlip(0).Apply(image, new Random(0)));
         var bright = new BrightnessJitter(0.5).Apply(Buffer(new RawImage(1, 1, 1, [200])), new Random(0)).Data[0];
         Assert.InRange(bright, 100f, 255f);
@@ -99,6 +99,6 @@ public class ImagePipelineTests
         Assert.Equal(20f / 255f, unit.Data[1], 6);
         var normalized = new Normalize([0.1f], [0.2f]).Apply(unit, new Random(0));
         Assert.Equal((20f / 255f - 0.1f) / 0.2f, normalized.Data[1], 5);
-        Assert.Equal(new float[] { 5, 6 }, new CenterCrop(1, 2).Apply(new ImageBuffer(1, 3, 4, Enumerable.Range(0, 12).Select(v => (float)v).ToArray(), 255), new Random()).Data);
+        Assert.Equal(new float[] { 5, 6 }, new CenterCrop(1, 2).Apply(new ImageBuffer(1, 3, 4, Enumerable.Range(0, 12).Select(v => (float)v).ToArray(), 255), new Random()).ToArray());
     }
 }

@@ -21,7 +21,7 @@ public class HideNorgaConfigTests
         var options = config.Method == "norga" ? settings.Bind(Norga.Defaults, "norga") : settings.Bind(new HideOptions(), "hide-prompt");
         Assert.Equal(tapRate, options.TapLearningRate);
         Assert.Equal(tapEpochs, options.TapEpochs);
-        Assert.Equal(config.Method == "norga", options.Gate);
+        Assert.Equal(config.Method == "norga", options is NorgaOptions { Gate: true });
     }
 
     /// <summary>The paper presets state the official TII and alignment recipe (tii_trainer.py scales --lr 0.0005 and
@@ -35,7 +35,8 @@ public class HideNorgaConfigTests
     {
         var path = Path.Combine(RepositoryPaths.Configs, file);
         var config = RunConfig.FromJson(File.ReadAllText(path), path);
-        var options = new MethodSettings(config.MethodSettings).Bind(new HideOptions(), "hide-prompt");
+        var settings = new MethodSettings(config.MethodSettings);
+        var options = config.Method == "norga" ? settings.Bind(Norga.Defaults, "norga") : settings.Bind(new HideOptions(), "hide-prompt");
         Assert.Equal(128, config.BatchSize);
         Assert.Equal(HidePrompt.OfficialTiiRate * 128 / 256, options.TiiLearningRate);
         Assert.Equal(HidePrompt.OfficialTiiAlignmentRate * 128 / 256, options.TiiAlignmentLearningRate);

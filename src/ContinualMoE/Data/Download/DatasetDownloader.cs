@@ -62,7 +62,13 @@ public sealed class DatasetDownloader
             if (!File.Exists(target)) DownloadFile(new Uri(new Uri(baseUrl), file.FileName), target, file.Md5);
             if (file.ExtractTarGz)
             {
-                ExtractTarGz(target, folder);
+                try { ExtractTarGz(target, folder); }
+                catch (ContinualMoEException e)
+                {
+                    // A corrupt archive must not stay in the cache, or every later run would fail on it again.
+                    File.Delete(target);
+                    throw new ContinualMoEException($"{e.Message} (deleted it from the cache: the next run downloads it again)", e.InnerException);
+                }
                 File.Delete(target);
             }
         }
@@ -148,7 +154,7 @@ public sealed class DatasetDownloader
             }
             catch (Exception e) when (e is InvalidDataException or EndOfStreamException or IOException or FormatException)
             {
-                throw ContinualMoEException.ForFile(archive, $"cannot unpack archive: {e.Message}", e);
+                throw ContinualMoEException.ForFile(archive, $"cannot unpack archive: {e.Message.ReplaceLineEndings(" ")}", e);
             }
             foreach (var entry in Directory.EnumerateFileSystemEntries(temporary))
             {

@@ -78,30 +78,42 @@ public sealed class ImagePipeline
         Apply(image, new ProjectRandom(new Random(Seeds.Combine(epochSeed, sampleIndex))));
 
     /// <summary>Runs the transforms on one image, drawing from <paramref name="random"/> (a torch stream is shared by the
-    /// samples of one DataLoader worker, so they must be processed in the worker's order).</summary>
+    /// samples of one DataLoader worker, so they must be processed in the worker's order). Every intermediate buffer goes back to the array pool; the caller may
+    /// <see cref="ImageBuffer.Return"/> the result once it has copied it.</summary>
     public ImageBuffer Apply(RawImage image, AugmentationRandom random)
     {
         var buffer = ImageBuffer.FromRaw(image);
         for (var i = 0; i < _transforms.Length; i++)
         {
+            ImageBuffer next;
             // Scale to [0, 1] and normalise in one pass over the image (same floats as the two passes).
             if (_transforms[i] is ScaleToUnit && i + 1 < _transforms.Length && _transforms[i + 1] is Normalize normalize)
             {
-                buffer = normalize.ApplyAfterScaling(buffer);
+                next = normalize.ApplyAfterScaling(buffer);
                 i++;
             }
-            else buffer = _transforms[i].Apply(buffer, random);
+            else next = _transforms[i].Apply(buffer, random);
+            if (!ReferenceEquals(next.Data, buffer.Data)) buffer.Return();
+            buffer = next;
         }
         return buffer;
     }
 
     /// <summary>The processed image as a CHW float array.</summary>
-    public float[] Process(RawImage image, int epochSeed, int sampleIndex) => Apply(image, epochSeed, sampleIndex).Data;
+    public float[] Process(RawImage image, int epochSeed, int sampleIndex)
+    {
+        var buffer = Apply(image, epochSeed, sampleIndex);
+        var values = buffer.ToArray();
+        buffer.Return();
+        return values;
+    }
 
     /// <summary>The processed image as a [C,H,W] float32 tensor.</summary>
     public torch.Tensor ProcessToTensor(RawImage image, int epochSeed, int sampleIndex)
     {
         var buffer = Apply(image, epochSeed, sampleIndex);
-        return torch.tensor(buffer.Data, [buffer.Channels, buffer.Height, buffer.Width]);
+        var tensor = torch.tensor(buffer.ToArray(), [buffer.Channels, buffer.Height, buffer.Width]);
+        buffer.Return();
+        return tensor;
     }
 }

@@ -20,10 +20,10 @@ public static class Interpolation
         if (height <= 0 || width <= 0) throw new ArgumentOutOfRangeException(nameof(height), "resize target must be positive");
         if (height == image.Height && width == image.Width) return image;
         if (mode is ResampleMode.PilBilinear or ResampleMode.PilBicubic) return PilResampling.Resize(image, height, width, mode == ResampleMode.PilBicubic);
-        var output = new float[image.Channels * height * width];
-        if (mode == ResampleMode.Bilinear) Bilinear(image, height, width, output);
-        else Bicubic(image, height, width, output);
-        return image.With(image.Channels, height, width, output);
+        var output = image.Rent(image.Channels, height, width);
+        if (mode == ResampleMode.Bilinear) Bilinear(image, height, width, output.Data);
+        else Bicubic(image, height, width, output.Data);
+        return output;
     }
 
     private static float SourceCoordinate(int outIndex, int inSize, int outSize) =>
@@ -137,10 +137,10 @@ public static class Interpolation
     {
         if (top < 0 || left < 0 || height <= 0 || width <= 0 || top + height > image.Height || left + width > image.Width)
             throw new ArgumentOutOfRangeException(nameof(top), $"crop ({top},{left},{height},{width}) outside {image.Height}x{image.Width}");
-        var output = new float[image.Channels * height * width];
+        var output = image.Rent(image.Channels, height, width);
         for (var c = 0; c < image.Channels; c++)
             for (var y = 0; y < height; y++)
-                Array.Copy(image.Data, (c * image.Height + top + y) * image.Width + left, output, (c * height + y) * width, width);
-        return image.With(image.Channels, height, width, output);
+                Array.Copy(image.Data, (c * image.Height + top + y) * image.Width + left, output.Data, (c * height + y) * width, width);
+        return output;
     }
 }

@@ -82,8 +82,8 @@ public static class PilResampling
         int inH = image.Height, inW = image.Width;
         // The passes work on integer copies of the (integral) values: Pillow's sums are exact integer sums, so the order
         // of the additions does not matter and the vertical pass can run along rows (cache-friendly).
-        var values = new int[data.Length];
-        for (var i = 0; i < data.Length; i++) values[i] = (int)data[i];
+        var values = new int[image.Length];
+        for (var i = 0; i < values.Length; i++) values[i] = (int)data[i];
         if (width != inW)
         {
             values = Horizontal(values, channels * inH, inW, width, Coefficients(inW, width, bicubic));

@@ -8,9 +8,9 @@ public sealed class GreyToRgb : IImageTransform
         if (image.Channels == 3) return image;
         if (image.Channels != 1) throw new ContinualMoEException($"GreyToRgb expects 1 or 3 channels, got {image.Channels}");
         var plane = image.Height * image.Width;
-        var data = new float[3 * plane];
-        for (var c = 0; c < 3; c++) Array.Copy(image.Data, 0, data, c * plane, plane);
-        return image.With(3, image.Height, image.Width, data);
+        var rgb = image.Rent(3, image.Height, image.Width);
+        for (var c = 0; c < 3; c++) Array.Copy(image.Data, 0, rgb.Data, c * plane, plane);
+        return rgb;
     }
 }
 
@@ -65,7 +65,10 @@ public sealed class RandomResizedCrop(int size, double scaleMin = 0.08, double s
     public ImageBuffer Apply(ImageBuffer image, AugmentationRandom random)
     {
         var (top, left, h, w) = SampleCrop(image.Height, image.Width, random);
-        return Interpolation.Resize(Interpolation.Crop(image, top, left, h, w), size, size, mode);
+        var crop = Interpolation.Crop(image, top, left, h, w);
+        var resized = Interpolation.Resize(crop, size, size, mode);
+        if (!ReferenceEquals(resized.Data, crop.Data)) crop.Return();
+        return resized;
     }
 
     public (int Height, int Width)? OutputSize => (size, size);
@@ -105,14 +108,15 @@ public sealed class HorizontalFlip(double probability = 0.5) : IImageTransform
     public ImageBuffer Apply(ImageBuffer image, AugmentationRandom random)
     {
         if (!random.Bernoulli(probability)) return image;
-        var data = new float[image.Data.Length];
+        var flipped = image.Rent(image.Channels, image.Height, image.Width);
+        var data = flipped.Data;
         for (var row = 0; row < image.Channels * image.Height; row++)
         {
             var mirrored = data.AsSpan(row * image.Width, image.Width);
             image.Data.AsSpan(row * image.Width, image.Width).CopyTo(mirrored);
             mirrored.Reverse();
         }
-        return image.With(image.Channels, image.Height, image.Width, data);
+        return flipped;
     }
 }
 
@@ -127,14 +131,15 @@ public sealed class BrightnessJitter(double strength, bool truncateToBytes = fal
     {
         random.ColorJitterOrder();
         var factor = (float)random.Uniform(Math.Max(0, 1 - strength), 1 + strength);
-        var data = new float[image.Data.Length];
+        var jittered = image.Rent(image.Channels, image.Height, image.Width);
+        var data = jittered.Data;
         var truncate = truncateToBytes && image.MaxValue == 255f;
-        for (var i = 0; i < data.Length; i++)
+        for (var i = 0; i < image.Length; i++)
         {
             var value = image.Data[i] * factor;
             data[i] = Math.Clamp(truncate ? MathF.Floor(value) : value, 0f, image.MaxValue);
         }
-        return image.With(image.Channels, image.Height, image.Width, data);
+        return jittered;
     }
 }
 
@@ -145,9 +150,10 @@ public sealed class ScaleToUnit : IImageTransform
     {
         if (image.MaxValue == 1f) return image;
         var scale = 1f / image.MaxValue;
-        var data = new float[image.Data.Length];
-        for (var i = 0; i < data.Length; i++) data[i] = image.Data[i] * scale;
-        return new ImageBuffer(image.Channels, image.Height, image.Width, data, 1f);
+        var unit = ImageBuffer.Rent(image.Channels, image.Height, image.Width, 1f);
+        var data = unit.Data;
+        for (var i = 0; i < image.Length; i++) data[i] = image.Data[i] * scale;
+        return unit;
     }
 }
 
@@ -183,7 +189,8 @@ public sealed class Normalize : IImageTransform
     private ImageBuffer Normalized(ImageBuffer image, float scale)
     {
         var plane = image.Height * image.Width;
-        var data = new float[image.Data.Length];
+        var normalized = ImageBuffer.Rent(image.Channels, image.Height, image.Width, 1f);
+        var data = normalized.Data;
         var source = image.Data;
         for (var c = 0; c < image.Channels; c++)
         {
@@ -193,6 +200,6 @@ public sealed class Normalize : IImageTransform
             if (scale == 1f) for (var p = 0; p < from.Length; p++) to[p] = (from[p] - mean) * inverse;
             else for (var p = 0; p < from.Length; p++) to[p] = (from[p] * scale - mean) * inverse;
         }
-        return new ImageBuffer(image.Channels, image.Height, image.Width, data, 1f);
+        return normalized;
     }
 }
