@@ -4,13 +4,13 @@
 # starts `serve`, runs `loadtest` (bounded, localhost) with --model for the offline figure, and stops the service.
 # Usage: tools/measure_service.sh [work folder] [requests] [concurrency]
 # Run from the repository root after `dotnet build ContinualMoE.sln -c Release`; on a shared machine wrap it in
-# `flock /work/wt/measure.lock`.
+# `flock /work/wt/measure.lock`. SERVE_ARGS adds serve options (e.g. "--max-batch-delay-ms 0"). PREPARE_ONLY=1 makes the package and images and stops (they are reused when present).
 set -euo pipefail
 work=${1:-/tmp/cmoe-measure-service}
 requests=${2:-1024}
 concurrency=${3:-32}
 port=${PORT:-5731}
-cli=(dotnet src/ContinualMoE.Cli/bin/Release/net10.0/continual-moe.dll)
+cli=(dotnet "${CLI_DIR:-src/ContinualMoE.Cli/bin/Release/net10.0}/continual-moe.dll")
 mkdir -p "$work"
 if [ ! -d "$work/model/v0001" ]; then
   "${cli[@]}" learn -m "$work/model" -d fashion-mnist:classes=0-4:train-per-class=200:test-per-class=50 \
@@ -27,7 +27,8 @@ for i in range(256):
     Image.fromarray(images[i]).save(f'{sys.argv[1]}/{i:04d}.png')
 PY
 fi
-"${cli[@]}" serve -m "$work/model" --port "$port" > "$work/serve.log" 2>&1 &
+[ "${PREPARE_ONLY:-0}" = 1 ] && exit 0
+"${cli[@]}" serve -m "$work/model" --port "$port" ${SERVE_ARGS:-} > "$work/serve.log" 2>&1 &
 serve=$!
 trap 'kill $serve 2>/dev/null || true' EXIT
 for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$port/health" > /dev/null && break; sleep 1; done

@@ -51,8 +51,9 @@ internal sealed class LearningJobs(string packageFolder, InferenceQueue queue)
             Update(id, s => s with { Stage = "writing the new version", Progress = 0.99 });
             model.Save(writer);
             var version = model.Manifest.Version;
-            queue.Swap(model);
+            var switched = queue.Swap(model);
             model = null;
+            switched.Wait(stopping);
             Update(id, s => s with { State = "succeeded", Progress = 1, Stage = "done", Finished = DateTimeOffset.UtcNow, Version = version, TaskAccuracy = evaluation.Accuracy });
         }
         catch (Exception e)

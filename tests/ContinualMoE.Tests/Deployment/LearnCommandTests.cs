@@ -29,7 +29,7 @@ public class LearnCommandTests : IDisposable
         var package = Path.Combine(root, "model");
         var second = ImageFolderFixture.Write(Path.Combine(root, "b"), 2, 3);
         double[] before;
-        using (var model = DeployedModel.Create(ModelPackageTests.NewModel("finetune-head") with { Epochs = 60 }, null))
+        using (var model = DeployedModel.Create(ModelPackageTests.NewModel("finetune-head") with { Epochs = 40 }, null))
         {
             model.Learn(TaskSource.FromFolder(ImageFolderFixture.Write(Path.Combine(root, "a"), 0, 1)));
             model.Save(package);
