@@ -111,7 +111,7 @@ public sealed class DeployedModel : IDisposable
                 $"backbone sha256 {hash[..12]}.. differs from model package {packageFolder}'s {manifest.Backbone.Sha256[..Math.Min(12, manifest.Backbone.Sha256.Length)]}..: not the weights the model was trained on");
         }
         var learner = MethodRegistry.Create(manifest.Method, Experiment.MethodContextFor(manifest.Config, backbone, manifest.Capacity.Classes, device));
-        var state = ModelPackage.ReadState(packageFolder, manifest.Version);
+        var state = ModelPackage.ReadState(packageFolder, manifest.Version, manifest.StateSha256);
         try { learner.LoadState(state); }
         catch (ContinualMoEException e)
         {

@@ -59,8 +59,20 @@ public static partial class ModelPackage
         return manifest;
     }
 
-    public static Dictionary<string, Tensor> ReadState(string packageFolder, int version) =>
-        SafeTensorsFile.Read(Path.Combine(VersionPath(packageFolder, version), StateFileName));
+    /// <summary>The version's state, after checking the file against the manifest's SHA-256 (when it records one).</summary>
+    public static Dictionary<string, Tensor> ReadState(string packageFolder, int version, string? expectedSha256 = null)
+    {
+        var path = Path.Combine(VersionPath(packageFolder, version), StateFileName);
+        if (expectedSha256 is not null && FileSha256(path) is var actual && actual != expectedSha256)
+            throw ContinualMoEException.ForFile(path, $"sha256 {actual[..12]}.. differs from the manifest's {expectedSha256[..Math.Min(12, expectedSha256.Length)]}..: the file was changed or damaged");
+        return SafeTensorsFile.Read(path);
+    }
+
+    internal static string FileSha256(string path)
+    {
+        using var stream = File.OpenRead(path);
+        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream));
+    }
 
     /// <summary>Writes <paramref name="manifest"/> (its version must be the next one) with <paramref name="state"/>,
     /// atomically (see <see cref="BeginVersion"/>).</summary>
@@ -140,8 +152,10 @@ public sealed class PackageWriter : IDisposable
         if (committed) throw new InvalidOperationException("this package version is already written");
         if (manifest.Version != Version)
             throw ContinualMoEException.ForFile(packageFolder, $"cannot write version {manifest.Version}: the next version is {Version}");
-        SafeTensorsFile.Write(Path.Combine(StagingFolder, ModelPackage.StateFileName), state, new Dictionary<string, string> { ["format"] = manifest.Format });
-        File.WriteAllText(Path.Combine(StagingFolder, ModelPackage.ManifestFileName), JsonSerializer.Serialize(manifest, RunConfig.Json));
+        var statePath = Path.Combine(StagingFolder, ModelPackage.StateFileName);
+        SafeTensorsFile.Write(statePath, state, new Dictionary<string, string> { ["format"] = manifest.Format });
+        var recorded = manifest with { StateSha256 = ModelPackage.FileSha256(statePath) };
+        File.WriteAllText(Path.Combine(StagingFolder, ModelPackage.ManifestFileName), JsonSerializer.Serialize(recorded, RunConfig.Json));
         var target = ModelPackage.VersionPath(packageFolder, Version);
         Directory.Move(StagingFolder, target);
         committed = true;

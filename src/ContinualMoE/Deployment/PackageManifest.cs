@@ -25,6 +25,8 @@ public sealed record PackageManifest
     public required string AccuracyMatrix { get; init; }
     public string? TaskIdentityMatrix { get; init; }
     public List<VersionRecord> History { get; init; } = [];
+    /// <summary>SHA-256 of this version's state.safetensors, set when the version is written and checked when it is loaded.</summary>
+    public string? StateSha256 { get; init; }
     public MethodCost? Cost { get; init; }
 
     public string Method => Config.Method;
