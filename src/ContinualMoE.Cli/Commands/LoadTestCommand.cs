@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Net.Http.Headers;
-using ContinualMoE.Data.Loaders;
 using ContinualMoE.Deployment;
 using Spectre.Console;
 
@@ -15,7 +14,7 @@ namespace ContinualMoE.Cli.Commands;
 internal static class LoadTestCommand
 {
     public sealed record Result(int Requests, int Concurrency, double PredictionsPerSecond, double P50Milliseconds, double P99Milliseconds,
-        double? OfflinePredictionsPerSecond, int Failures);
+        double? OfflinePredictionsPerSecond, int Failures, double? MeanBatchImages = null);
 
     public static Command Create()
     {
@@ -34,7 +33,8 @@ internal static class LoadTestCommand
                 parse.GetValue(requests), parse.GetValue(concurrency), parse.GetValue(model),
                 parse.GetValue(token) ?? Environment.GetEnvironmentVariable("CMOE_TOKEN"), cancellation);
             AnsiConsole.MarkupLine($"{result.Requests} requests, {result.Concurrency} concurrent: [bold]{result.PredictionsPerSecond:F1}[/] predictions/s, " +
-                                   $"p50 {result.P50Milliseconds:F0} ms, p99 {result.P99Milliseconds:F0} ms, {result.Failures} failed");
+                                   $"p50 {result.P50Milliseconds:F0} ms, p99 {result.P99Milliseconds:F0} ms, {result.Failures} failed" +
+                                   (result.MeanBatchImages is double mean ? $", {mean:F1} images per batch" : ""));
             if (result.OfflinePredictionsPerSecond is double offline)
                 AnsiConsole.MarkupLine($"offline predict on the same images: {offline:F1} predictions/s; service/offline = [bold]{result.PredictionsPerSecond / offline:P0}[/]");
             return result.Failures == 0 ? 0 : 1;
@@ -49,6 +49,7 @@ internal static class LoadTestCommand
         var payloads = imageFiles.Select(f => (Name: Path.GetFileName(f), Bytes: File.ReadAllBytes(f))).ToList();
         using var client = new HttpClient { BaseAddress = url, Timeout = TimeSpan.FromMinutes(5) };
         if (token is not null) client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        var before = await Counts(client, cancellation);
         var latencies = new double[requests];
         var next = -1;
         var failures = 0;
@@ -74,23 +75,35 @@ internal static class LoadTestCommand
             }
         }));
         var seconds = clock.Elapsed.TotalSeconds;
+        var after = await Counts(client, cancellation);
+        double? meanBatch = before is { } b && after is { } a && a.Batches > b.Batches ? (double)(a.Images - b.Images) / (a.Batches - b.Batches) : null;
         Array.Sort(latencies);
         double Percentile(double q) => latencies[Math.Min(latencies.Length - 1, (int)Math.Ceiling(q * latencies.Length) - 1)];
 
         double? offline = null;
         if (modelFolder is not null)
         {
-            // The same images, as many predictions, through DeployedModel.Predict's batches (what `predict` does).
+            // The same image files, as many predictions, as `predict` makes them: decoded by the data loader, batched by
+            // DeployedModel.Predict.
             ComputeDevice.ConfigureThreads();
             using var model = DeployedModel.Load(modelFolder);
-            var decoded = payloads.Select(p => ImageDecoder.Decode(p.Bytes, p.Name)).ToList();
-            var all = UnlabelledImages.FromImages(Enumerable.Range(0, requests).Select(i => decoded[i % decoded.Count]).ToList(),
-                Enumerable.Range(0, requests).Select(i => payloads[i % payloads.Count].Name).ToList());
-            model.Predict(UnlabelledImages.FromImages(decoded.Take(1).ToList(), ["warm-up"]));
+            var all = UnlabelledImages.FromPaths(Enumerable.Range(0, requests).Select(i => imageFiles[i % imageFiles.Count]));
+            model.Predict(UnlabelledImages.FromPaths(imageFiles.Take(1)));
             var offlineClock = Stopwatch.StartNew();
             model.Predict(all, cancellation: cancellation);
             offline = requests / offlineClock.Elapsed.TotalSeconds;
         }
-        return new Result(requests, concurrency, requests / seconds, Percentile(0.5), Percentile(0.99), offline, failures);
+        return new Result(requests, concurrency, requests / seconds, Percentile(0.5), Percentile(0.99), offline, failures, meanBatch);
+    }
+
+    /// <summary>The service's batch and image counters (GET /health), or null when it does not report them.</summary>
+    private static async Task<(long Batches, long Images)?> Counts(HttpClient client, CancellationToken cancellation)
+    {
+        try
+        {
+            var health = System.Text.Json.Nodes.JsonNode.Parse(await client.GetStringAsync("/health", cancellation));
+            return health?["batches"] is { } batches && health["predicted_images"] is { } images ? ((long)batches, (long)images) : null;
+        }
+        catch (HttpRequestException) { return null; }
     }
 }

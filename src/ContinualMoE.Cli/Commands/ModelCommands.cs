@@ -71,7 +71,12 @@ internal static class ModelCommands
     private static Command Learn()
     {
         var model = ModelOption();
-        var data = new Option<string>("--data", "-d") { Description = "image folder of the new task (class subfolders; train/ and test/, else a seeded 80/20 split)", Required = true };
+        var data = new Option<string>("--data", "-d")
+        {
+            Description = "the new task's labelled data: an image folder (class subfolders; train/ and test/, else a seeded 80/20 split) " +
+                          "or a dataset spec name[:folder][:classes=0-4,7,name][:train-per-class=N][:test-per-class=N] (e.g. fashion-mnist:classes=0-4)",
+            Required = true,
+        };
         var runOptions = new RunOptions();
         var command = new Command("learn", "learn labelled data as the model's next task and write a new package version " +
                                            "(a missing package is created from the run options; set class_capacity and task_capacity)") { model, data };
@@ -79,10 +84,15 @@ internal static class ModelCommands
         command.SetAction((parse, cancellation) =>
         {
             var folder = parse.GetValue(model)!;
+            var source = TaskSource.FromData(parse.GetValue(data)!);
+            // The write lock and the staging folder come first: a learn killed at any point leaves the versions as they were.
+            using var writer = ModelPackage.BeginVersion(folder);
+            foreach (var stale in writer.RemovedStaleStaging)
+                AnsiConsole.MarkupLine($"Removed [bold]{Markup.Escape(stale)}[/], left by an interrupted learn or write");
             using var deployed = OpenOrCreate(folder, runOptions, parse, cancellation);
             var observer = new ConsoleObserver(null);
-            var evaluation = observer.Run(() => deployed.Learn(TaskSource.FromFolder(parse.GetValue(data)!), observer, cancellation));
-            var path = deployed.Save(folder);
+            var evaluation = observer.Run(() => deployed.Learn(source, observer, cancellation));
+            var path = deployed.Save(writer);
             var table = new Table().AddColumns("task", "source", "test images", "accuracy (%)");
             foreach (var task in deployed.Manifest.Tasks)
                 table.AddRow((task.Index + 1).ToString(CultureInfo.InvariantCulture), Markup.Escape(task.Source.ToString()),
@@ -153,25 +163,32 @@ internal static class ModelCommands
     {
         var table = new Table().AddColumns("image", "top classes (probability)");
         var withTask = predictions.Any(p => p.PredictedTask is not null);
+        var withExperts = predictions.Any(p => p.Routing is { Count: > 0 });
         if (withTask) table.AddColumn("inferred task");
+        if (withExperts) table.AddColumn("chosen experts (weight)");
         foreach (var p in predictions)
         {
             var top = string.Join(", ", p.Top.Select(c => $"{c.Name} ({c.Probability:P1})"));
             var row = new List<string> { Markup.Escape(p.Source), Markup.Escape(top) };
             if (withTask) row.Add(p.PredictedTask is int t ? (t + 1).ToString(CultureInfo.InvariantCulture) : "");
+            if (withExperts) row.Add(Markup.Escape(string.Join("\n", p.Routing ?? [])));
             table.AddRow(row.ToArray());
         }
         return table;
     }
 
-    /// <summary>One row per image and rank: image, rank, label, class, probability, inferred task (1-based, blank when the method infers none).</summary>
+    /// <summary>The chosen experts of one image on one line: "block 0: 3 (1) 1 (0.75); block 1: ..." (blank without routing).</summary>
+    public static string RoutingText(ImagePrediction prediction) => string.Join("; ", prediction.Routing ?? []);
+
+    /// <summary>One row per image and rank: image, rank, label, class, probability, inferred task (1-based, blank when the
+    /// method infers none), chosen experts (<see cref="RoutingText"/>, blank when the method routes to none).</summary>
     public static string PredictionCsv(IReadOnlyList<ImagePrediction> predictions)
     {
         static string Quote(string s) => s.Contains(',') || s.Contains('"') || s.Contains('\n') ? $"\"{s.Replace("\"", "\"\"")}\"" : s;
-        var csv = new StringBuilder("image,rank,label,class,probability,inferred_task\n");
+        var csv = new StringBuilder("image,rank,label,class,probability,inferred_task,experts\n");
         foreach (var p in predictions)
             for (var r = 0; r < p.Top.Count; r++)
-                csv.Append(CultureInfo.InvariantCulture, $"{Quote(p.Source)},{r + 1},{p.Top[r].Label},{Quote(p.Top[r].Name)},{p.Top[r].Probability:G6},{(p.PredictedTask is int t ? t + 1 : "")}\n");
+                csv.Append(CultureInfo.InvariantCulture, $"{Quote(p.Source)},{r + 1},{p.Top[r].Label},{Quote(p.Top[r].Name)},{p.Top[r].Probability:G6},{(p.PredictedTask is int t ? t + 1 : "")},{Quote(RoutingText(p))}\n");
         return csv.ToString();
     }
 
@@ -180,16 +197,16 @@ internal static class ModelCommands
     private static Command Evaluate()
     {
         var model = ModelOption();
-        var data = new Option<string?>("--data", "-d") { Description = "labelled image folder (default: the held-out data of every learned task)" };
-        var all = new Option<bool>("--all-images") { Description = "with --data: every image of the folder, not only its held-out split" };
+        var data = new Option<string?>("--data", "-d") { Description = "labelled data: an image folder or a dataset spec as learn takes (default: the held-out data of every learned task)" };
+        var all = new Option<bool>("--all-images") { Description = "with --data: every image (training and held-out split), not only the held-out split" };
         var output = new Option<string?>("--output", "-o") { Description = "folder for evaluation.json and confusion_matrix.png (default: <package>/evaluations/v<version>)" };
         var command = new Command("evaluate", "accuracy per task and class and the confusion matrix of a model package") { model, data, all, output };
         command.SetAction((parse, cancellation) =>
         {
             ComputeDevice.ConfigureThreads();
             var folder = parse.GetValue(model)!;
+            var source = parse.GetValue(data) is { } d ? TaskSource.FromData(d) : null;
             using var deployed = DeployedModel.Load(folder);
-            var source = parse.GetValue(data) is { } d ? TaskSource.FromFolder(d) : null;
             var evaluation = deployed.Evaluate(source, parse.GetValue(all), cancellation);
             var target = parse.GetValue(output) ?? Path.Combine(folder, "evaluations", $"v{deployed.Manifest.Version:D4}");
             Directory.CreateDirectory(target);

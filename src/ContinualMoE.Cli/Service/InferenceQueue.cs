@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Threading.Channels;
 using ContinualMoE.Data;
 using ContinualMoE.Deployment;
@@ -17,13 +18,23 @@ internal sealed class InferenceQueue : IDisposable
     private readonly Channel<Request> requests = Channel.CreateUnbounded<Request>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Thread worker;
     private DeployedModel model;
-    private DeployedModel? replacement;
+    private (DeployedModel Model, TaskCompletionSource Switched)? replacement;
+    private readonly object replacementGate = new();
+    private int lastBatchRequests;
+    private long batches, predictedImages;
+    /// <summary>Batches run and images predicted since the start (GET /health; the load test's mean batch size).</summary>
+    public (long Batches, long Images) Counts => (Interlocked.Read(ref batches), Interlocked.Read(ref predictedImages));
     public int MaxBatchImages { get; }
+    /// <summary>Longest wait for more requests after the first of a batch (only while requests come concurrently).</summary>
+    public TimeSpan MaxBatchDelay { get; }
+    /// <summary>A pause between arrivals this long ends the batch early.</summary>
+    public TimeSpan BatchGap { get; } = TimeSpan.FromMilliseconds(2);
 
-    public InferenceQueue(DeployedModel model, int maxBatchImages = 64)
+    public InferenceQueue(DeployedModel model, int maxBatchImages = 64, TimeSpan? maxBatchDelay = null)
     {
         this.model = model;
         MaxBatchImages = maxBatchImages;
+        MaxBatchDelay = maxBatchDelay ?? TimeSpan.FromMilliseconds(10);
         worker = new Thread(Work) { IsBackground = true, Name = "inference" };
         worker.Start();
     }
@@ -38,11 +49,29 @@ internal sealed class InferenceQueue : IDisposable
         return done.Task;
     }
 
-    /// <summary>Serves <paramref name="next"/> from the next batch on; the previous model is disposed by the worker.</summary>
-    public void Swap(DeployedModel next)
+    /// <summary>Serves <paramref name="next"/> from the next batch on; the previous model is disposed by the worker. The
+    /// task completes once the worker has switched (so a job reported done is the version served).</summary>
+    public Task Swap(DeployedModel next)
     {
-        Interlocked.Exchange(ref replacement, next)?.Dispose();
+        var switched = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (replacementGate)
+        {
+            if (replacement is { } pending) { pending.Model.Dispose(); pending.Switched.TrySetResult(); }
+            replacement = (next, switched);
+        }
         requests.Writer.TryWrite(new Request([], [], 0, new TaskCompletionSource<IReadOnlyList<ImagePrediction>>()));   // wake the worker
+        return switched.Task;
+    }
+
+    private void SwitchToReplacement()
+    {
+        (DeployedModel Model, TaskCompletionSource Switched)? next;
+        lock (replacementGate) { next = replacement; replacement = null; }
+        if (next is not { } n) return;
+        var old = model;
+        Volatile.Write(ref model, n.Model);
+        old.Dispose();
+        n.Switched.TrySetResult();
     }
 
     /// <summary>Runs <paramref name="work"/> on the served model from the worker thread (plots, summaries that call the learner).</summary>
@@ -62,22 +91,42 @@ internal sealed class InferenceQueue : IDisposable
         var reader = requests.Reader;
         while (reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
         {
-            if (Interlocked.Exchange(ref replacement, null) is { } next)
-            {
-                var old = model;
-                Volatile.Write(ref model, next);
-                old.Dispose();
-            }
+            SwitchToReplacement();
             while (pendingWork.TryDequeue(out var action)) action();
             var batch = new List<Request>();
             var images = 0;
-            while (images < MaxBatchImages && reader.TryRead(out var request))
+            bool Take()
             {
-                if (request.Images.Length == 0) { request.Done.TrySetResult([]); continue; }
-                batch.Add(request);
-                images += request.Images.Length;
+                var took = false;
+                while (images < MaxBatchImages && reader.TryRead(out var request))
+                {
+                    if (request.Images.Length == 0) { request.Done.TrySetResult([]); continue; }
+                    batch.Add(request);
+                    images += request.Images.Length;
+                    took = true;
+                }
+                return took;
             }
+            Take();
             if (batch.Count == 0) continue;
+            // Under concurrent load the clients answered by the last batch send their next requests a moment later:
+            // without waiting for them, batches shrink to the one or two requests that came first. So while the last
+            // batch held several requests, keep collecting as long as requests keep arriving (gaps under BatchGap), up
+            // to MaxBatchDelay. A lone client (last batch of one request) is answered without delay.
+            if (lastBatchRequests > 1 && MaxBatchDelay > TimeSpan.Zero)
+            {
+                var start = Stopwatch.GetTimestamp();
+                var lastArrival = start;
+                while (images < MaxBatchImages && Stopwatch.GetElapsedTime(start) < MaxBatchDelay)
+                {
+                    if (Take()) lastArrival = Stopwatch.GetTimestamp();
+                    else if (Stopwatch.GetElapsedTime(lastArrival) > BatchGap) break;
+                    else Thread.Sleep(1);
+                }
+            }
+            lastBatchRequests = batch.Count;
+            Interlocked.Increment(ref batches);
+            Interlocked.Add(ref predictedImages, images);
             try
             {
                 var all = UnlabelledImages.FromImages(batch.SelectMany(r => r.Images).ToList(), batch.SelectMany(r => r.Sources).ToList());
@@ -103,6 +152,6 @@ internal sealed class InferenceQueue : IDisposable
         requests.Writer.TryComplete();
         worker.Join();
         model.Dispose();
-        replacement?.Dispose();
+        lock (replacementGate) { replacement?.Model.Dispose(); replacement?.Switched.TrySetResult(); replacement = null; }
     }
 }

@@ -41,15 +41,19 @@ internal sealed class LearningJobs(string packageFolder, InferenceQueue queue)
     private void Run(string id, TaskSource source, CancellationToken stopping)
     {
         DeployedModel? model = null;
+        PackageWriter? writer = null;
         try
         {
+            // The package's write lock first (a `learn` on the same package meanwhile is refused, and vice versa).
+            writer = ModelPackage.BeginVersion(packageFolder);
             model = DeployedModel.Load(packageFolder);
             var evaluation = model.Learn(source, new Progress(this, id), stopping);
             Update(id, s => s with { Stage = "writing the new version", Progress = 0.99 });
-            model.Save(packageFolder);
+            model.Save(writer);
             var version = model.Manifest.Version;
-            queue.Swap(model);
+            var switched = queue.Swap(model);
             model = null;
+            switched.Wait(stopping);
             Update(id, s => s with { State = "succeeded", Progress = 1, Stage = "done", Finished = DateTimeOffset.UtcNow, Version = version, TaskAccuracy = evaluation.Accuracy });
         }
         catch (Exception e)
@@ -57,7 +61,7 @@ internal sealed class LearningJobs(string packageFolder, InferenceQueue queue)
             var message = e is ContinualMoEException or OperationCanceledException ? e.Message : $"{e.GetType().Name}: {e.Message.Split('\n')[0]}";
             Update(id, s => s with { State = "failed", Finished = DateTimeOffset.UtcNow, Error = message });
         }
-        finally { model?.Dispose(); }
+        finally { model?.Dispose(); writer?.Dispose(); }
     }
 
     private void Update(string id, Func<JobStatus, JobStatus> change) => jobs.AddOrUpdate(id, _ => throw new KeyNotFoundException(id), (_, s) => change(s));

@@ -18,7 +18,8 @@ namespace ContinualMoE.Cli.Service;
 
 /// <summary>What <c>serve</c> is given: the package, where learning data may be read from, limits, and the optional token.</summary>
 internal sealed record ServiceOptions(string PackageFolder, IReadOnlyList<string> DataRoots, string? BearerToken = null,
-    long MaxRequestBytes = 64L << 20, int MaxImagesPerRequest = 256, long MaxUnzippedBytes = 1L << 30, string Urls = "http://127.0.0.1:5000");
+    long MaxRequestBytes = 64L << 20, int MaxImagesPerRequest = 256, long MaxUnzippedBytes = 1L << 30, string Urls = "http://127.0.0.1:5000",
+    int MaxBatchImages = 64, double MaxBatchDelayMilliseconds = 10);
 
 /// <summary>
 /// The model service (ASP.NET Core minimal API): predictions through one batching <see cref="InferenceQueue"/>,
@@ -43,7 +44,7 @@ internal static class ModelService
         });
         builder.Services.AddOpenApi();
         var app = builder.Build();
-        var queue = new InferenceQueue(model);
+        var queue = new InferenceQueue(model, options.MaxBatchImages, TimeSpan.FromMilliseconds(options.MaxBatchDelayMilliseconds));
         var jobs = new LearningJobs(options.PackageFolder, queue);
         var roots = options.DataRoots.Select(r => Path.TrimEndingDirectorySeparator(Path.GetFullPath(r))).ToList();
         app.Lifetime.ApplicationStopped.Register(() => { jobs.Idle.Wait(TimeSpan.FromSeconds(30)); queue.Dispose(); });
@@ -73,7 +74,7 @@ internal static class ModelService
 
         app.MapOpenApi();
         app.MapGet("/", () => Results.Content(WebPage.Html, "text/html; charset=utf-8")).ExcludeFromDescription();
-        app.MapGet("/health", () => Results.Ok(new HealthBody("ok", queue.Manifest.Version, queue.Manifest.Tasks.Count)))
+        app.MapGet("/health", () => Results.Ok(new HealthBody("ok", queue.Manifest.Version, queue.Manifest.Tasks.Count, queue.Counts.Images, queue.Counts.Batches)))
             .WithSummary("liveness and the served version");
         app.MapGet("/model", () => Results.Ok(Describe(queue.Manifest)))
             .WithSummary("classes, tasks, capacity, cost and metrics of the served version");
@@ -157,17 +158,33 @@ internal static class ModelService
         return true;
     }
 
-    /// <summary>The full path of <paramref name="path"/> if it lies in one of the data roots; otherwise an error that does
-    /// not reveal whether the path exists.</summary>
+    /// <summary>The full path of <paramref name="path"/> if it lies in one of the data roots, also after resolving every
+    /// symbolic link on the way (a link inside a root, or a folder reached through one, could point outside it);
+    /// otherwise an error that does not reveal whether the path exists.</summary>
     public static string WithinRoots(string path, IReadOnlyList<string> roots)
     {
         var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(path));
-        var inside = roots.Any(r => full == r || full.StartsWith(r + Path.DirectorySeparatorChar, StringComparison.Ordinal));
-        // A symbolic link inside a root could point outside it: resolve and check again.
-        if (inside && Directory.Exists(full) && new DirectoryInfo(full).ResolveLinkTarget(returnFinalTarget: true) is { } target)
-            inside = roots.Any(r => target.FullName.StartsWith(r + Path.DirectorySeparatorChar, StringComparison.Ordinal));
+        static bool Under(string p, string root) => p == root || p.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal);
+        var real = RealPath(full);
+        var inside = roots.Any(r => Under(full, r) && Under(real, RealPath(r)));
         if (!inside) throw new ContinualMoEException($"path '{path}' is outside the service's data roots" + (roots.Count == 0 ? " (none configured: serve --data-root)" : ""));
         return full;
+    }
+
+    /// <summary>The path with every symbolic link among its components resolved (as realpath(3); missing components kept).</summary>
+    private static string RealPath(string path, int depth = 0)
+    {
+        if (depth > 40) throw new ContinualMoEException($"path '{path}' has too many levels of symbolic links");
+        var current = Path.GetPathRoot(path)!;
+        foreach (var part in path[current.Length..].Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries))
+        {
+            var next = Path.Combine(current, part);
+            var info = new FileInfo(next);
+            if (info.LinkTarget is not null)
+                next = RealPath(Path.TrimEndingDirectorySeparator(info.ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? next), depth + 1);
+            current = next;
+        }
+        return Path.TrimEndingDirectorySeparator(current);
     }
 
     /// <summary>Extracts a zip of class folders, refusing entries that would land outside <paramref name="target"/>
@@ -204,7 +221,7 @@ internal static class ModelService
 }
 
 internal sealed record ErrorBody(string Error);
-internal sealed record HealthBody(string Status, int Version, int Tasks);
+internal sealed record HealthBody(string Status, int Version, int Tasks, long PredictedImages, long Batches);
 internal sealed record PredictBody(int Version, IReadOnlyList<ImagePrediction> Predictions);
 internal sealed record TaskRequest(string? Path);
 internal sealed record ModelBody(int Version, string Method, string Backbone, PackageCapacity Capacity, IReadOnlyList<string> Classes,

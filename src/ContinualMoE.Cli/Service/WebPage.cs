@@ -44,7 +44,7 @@ async function refresh() {
   const m = await r.json();
   document.getElementById('summary').textContent = `(${m.method}, version ${m.version}, ${m.classes.length} classes, ${m.tasks.length} tasks)`;
   document.querySelector('#tasks tbody').innerHTML = m.tasks.map(t =>
-    `<tr><td>${t.index + 1}</td><td>${esc(t.classes.map(c => m.classes[c]).join(', '))}</td><td>${esc(t.source.path ?? ('run task ' + (t.source.run_task + 1)))}</td>` +
+    `<tr><td>${t.index + 1}</td><td>${esc(t.classes.map(c => m.classes[c]).join(', '))}</td><td>${esc(t.source.path ?? t.source.dataset ?? ('run task ' + (t.source.run_task + 1)))}</td>` +
     `<td>${esc(t.learned_at)}</td><td>${t.train_images} / ${t.test_images}</td></tr>`).join('');
   await plot('accuracy', 'accuracy.png'); await plot('experts', 'experts.png');
 }
@@ -59,7 +59,9 @@ document.getElementById('predict').onclick = async () => {
   const p = body.predictions[0];
   out.innerHTML = '<table id="predtable"><tr><th>class</th><th>probability</th></tr>' +
     p.top.map(c => `<tr><td>${esc(c.name)}</td><td>${(100 * c.probability).toFixed(1)}%</td></tr>`).join('') + '</table>' +
-    (p.predicted_task != null ? `<p>inferred task ${p.predicted_task + 1}</p>` : '');
+    (p.predicted_task != null ? `<p>inferred task ${p.predicted_task + 1}</p>` : '') +
+    (p.routing ? '<p id="experts-chosen">chosen experts (weight):<br>' + p.routing.map(r =>
+      esc(r.site) + ': ' + r.experts.map((e, i) => `${e} (${+r.weights[i].toFixed(2)})`).join(' ')).join('<br>') + '</p>' : '');
 };
 document.getElementById('learn').onclick = async () => {
   const r = await fetch('/tasks', { method: 'POST', headers: { ...headers(), 'Content-Type': 'application/json' },

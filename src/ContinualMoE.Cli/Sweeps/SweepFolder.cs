@@ -174,44 +174,21 @@ internal sealed class SweepFolder
 internal sealed record SweepAttempt(string Run, string Event, string? Detail, int? ExitCode, string Executor);
 
 /// <summary>
-/// Exclusive claim on one run: an OS file lock (flock, through <see cref="FileShare.None"/>) on claims/NAME.lock,
-/// held for as long as the process executes the run. The kernel drops it when the process dies however it dies, so a
-/// killed sweep leaves no stale claim; a second executor sees the lock held and leaves the run alone. The lock files
-/// stay: deleting one while another process has it open would let two processes lock two different files.
+/// Exclusive claim on one run: a <see cref="FileLock"/> on claims/NAME.lock, held for as long as the process executes
+/// the run. The kernel drops it when the process dies however it dies, so a killed sweep leaves no stale claim; a second
+/// executor sees the lock held and leaves the run alone.
 /// </summary>
 internal sealed class SweepClaim : IDisposable
 {
-    private readonly FileStream _stream;
+    private readonly FileLock _lock;
 
-    private SweepClaim(FileStream stream) => _stream = stream;
+    private SweepClaim(FileLock held) => _lock = held;
 
     /// <summary>The claim, or null when another process holds it.</summary>
-    public static SweepClaim? TryAcquire(string path)
-    {
-        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
-        FileStream stream;
-        try
-        {
-            stream = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
-        }
-        catch (IOException)
-        {
-            return null;
-        }
-        // Who holds it, for people reading the folder; the lock itself is what counts.
-        stream.SetLength(0);
-        stream.Write(System.Text.Encoding.UTF8.GetBytes($"{Environment.MachineName} {Environment.ProcessId} {DateTimeOffset.UtcNow:O}\n"));
-        stream.Flush();
-        return new SweepClaim(stream);
-    }
+    public static SweepClaim? TryAcquire(string path) => FileLock.TryAcquire(path) is { } held ? new SweepClaim(held) : null;
 
     /// <summary>Whether some process holds the claim now.</summary>
-    public static bool IsHeld(string path)
-    {
-        if (!File.Exists(path)) return false;
-        using var claim = TryAcquire(path);
-        return claim is null;
-    }
+    public static bool IsHeld(string path) => FileLock.IsHeld(path);
 
-    public void Dispose() => _stream.Dispose();
+    public void Dispose() => _lock.Dispose();
 }

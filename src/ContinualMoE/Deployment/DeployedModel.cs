@@ -111,7 +111,7 @@ public sealed class DeployedModel : IDisposable
                 $"backbone sha256 {hash[..12]}.. differs from model package {packageFolder}'s {manifest.Backbone.Sha256[..Math.Min(12, manifest.Backbone.Sha256.Length)]}..: not the weights the model was trained on");
         }
         var learner = MethodRegistry.Create(manifest.Method, Experiment.MethodContextFor(manifest.Config, backbone, manifest.Capacity.Classes, device));
-        var state = ModelPackage.ReadState(packageFolder, manifest.Version);
+        var state = ModelPackage.ReadState(packageFolder, manifest.Version, manifest.StateSha256);
         try { learner.LoadState(state); }
         catch (ContinualMoEException e)
         {
@@ -136,6 +136,9 @@ public sealed class DeployedModel : IDisposable
     /// <summary>Writes the current state as the package's next version (atomically; see <see cref="ModelPackage"/>).</summary>
     public string Save(string packageFolder) => ModelPackage.WriteVersion(packageFolder, Manifest, Learner.State());
 
+    /// <summary>Writes the current state as the version <paramref name="writer"/> stages (it holds the package's write lock).</summary>
+    public string Save(PackageWriter writer) => writer.Commit(Manifest, Learner.State());
+
     /// <summary>Labels the model has learned (the union of its tasks' classes), over the class capacity.</summary>
     public bool[] SeenClassMask()
     {
@@ -153,7 +156,7 @@ public sealed class DeployedModel : IDisposable
         if (Manifest.Tasks.Count == 0) throw new ContinualMoEException("the model has learned no task yet: teach it one with continual-moe learn");
         var seen = SeenClassMask();
         var k = Math.Clamp(topK, 1, seen.Count(s => s));
-        var context = new EvaluationContext(Manifest.Tasks.Count, seen, null, null);
+        var context = new EvaluationContext(Manifest.Tasks.Count, seen, null, null) { ReportRouting = true };
         var results = new List<ImagePrediction>(images.Count);
         using var noGrad = torch.no_grad();
         foreach (var batch in Data.Loader(images, augment: false, shuffle: false).Epoch(0))
@@ -168,10 +171,14 @@ public sealed class DeployedModel : IDisposable
                 var p = values.cpu().to(ScalarType.Float32).data<float>().ToArray();
                 var c = indices.cpu().data<long>().ToArray();
                 var tasks = prediction.PredictedTask?.cpu().to(ScalarType.Int64).data<long>().ToArray();
+                var routing = (prediction.Routing ?? []).Select(r => (r.Site, Experts: r.Experts.cpu().to(ScalarType.Int64).data<long>().ToArray(),
+                    Weights: r.Weights.cpu().to(ScalarType.Float64).data<double>().ToArray(), K: (int)r.Experts.shape[1])).ToList();
                 for (var s = 0; s < batch.Count; s++)
                 {
                     var top = Enumerable.Range(0, k).Select(j => new ClassProbability((int)c[s * k + j], ClassName((int)c[s * k + j]), p[s * k + j])).ToList();
-                    results.Add(new ImagePrediction(images.SourceOf(batch.Indices[s]), top, tasks is null ? null : (int)tasks[s]));
+                    var experts = routing.Count == 0 ? null : routing.Select(r => new ExpertRoute(r.Site,
+                        r.Experts.Skip(s * r.K).Take(r.K).Select(e => (int)e).ToList(), r.Weights.Skip(s * r.K).Take(r.K).ToList())).ToList();
+                    results.Add(new ImagePrediction(images.SourceOf(batch.Indices[s]), top, tasks is null ? null : (int)tasks[s], experts));
                 }
             }
             batchDone?.Invoke(results.Count);
@@ -198,7 +205,7 @@ public sealed class DeployedModel : IDisposable
         var names = Manifest.ClassNames.ToList();
         var newTask = LoadTask(source, index, names);
         if (names.Count > Manifest.Capacity.Classes)
-            throw ContinualMoEException.ForFile(source.Path ?? source.Kind,
+            throw ContinualMoEException.ForFile(source.ToString(),
                 $"would bring the model to {names.Count} classes, over its declared class capacity {Manifest.Capacity.Classes} ({Manifest.ClassNames.Count} known)");
         var tasks = Manifest.Tasks.Select(t => LoadTask(t.Source, t.Index, names)).Append(newTask).ToList();
         var scenario = new TaskListScenario(tasks, names, Manifest.Capacity.Classes, Manifest.Capacity.Tasks);
@@ -243,22 +250,42 @@ public sealed class DeployedModel : IDisposable
             var task = runScenario.Tasks[source.RunTask ?? throw new ContinualMoEException("a run task source needs run_task")];
             return task with { Index = index };
         }
-        if (source.Kind != TaskSource.Folder || source.Path is null)
-            throw new ContinualMoEException($"unknown task source kind '{source.Kind}' (folder or run)");
-        var splits = ImageFolderLoader.Load(source.Path, Path.GetFileName(Path.TrimEndingDirectorySeparator(source.Path)),
-            splitSeed: Manifest.Config.Seed);
-        var labelOf = splits.Train.ClassNames.Select(name =>
+        var (splits, selected, where) = LoadSplits(source);
+        // Only the classes the source selects enter the vocabulary (a dataset spec may take a subset).
+        var labelOf = Enumerable.Repeat(-1, splits.Train.ClassNames.Count).ToArray();
+        foreach (var label in selected)
         {
+            var name = splits.Train.ClassNames[label];
             var known = names.IndexOf(name);
-            if (known >= 0) return known;
-            names.Add(name);
-            return names.Count - 1;
-        }).ToArray();
+            if (known < 0) { names.Add(name); known = names.Count - 1; }
+            labelOf[label] = known;
+        }
         var train = new VocabularyDataset(splits.Train, labelOf, names);
         var test = new VocabularyDataset(splits.Test, labelOf, names);
-        if (train.Count == 0) throw ContinualMoEException.ForFile(source.Path, "has no training images");
+        if (train.Count == 0) throw ContinualMoEException.ForFile(where, "has no training images");
         var classes = train.Labels().Distinct().Order().ToList();
         return new TaskData(index, classes, train, test) { TestClasses = test.Labels().Distinct().Order().ToList() };
+    }
+
+    /// <summary>A folder's or dataset spec's training and held-out data, the labels it selects, and where it is (for errors).
+    /// Folders without train/ and test/ are split with the package's seed, whether named plainly or as image-folder:.</summary>
+    private (DatasetSplits Splits, IReadOnlyList<int> Labels, string Where) LoadSplits(TaskSource source)
+    {
+        if (source.Kind == TaskSource.Folder && source.Path is { } folder)
+        {
+            var splits = ImageFolderLoader.Load(folder, Path.GetFileName(Path.TrimEndingDirectorySeparator(folder)), splitSeed: Manifest.Config.Seed);
+            return (splits, Enumerable.Range(0, splits.Train.ClassNames.Count).ToList(), folder);
+        }
+        if (source.Kind == TaskSource.DatasetKind && source.Dataset is { } text)
+        {
+            var spec = DatasetSpec.Parse(text);
+            var all = spec.Name == "image-folder"
+                ? ImageFolderLoader.Load(spec.Root!, Path.GetFileName(Path.TrimEndingDirectorySeparator(spec.Root!)), splitSeed: Manifest.Config.Seed)
+                : Experiment.LoadData(Manifest.Config with { Dataset = spec.Name, DataRoot = spec.Root });
+            var labels = spec.SelectedLabels(all.Train.ClassNames);
+            return (spec.Select(all, labels), labels, text);
+        }
+        throw new ContinualMoEException($"unknown task source kind '{source.Kind}' (folder, dataset or run)");
     }
 
     // ---- evaluation ----
@@ -322,8 +349,17 @@ public sealed class DeployedModel : IDisposable
 
 public sealed record ClassProbability(int Label, string Name, double Probability);
 
-/// <summary>One image's top classes; <see cref="PredictedTask"/> for methods that infer the task (HiDe-Prompt, NoRGa).</summary>
-public sealed record ImagePrediction(string Source, IReadOnlyList<ClassProbability> Top, int? PredictedTask);
+/// <summary>One image's top classes; <see cref="PredictedTask"/> for methods that infer the task (HiDe-Prompt, NoRGa),
+/// <see cref="Routing"/> for methods that route to experts (SMoPE, SAMoE, SETA).</summary>
+public sealed record ImagePrediction(string Source, IReadOnlyList<ClassProbability> Top, int? PredictedTask, IReadOnlyList<ExpertRoute>? Routing = null);
+
+/// <summary>The experts one routing site chose for an image, most weighted first, and their weights
+/// (<see cref="ExpertChoice"/>).</summary>
+public sealed record ExpertRoute(string Site, IReadOnlyList<int> Experts, IReadOnlyList<double> Weights)
+{
+    public override string ToString() =>
+        $"{Site}: {string.Join(" ", Experts.Select((e, i) => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{e} ({Weights[i]:0.##})")))}";
+}
 
 public sealed record ClassAccuracy(int Label, string Name, double? Accuracy, long Images, int? Task);
 

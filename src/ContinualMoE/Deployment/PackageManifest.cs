@@ -25,6 +25,8 @@ public sealed record PackageManifest
     public required string AccuracyMatrix { get; init; }
     public string? TaskIdentityMatrix { get; init; }
     public List<VersionRecord> History { get; init; } = [];
+    /// <summary>SHA-256 of this version's state.safetensors, set when the version is written and checked when it is loaded.</summary>
+    public string? StateSha256 { get; init; }
     public MethodCost? Cost { get; init; }
 
     public string Method => Config.Method;
@@ -41,15 +43,29 @@ public sealed record PackageCapacity(int Classes, int Tasks);
 public sealed record LearnedTask(int Index, List<int> Classes, TaskSource Source, DateTimeOffset LearnedAt, int TrainImages, int TestImages);
 
 /// <summary>Where a task's data lives: an image folder (class subfolders; train/ and test/, else a seeded 80/20 split),
+/// a dataset spec (<see cref="Data.DatasetSpec"/>: a catalog dataset, optionally a class subset and per-class limits),
 /// or task <see cref="RunTask"/> of the scenario the package's run config builds (an exported run).</summary>
-public sealed record TaskSource(string Kind, string? Path = null, int? RunTask = null)
+public sealed record TaskSource(string Kind, string? Path = null, int? RunTask = null, string? Dataset = null)
 {
     public const string Folder = "folder";
     public const string Run = "run";
+    public const string DatasetKind = "dataset";
 
     public static TaskSource FromFolder(string path) => new(Folder, System.IO.Path.GetFullPath(path));
 
-    public override string ToString() => Kind == Run ? $"task {RunTask + 1} of the exported run" : Path ?? Kind;
+    /// <summary>What <c>--data</c> names: a folder, or a dataset spec (one-line error for anything else).</summary>
+    public static TaskSource FromData(string data)
+    {
+        var spec = Data.DatasetSpec.Parse(data);
+        return spec.IsPlainFolder ? FromFolder(spec.Root!) : new(DatasetKind, Dataset: spec.ToString());
+    }
+
+    public override string ToString() => Kind switch
+    {
+        Run => $"task {RunTask + 1} of the exported run",
+        DatasetKind => Dataset ?? Kind,
+        _ => Path ?? Kind,
+    };
 }
 
 /// <summary>One line of the package's history: version, tasks known, average accuracy over them, what happened.</summary>

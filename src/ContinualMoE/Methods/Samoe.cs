@@ -331,7 +331,10 @@ public sealed class Samoe : LearnerBase, IExpertPoolGrowth
         var z = ExpertPromptPool.CalibratedScores(similarity, pool.Moments, options.MinSimilarityStd);
         var (experts, weights) = Route(similarity, z, ones_like(similarity, dtype: ScalarType.Bool));
         var frozen = zeros(images.shape[0], dtype: ScalarType.Bool, device: images.device);
-        return new Prediction(model.Head.forward(PromptedFeatures(images, (experts, weights, frozen))));
+        return new Prediction(model.Head.forward(PromptedFeatures(images, (experts, weights, frozen))))
+        {
+            Routing = context.ReportRouting ? [new ExpertChoice("prompt pool", experts, weights)] : null,
+        };
     }
 
     /// <summary>The experts (top-1) the pool would give these images at test time, [B].</summary>

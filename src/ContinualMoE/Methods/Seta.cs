@@ -216,10 +216,12 @@ public sealed class Seta : LearnerBase, IAdapterGrowth
         using var noGrad = no_grad();
         var tasksTrained = context.TasksTrained;
         Tensor? predictedTask = null;
+        ExpertChoice? gateChoice = null;
         if (UsesUniqueExperts)
         {
             var taskWeights = GateWeights(batch, context, tasksTrained, out predictedTask);
             model.Experts.Bank.SampleWeights = model.Experts.ExpertWeights(taskWeights);
+            if (context.ReportRouting) gateChoice = GateChoice(taskWeights, tasksTrained);
         }
         else model.Experts.Bank.SampleWeights = null;
         Prediction adapted;
@@ -228,7 +230,17 @@ public sealed class Seta : LearnerBase, IAdapterGrowth
         return new Prediction(adapted.Logits.MoveToOuterDisposeScope(), predictedTask?.MoveToOuterDisposeScope())
         {
             Correct = adapted.Correct?.MoveToOuterDisposeScope(),
+            Routing = gateChoice is null ? null : [gateChoice with { Experts = gateChoice.Experts.MoveToOuterDisposeScope(), Weights = gateChoice.Weights.MoveToOuterDisposeScope() }],
         };
+    }
+
+    /// <summary>The task experts the gate weighs most for each sample: the one chosen (hard and oracle gates), or the
+    /// up to three heaviest (soft and uniform gates), with their gate weights.</summary>
+    private ExpertChoice GateChoice(Tensor taskWeights, int tasksTrained)
+    {
+        var k = options.Gate is "soft" or "uniform" ? Math.Min(3, tasksTrained) : 1;
+        var (weights, tasks) = taskWeights.narrow(1, 0, tasksTrained).topk(k, dim: -1);
+        return new ExpertChoice("task experts", tasks, weights);
     }
 
     /// <summary>Unique-expert weights [B, T] over the tasks trained so far, by the configured gate.</summary>

@@ -264,9 +264,19 @@ public sealed class Smope : LearnerBase, IExpertUsage
 
     public override Prediction Predict(Tensor images, EvaluationContext context)
     {
-        model.Experts.Routing = InferenceRouting();
-        model.Experts.Record = false;
-        return new Prediction(model.Head.forward(PromptedFeatures(images)));
+        var experts = model.Experts;
+        experts.Routing = InferenceRouting();
+        if (context.ReportRouting) experts.ClearRecords();
+        experts.Record = context.ReportRouting;
+        try
+        {
+            var logits = model.Head.forward(PromptedFeatures(images));
+            return new Prediction(logits) { Routing = context.ReportRouting ? experts.ChosenExperts() : null };
+        }
+        finally
+        {
+            if (context.ReportRouting) { experts.Record = false; experts.ClearRecords(); }
+        }
     }
 
     /// <summary>The class statistics are method state but not learned parameters; they are not counted as trainable.</summary>

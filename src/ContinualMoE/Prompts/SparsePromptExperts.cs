@@ -245,6 +245,29 @@ public sealed class SparsePromptExperts : nn.Module, IAttentionPrefixProvider
         return sum ? stacked.sum() : stacked.mean();
     }
 
+    /// <summary>Each sample's experts in every recorded block: experts are chosen per head, so per block the K experts
+    /// the most heads chose (ties to the lower index), weighted by the share of heads that chose them (the counting of
+    /// <see cref="AccumulateFrequencies"/> and the utilisation plot, per sample).</summary>
+    public IReadOnlyList<Training.ExpertChoice> ChosenExperts()
+    {
+        using var noGrad = no_grad();
+        var choices = new List<Training.ExpertChoice>();
+        foreach (var r in records)
+        {
+            using var scope = NewDisposeScope();
+            var batch = r.Selected.shape[0];
+            var k = (int)r.Selected.shape[2];
+            var heads = zeros(batch, ExpertCount, device: r.Selected.device)
+                .scatter_add_(1, r.Selected.reshape(batch, -1), ones(batch, Heads * k, device: r.Selected.device));   // [B, N_p]
+            // count * N_p + (N_p - 1 - j): higher counts first, and among equal counts the lower expert index.
+            var tieBreak = Scalars.Arange(ExpertCount, device: heads.device).to(heads.dtype).neg().Plus(Scalars.Of(ExpertCount - 1));
+            var order = heads.mul(Scalars.Of(ExpertCount)).Plus(tieBreak).topk(k, dim: -1).indexes;
+            var share = heads.gather(1, order).div(Scalars.Of(Heads));
+            choices.Add(new Training.ExpertChoice($"block {Blocks[r.PromptedBlock]}", order.MoveToOuterDisposeScope(), share.MoveToOuterDisposeScope()));
+        }
+        return choices;
+    }
+
     /// <summary>Adds the top-K counts of the recorded passes to the frequencies, then clears the records.</summary>
     public void AccumulateFrequencies()
     {

@@ -69,7 +69,12 @@ public sealed record TaskContext(
 /// <see cref="Samples"/> says which un-augmented images the batch holds, so features of the frozen backbone (which never
 /// change for them) can be computed once and reused; it never carries labels.</summary>
 public sealed record EvaluationContext(int TasksTrained, bool[] SeenClassMask, int? TrueTask, bool[]? TrueTaskClassMask,
-    SampleIdentity? Samples = null);
+    SampleIdentity? Samples = null)
+{
+    /// <summary>Asks learners with routed experts for each sample's choice (<see cref="Prediction.Routing"/>): deployed
+    /// models show it; runs leave it off (it would only cost time).</summary>
+    public bool ReportRouting { get; init; }
+}
 
 /// <summary>The dataset and indices of a batch's samples.</summary>
 public sealed record SampleIdentity(ILabelledDataset Dataset, int[] Indices);
@@ -81,7 +86,23 @@ public sealed record Prediction(Tensor Logits, Tensor? PredictedTask = null) : I
 {
     public Tensor? Correct { get; init; }
 
-    public void Dispose() { Logits.Dispose(); PredictedTask?.Dispose(); Correct?.Dispose(); }
+    /// <summary>The experts each sample was routed to, per routing site; only when <see cref="EvaluationContext.ReportRouting"/>
+    /// asks and the method routes (SMoPE's blocks, SAMoE's prompt pool, SETA's task gate).</summary>
+    public IReadOnlyList<ExpertChoice>? Routing { get; init; }
+
+    public void Dispose()
+    {
+        Logits.Dispose(); PredictedTask?.Dispose(); Correct?.Dispose();
+        foreach (var choice in Routing ?? []) choice.Dispose();
+    }
+}
+
+/// <summary>What one routing site (a prompted block, an expert pool, a task gate) chose for each sample of a batch:
+/// expert indices [B, K], most weighted first, and their weights [B, K] (the method's mixing weight; for SMoPE, whose
+/// experts are chosen per attention head, the share of heads that chose the expert).</summary>
+public sealed record ExpertChoice(string Site, Tensor Experts, Tensor Weights) : IDisposable
+{
+    public void Dispose() { Experts.Dispose(); Weights.Dispose(); }
 }
 
 /// <summary>What one training step produced. With <see cref="Logits"/>, the trainer adds the cross-entropy over the

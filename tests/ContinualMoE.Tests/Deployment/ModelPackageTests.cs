@@ -70,7 +70,7 @@ public class ModelPackageTests : IDisposable
     }
 
     [Fact]
-    public void ABackboneWithOtherWeightsIsRefusedInOneLine()
+    public void ABackboneWithOtherWeightsOrADamagedStateIsRefusedInOneLine()
     {
         var package = Path.Combine(root, "model");
         using (var model = DeployedModel.Create(NewModel("finetune-head"), null))
@@ -91,6 +91,17 @@ public class ModelPackageTests : IDisposable
         json["format"] = "continual-moe-package/0";
         File.WriteAllText(manifestPath, json.ToJsonString());
         Assert.Contains("package format", Assert.Throws<ContinualMoEException>(() => DeployedModel.Load(package)).Message);
+
+        // A state file changed after it was written (here one byte of a tensor) is refused by its hash.
+        json["format"] = PackageManifest.CurrentFormat;
+        File.WriteAllText(manifestPath, json.ToJsonString());
+        var statePath = Path.Combine(ModelPackage.VersionPath(package, 1), ModelPackage.StateFileName);
+        var bytes = File.ReadAllBytes(statePath);
+        bytes[^1] ^= 1;
+        File.WriteAllBytes(statePath, bytes);
+        var damaged = Assert.Throws<ContinualMoEException>(() => DeployedModel.Load(package));
+        Assert.Contains("differs from the manifest's", damaged.Message);
+        Assert.DoesNotContain('\n', damaged.Message);
     }
 
     [Fact]

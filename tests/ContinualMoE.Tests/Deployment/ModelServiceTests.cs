@@ -140,6 +140,43 @@ public class ModelServiceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AnUploadedZipOfClassFoldersIsLearnedAsTheNextTask()
+    {
+        var folder = ImageFolderFixture.Write(Path.Combine(root, "zipped"), 2, 3);
+        var zip = Path.Combine(root, "task.zip");
+        ZipFile.CreateFromDirectory(folder, zip);
+        var form = new MultipartFormDataContent { { new ByteArrayContent(File.ReadAllBytes(zip)), "file", "task.zip" } };
+        var started = await client.PostAsync("/tasks", form);
+        Assert.Equal(HttpStatusCode.Accepted, started.StatusCode);
+        var id = (string)JsonNode.Parse(await started.Content.ReadAsStringAsync())!["id"]!;
+        JsonNode job;
+        do
+        {
+            await Task.Delay(100);
+            job = JsonNode.Parse(await client.GetStringAsync($"/jobs/{id}"))!;
+        } while ((string)job["state"]! == "running");
+        Assert.Equal("succeeded", (string)job["state"]!);
+        var model = JsonNode.Parse(await client.GetStringAsync("/model"))!;
+        Assert.Equal(["c0", "c1", "c2", "c3"], model["classes"]!.AsArray().Select(c => (string)c!));
+        Assert.StartsWith(Path.Combine(Path.GetFullPath(package), "uploads"), (string)model["tasks"]![1]!["source"]!["path"]!);
+    }
+
+    [Fact]
+    public void ASymbolicLinkInADataRootCannotReachOutsideIt()
+    {
+        var link = Path.Combine(dataRoot, "escape");
+        Directory.CreateSymbolicLink(link, Path.GetTempPath());
+        var inside = ImageFolderFixture.Write(Path.Combine(dataRoot, "inside"), 0);
+        var roots = new[] { Path.GetFullPath(dataRoot) };
+        Assert.Contains("outside the service's data roots", Assert.Throws<ContinualMoEException>(() => ModelService.WithinRoots(link, roots)).Message);
+        // A folder reached through the link is outside too, though it is no link itself.
+        var beyond = Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "cmoe-beyond-" + Guid.NewGuid().ToString("N"))).FullName;
+        try { Assert.Throws<ContinualMoEException>(() => ModelService.WithinRoots(Path.Combine(link, Path.GetFileName(beyond)), roots)); }
+        finally { Directory.Delete(beyond); }
+        Assert.Equal(Path.GetFullPath(inside), ModelService.WithinRoots(inside, roots));
+    }
+
+    [Fact]
     public async Task DescribesItselfWithOpenApiAPageAndPlots()
     {
         var openApi = await client.GetStringAsync("/openapi/v1.json");
@@ -158,6 +195,7 @@ public class ModelServiceTests : IAsyncLifetime
         Assert.Equal(0, result.Failures);
         Assert.True(result.PredictionsPerSecond > 0 && result.OfflinePredictionsPerSecond > 0);
         Assert.InRange(result.P50Milliseconds, 0.001, result.P99Milliseconds);
+        Assert.InRange(result.MeanBatchImages!.Value, 1, 4);   // 4 concurrent single-image clients
     }
 
     public async Task DisposeAsync()
