@@ -85,7 +85,7 @@ public sealed class Mocl : LoraLearner
         finally { Bank.SampleWeights = null; }
         return new Prediction(adapted.Logits.MoveToOuterDisposeScope(), cosine.argmax(1).MoveToOuterDisposeScope())
         {
-            Correct = adapted.Correct?.MoveToOuterDisposeScope(),
+            Scores = adapted.Scores?.MoveToOuterDisposeScope(),
         };
     }
 
