@@ -99,13 +99,14 @@ public static class GeneratedTextBenchmark
         return new TextTaskData(name, Examples(2 * options.TrainPerClass), Examples(2 * options.TestPerClass), []);
     }
 
-    /// <summary>Four filler words with the key word at a random place.</summary>
+    /// <summary>Four filler words with the key word at a random place, after "Text:" so that every word follows a space
+    /// (a line's first word would be other tokens than the same word after a space).</summary>
     private static string Sentence(Random random, string[] filler, string key)
     {
         var words = new string[SentenceWords];
         var at = random.Next(SentenceWords);
         for (var i = 0; i < SentenceWords; i++) words[i] = i == at ? key : filler[random.Next(filler.Length)];
-        return string.Join(' ', words);
+        return "Text: " + string.Join(' ', words);
     }
 
     private static string[] Draw(Random random, string[] pool, int count)
