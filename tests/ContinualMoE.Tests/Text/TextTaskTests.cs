@@ -89,6 +89,33 @@ public class TextTaskTests : IDisposable
     }
 
     [Fact]
+    public void GeneratedTextTasksAreDecidedByOneKeywordOrSourceWord()
+    {
+        // Learnable by design: in a classification task every word that occurs with one label never occurs with another
+        // except as filler, so exactly one word of each sentence decides the label (the same for a generation task's
+        // source word and answer), and the decision holds on the test set too. Words follow "Text:" and a space.
+        foreach (var task in GeneratedTextBenchmark.Create(Small with { TrainPerClass = 30, TestPerClass = 10 }))
+        {
+            var all = task.Train.Concat(task.Test).ToList();
+            Assert.All(all, e => Assert.StartsWith("Text: ", e.Input));
+            var words = all.Select(e => e.Input["Text: ".Length..].Split(' ')).ToList();
+            Assert.All(words, w => Assert.Equal(5, w.Length));
+            // Words seen with a single output across every example decide that output; fillers are seen with several.
+            var outputsOf = all.SelectMany((e, n) => words[n].Select(w => (w, e.Output))).GroupBy(p => p.w)
+                .ToDictionary(g => g.Key, g => g.Select(p => p.Output).Distinct().ToList());
+            var deciding = outputsOf.Where(p => p.Value.Count == 1).ToDictionary(p => p.Key, p => p.Value[0]);
+            for (var n = 0; n < all.Count; n++)
+            {
+                var keys = words[n].Where(deciding.ContainsKey).Distinct().ToList();
+                Assert.Single(keys);
+                Assert.Equal(all[n].Output, deciding[keys[0]]);
+            }
+            Assert.Equal(task.IsClassification ? 3 * task.Labels.Count : 6, deciding.Count);
+            Assert.DoesNotContain(all, e => e.Output.Contains(' '));   // one word: one token of a small vocabulary
+        }
+    }
+
+    [Fact]
     public void LabelsAreGlobalAcrossTasksAndTargetsAreTheLabelIds()
     {
         var tokenizer = LanguageModelTokenizer.Load(gpt2.Path);
