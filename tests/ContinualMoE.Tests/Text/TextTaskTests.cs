@@ -184,7 +184,7 @@ public class TextTaskTests : IDisposable
         public Tensor? Delta(LinearSite site, Tensor input) => null;
     }
 
-    public static TheoryData<string> TextMethods() => ["seta", "seq-lora", "ewc-lora", "o-lora", "joint-lora"];
+    public static TheoryData<string> TextMethods() => ["seta", "seq-lora", "ewc-lora", "o-lora", "joint-lora", "inflora", "mocl"];
 
     [Theory]
     [MemberData(nameof(TextMethods))]
