@@ -89,7 +89,7 @@ public sealed class DeployedModel : IDisposable
             for (var i = 0; i <= t; i++)
             {
                 if (!matrix.IsRecorded(i, t)) continue;
-                if (matrix.Correct(i, t) is long correct && matrix.Total(i, t) is long total) resized.Record(i, t, correct, total);
+                if (matrix.Correct(i, t) is double correct && matrix.Total(i, t) is long total) resized.Record(i, t, correct, total);
                 else resized.Record(i, t, matrix[i, t]);
             }
         return resized;

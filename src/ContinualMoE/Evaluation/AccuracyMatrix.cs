@@ -10,8 +10,9 @@ namespace ContinualMoE.Evaluation;
 /// Rows are evaluated tasks, columns are training steps.
 /// </summary>
 /// <remarks>
-/// Cells may optionally carry the sample counts they were computed from (<see cref="Record(int,int,long,long)"/>),
-/// which lets metrics weight tasks by test-set size. Recording a cell twice overwrites it (re-evaluation wins).
+/// Cells may optionally carry the sample counts they were computed from (<see cref="Record(int,int,double,long)"/>),
+/// which lets metrics weight tasks by test-set size. The "correct" count is the sum of per-sample scores in [0, 1]: a
+/// whole number when samples are right or wrong, fractional when a graded metric (ROUGE-L, SARI) scores them. Recording a cell twice overwrites it (re-evaluation wins).
 /// </remarks>
 public sealed class AccuracyMatrix
 {
@@ -20,7 +21,7 @@ public sealed class AccuracyMatrix
 
     private readonly double[,] _accuracy;
     // Zero total means "no count recorded" for that cell; a recorded total is always positive.
-    private readonly long[,] _correct;
+    private readonly double[,] _correct;
     private readonly long[,] _total;
 
     public AccuracyMatrix(int taskCount)
@@ -29,7 +30,7 @@ public sealed class AccuracyMatrix
             throw new ContinualMoEException($"an accuracy matrix needs at least one task, got {taskCount}");
         TaskCount = taskCount;
         _accuracy = new double[taskCount, taskCount];
-        _correct = new long[taskCount, taskCount];
+        _correct = new double[taskCount, taskCount];
         _total = new long[taskCount, taskCount];
         for (var i = 0; i < taskCount; i++)
             for (var t = 0; t < taskCount; t++)
@@ -77,11 +78,12 @@ public sealed class AccuracyMatrix
         _total[evaluatedTask, afterTask] = 0;
     }
 
-    /// <summary>Records an accuracy from counts, keeping the counts so averages can be weighted by test-set size.</summary>
-    public void Record(int evaluatedTask, int afterTask, long correct, long total)
+    /// <summary>Records an accuracy from counts, keeping the counts so averages can be weighted by test-set size.
+    /// <paramref name="correct"/> is the sum of the samples' scores in [0, 1] (the number right, for right/wrong scoring).</summary>
+    public void Record(int evaluatedTask, int afterTask, double correct, long total)
     {
         CheckCell(evaluatedTask, afterTask);
-        if (total <= 0 || correct < 0 || correct > total)
+        if (total <= 0 || double.IsNaN(correct) || correct < 0 || correct > total)
             throw new ContinualMoEException(
                 $"counts of task {evaluatedTask} after task {afterTask} must satisfy 0 <= correct <= total and total > 0, " +
                 $"got {correct}/{total}");
@@ -101,8 +103,8 @@ public sealed class AccuracyMatrix
         return true;
     }
 
-    /// <summary>Number of correct test samples, when the cell was recorded from counts.</summary>
-    public long? Correct(int evaluatedTask, int afterTask)
+    /// <summary>Number of correct test samples (sum of their scores), when the cell was recorded from counts.</summary>
+    public double? Correct(int evaluatedTask, int afterTask)
     {
         CheckIndex(evaluatedTask, nameof(evaluatedTask));
         CheckIndex(afterTask, nameof(afterTask));

@@ -28,7 +28,8 @@ public sealed record ScenarioMetrics(
     public static ScenarioMetrics Compute(IContinualScenario scenario, ClassResults latest, AccuracyMatrix accuracy,
         IReadOnlyList<double>? aloneAccuracies = null)
     {
-        long overlapCorrect = 0, overlapTotal = 0, singleCorrect = 0, singleTotal = 0;
+        double overlapCorrect = 0, singleCorrect = 0;
+        long overlapTotal = 0, singleTotal = 0;
         int overlapping = 0, single = 0;
         var seen = scenario.SeenClassMask(latest.AfterTask);
         for (var c = 0; c < scenario.ClassCount; c++)
@@ -43,7 +44,7 @@ public sealed record ScenarioMetrics(
                 single++; singleCorrect += latest.Correct[c]; singleTotal += latest.Total[c];
             }
         }
-        static double? Percent(long correct, long total) => total == 0 ? null : 100.0 * correct / total;
+        static double? Percent(double correct, long total) => total == 0 ? null : 100.0 * correct / total;
         var transfer = aloneAccuracies is null ? null : Evaluation.ForwardTransfer.Compute(accuracy, aloneAccuracies);
         return new ScenarioMetrics(scenario.Kind, Percent(overlapCorrect, overlapTotal), Percent(singleCorrect, singleTotal),
             overlapping, single, transfer);

@@ -212,7 +212,10 @@ public sealed class LowRankExperts : nn.Module, ILinearAdapterProvider
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var flat = input.detach().reshape(-1, input.shape[^1]).to(float64);
-        if (InputTokenMask is { } mask) flat = flat.index(mask.reshape(-1).to(ScalarType.Bool).to(flat.device));
+        // A pass over the prompts only (the readout's pooled representation) sees the first tokens of the mask's rows.
+        if (InputTokenMask is { } mask)
+            flat = flat.index((input.dim() == 3 && mask.shape[1] > input.shape[1] ? mask.narrow(1, 0, input.shape[1]) : mask)
+                .reshape(-1).to(ScalarType.Bool).to(flat.device));
         sum.add_(flat.t().matmul(flat).to(sum.device));
         inputCounts![s] += flat.shape[0];
     }

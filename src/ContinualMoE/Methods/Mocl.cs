@@ -31,7 +31,7 @@ public sealed class Mocl : LoraLearner
     {
         keys = new ParameterList();
         using (no_grad())
-            for (var t = 0; t < context.TaskCount; t++) keys.Add(new Parameter(empty(((Backbones.ITransformerBackbone)context.Backbone).Width).uniform_(0, 1)));
+            for (var t = 0; t < context.TaskCount; t++) keys.Add(new Parameter(empty(Readout.Width).uniform_(0, 1)));
         keys.to(Context.Device);
         Model.Add("keys", keys);
     }
@@ -84,7 +84,7 @@ public sealed class Mocl : LoraLearner
         finally { Bank.SampleWeights = null; }
         return new Prediction(adapted.Logits.MoveToOuterDisposeScope(), cosine.argmax(1).MoveToOuterDisposeScope())
         {
-            Correct = adapted.Correct?.MoveToOuterDisposeScope(),
+            Scores = adapted.Scores?.MoveToOuterDisposeScope(),
         };
     }
 

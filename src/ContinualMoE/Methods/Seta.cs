@@ -229,7 +229,7 @@ public sealed class Seta : LearnerBase, IAdapterGrowth
         finally { model.Experts.Bank.SampleWeights = null; }
         return new Prediction(adapted.Logits.MoveToOuterDisposeScope(), predictedTask?.MoveToOuterDisposeScope())
         {
-            Correct = adapted.Correct?.MoveToOuterDisposeScope(),
+            Scores = adapted.Scores?.MoveToOuterDisposeScope(),
             Routing = gateChoice is null ? null : [gateChoice with { Experts = gateChoice.Experts.MoveToOuterDisposeScope(), Weights = gateChoice.Weights.MoveToOuterDisposeScope() }],
         };
     }

@@ -129,9 +129,9 @@ public sealed class ContinualTrainer(IContinualScenario scenario, DataSource dat
         }
     }
 
-    /// <summary>Correct and total test images of each task seen so far (and task-identity hits for methods that infer the
-    /// task), per-class results, and the evaluation speed.</summary>
-    public sealed record EvaluationResult(double[] Accuracy, long[] Correct, int[] Counts, long[]? TaskIdentityCorrect,
+    /// <summary>Correct (summed per-sample scores, <see cref="Prediction.Scores"/>) and total test samples of each task
+    /// seen so far (and task-identity hits for methods that infer the task), per-class results, and the evaluation speed.</summary>
+    public sealed record EvaluationResult(double[] Accuracy, double[] Correct, int[] Counts, long[]? TaskIdentityCorrect,
         double? TaskIdentityAccuracy, double ImagesPerSecond, ClassResults Classes);
 
     /// <summary>Accuracy on every task seen so far, with logits restricted to seen classes (class-incremental) or to the
@@ -140,11 +140,11 @@ public sealed class ContinualTrainer(IContinualScenario scenario, DataSource dat
     public EvaluationResult Evaluate(IContinualLearner learner, int afterTask)
     {
         var seenMask = scenario.SeenClassMask(afterTask);
-        var correct = new long[afterTask + 1];
+        var correct = new double[afterTask + 1];
         var counts = new int[afterTask + 1];
         var identityCorrect = new long[afterTask + 1];
         // Per class, counted in the first task row that holds it (a class in several tasks' test sets counts once).
-        var classCorrect = new long[scenario.ClassCount];
+        var classCorrect = new double[scenario.ClassCount];
         var classTotal = new long[scenario.ClassCount];
         var classCounted = new bool[scenario.ClassCount];
         long taskIdentityTotal = 0, images = 0;
@@ -167,19 +167,20 @@ public sealed class ContinualTrainer(IContinualScenario scenario, DataSource dat
                 {
                     var mask = scenario.TaskIncremental ? taskMask : seenMask;
                     var predicted = Losses.MaskLogits(prediction.Logits, mask).argmax(-1);
-                    var hits = prediction.Correct ?? predicted.eq(batch.Labels);
-                    correct[i] += hits.sum().item<long>();
+                    // 1/0 per argmax hit, or the method's per-sample scores in [0, 1] (generated answers).
+                    var scores = (prediction.Scores ?? predicted.eq(batch.Labels)).to(ScalarType.Float64);
+                    correct[i] += scores.sum().item<double>();
                     counts[i] += (int)batch.Labels.shape[0];
                     images += batch.Items;
                     if (countClasses.Count > 0)
                     {
                         var labels = batch.Labels.cpu().data<long>().ToArray();
-                        var hit = hits.cpu().data<bool>().ToArray();
+                        var score = scores.cpu().data<double>().ToArray();
                         for (var s = 0; s < labels.Length; s++)
                         {
                             if (!countClasses.Contains((int)labels[s])) continue;
                             classTotal[labels[s]]++;
-                            if (hit[s]) classCorrect[labels[s]]++;
+                            classCorrect[labels[s]] += score[s];
                         }
                     }
                     if (prediction.PredictedTask is not null)
@@ -231,5 +232,6 @@ public sealed record RunResults(AccuracyMatrix Accuracy, AccuracyMatrix TaskIden
     public ClassResults? LatestClasses { get; set; }
 }
 
-/// <summary>Correct predictions and test images per class (each class's test images counted once) after a task.</summary>
-public sealed record ClassResults(int AfterTask, long[] Correct, long[] Total);
+/// <summary>Correct predictions (summed per-sample scores) and test samples per class (each class's test samples counted
+/// once) after a task.</summary>
+public sealed record ClassResults(int AfterTask, double[] Correct, long[] Total);

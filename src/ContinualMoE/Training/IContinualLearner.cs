@@ -81,10 +81,13 @@ public sealed record SampleIdentity(ILabelledDataset Dataset, int[] Indices);
 
 /// <summary>Class logits [B, C]; methods that infer the task (HiDe-Prompt, NoRGa) also return it [B] for reporting.
 /// For samples that are not classified but scored on their own output (generation tasks, docs/text-tasks.md),
-/// <see cref="Correct"/> [B] bool says which are right, and the trainer counts it instead of the logits' argmax.</summary>
+/// <see cref="Scores"/> [B] gives each sample's score in [0, 1], and the trainer sums it instead of counting the logits'
+/// argmax hits: 1 or 0 for a right-or-wrong metric (exact match), a fraction for a graded one (ROUGE-L, edit similarity,
+/// SARI), so an accuracy-matrix entry is the mean score over the task's samples.</summary>
 public sealed record Prediction(Tensor Logits, Tensor? PredictedTask = null) : IDisposable
 {
-    public Tensor? Correct { get; init; }
+    /// <summary>Per-sample scores [B] in [0, 1] (float, or bool for right/wrong); null: the logits' argmax is scored 1/0.</summary>
+    public Tensor? Scores { get; init; }
 
     /// <summary>The experts each sample was routed to, per routing site; only when <see cref="EvaluationContext.ReportRouting"/>
     /// asks and the method routes (SMoPE's blocks, SAMoE's prompt pool, SETA's task gate).</summary>
@@ -92,7 +95,7 @@ public sealed record Prediction(Tensor Logits, Tensor? PredictedTask = null) : I
 
     public void Dispose()
     {
-        Logits.Dispose(); PredictedTask?.Dispose(); Correct?.Dispose();
+        Logits.Dispose(); PredictedTask?.Dispose(); Scores?.Dispose();
         foreach (var choice in Routing ?? []) choice.Dispose();
     }
 }

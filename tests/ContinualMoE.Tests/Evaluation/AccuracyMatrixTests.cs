@@ -37,7 +37,7 @@ public class AccuracyMatrixTests
         var a = new AccuracyMatrix(2);
         a.Record(0, 0, correct: 3, total: 4);
         Assert.Equal(75.0, a[0, 0]);
-        Assert.Equal(3, a.Correct(0, 0));
+        Assert.Equal(3.0, a.Correct(0, 0));
         Assert.Equal(4, a.Total(0, 0));
 
         // Overwriting with a plain percentage drops the counts, so they never disagree with the accuracy.

@@ -89,6 +89,33 @@ public class TextTaskTests : IDisposable
     }
 
     [Fact]
+    public void GeneratedTextTasksAreDecidedByOneKeywordOrSourceWord()
+    {
+        // Learnable by design: in a classification task every word that occurs with one label never occurs with another
+        // except as filler, so exactly one word of each sentence decides the label (the same for a generation task's
+        // source word and answer), and the decision holds on the test set too. Words follow "Text:" and a space.
+        foreach (var task in GeneratedTextBenchmark.Create(Small with { TrainPerClass = 30, TestPerClass = 10 }))
+        {
+            var all = task.Train.Concat(task.Test).ToList();
+            Assert.All(all, e => Assert.StartsWith("Text: ", e.Input));
+            var words = all.Select(e => e.Input["Text: ".Length..].Split(' ')).ToList();
+            Assert.All(words, w => Assert.Equal(5, w.Length));
+            // Words seen with a single output across every example decide that output; fillers are seen with several.
+            var outputsOf = all.SelectMany((e, n) => words[n].Select(w => (w, e.Output))).GroupBy(p => p.w)
+                .ToDictionary(g => g.Key, g => g.Select(p => p.Output).Distinct().ToList());
+            var deciding = outputsOf.Where(p => p.Value.Count == 1).ToDictionary(p => p.Key, p => p.Value[0]);
+            for (var n = 0; n < all.Count; n++)
+            {
+                var keys = words[n].Where(deciding.ContainsKey).Distinct().ToList();
+                Assert.Single(keys);
+                Assert.Equal(all[n].Output, deciding[keys[0]]);
+            }
+            Assert.Equal(task.IsClassification ? 3 * task.Labels.Count : 6, deciding.Count);
+            Assert.DoesNotContain(all, e => e.Output.Contains(' '));   // one word: one token of a small vocabulary
+        }
+    }
+
+    [Fact]
     public void LabelsAreGlobalAcrossTasksAndTargetsAreTheLabelIds()
     {
         var tokenizer = LanguageModelTokenizer.Load(gpt2.Path);
@@ -139,7 +166,7 @@ public class TextTaskTests : IDisposable
         using var batch = DataSource.ForText(5, 1, CPU).Loader(test, augment: false, shuffle: false).Epoch(0).First();
         var seen = scenario.SeenClassMask(1);
         using var prediction = readout.Predict(batch, new NoAdapters(), new EvaluationContext(2, seen, null, null, new SampleIdentity(test, batch.Indices)));
-        Assert.Null(prediction.Correct);
+        Assert.Null(prediction.Scores);
         var logits = prediction.Logits.data<float>().ToArray();
         for (var r = 0; r < batch.Count; r++)
             for (var c = 0; c < scenario.ClassCount; c++)
@@ -157,7 +184,7 @@ public class TextTaskTests : IDisposable
         public Tensor? Delta(LinearSite site, Tensor input) => null;
     }
 
-    public static TheoryData<string> TextMethods() => ["seta", "seq-lora", "ewc-lora", "o-lora", "joint-lora"];
+    public static TheoryData<string> TextMethods() => ["seta", "seq-lora", "ewc-lora", "o-lora", "joint-lora", "inflora", "mocl"];
 
     [Theory]
     [MemberData(nameof(TextMethods))]
@@ -183,16 +210,45 @@ public class TextTaskTests : IDisposable
     }
 
     [Theory]
-    [InlineData(true, 100.0)]
-    [InlineData(false, 0.0)]
-    public void GenerationTasksAreScoredByTheirMetric(bool verdict, double expected)
+    [InlineData(1.0, 100.0)]
+    [InlineData(0.0, 0.0)]
+    public void GenerationTasksAreScoredByTheirMetric(double verdict, double expected)
     {
         var config = TinyTextRun("seq-lora", gpt2.Path) with { Tasks = 3 };
         var tasks = TextStreams.Load(config);
-        var metrics = new Dictionary<string, TextAnswerMetric> { [tasks[2].Name] = (_, _) => verdict };
+        var metrics = new Dictionary<string, TextAnswerMetric> { [tasks[2].Name] = (_, _, _) => verdict };
         using var experiment = Experiment.BuildText(config, tasks, metrics);
         var results = experiment.Trainer().Run(experiment.Learner);
         Assert.Equal(expected, results.Accuracy[2, 2]);
+    }
+
+    [Fact]
+    public void GradedGenerationTaskEntryIsTheMeanScoreOverItsSamples()
+    {
+        var config = TinyTextRun("seq-lora", gpt2.Path) with { Tasks = 3 };
+        var tasks = TextStreams.Load(config);
+        // A graded metric: ROUGE-L of the answer, plus a fraction read from the source so that the mean is fractional
+        // whatever the tiny model generates. Every call is recorded to recompute the mean independently.
+        var calls = new List<(string Answer, string Reference, string Source, double Score)>();
+        double Graded(string answer, string reference, string source)
+        {
+            var score = 0.5 * TextMetrics.RougeL(answer.Trim(), reference) + 0.5 * (source.Length % 4) / 3.0;
+            calls.Add((answer, reference, source, score));
+            return score;
+        }
+        var metrics = new Dictionary<string, TextAnswerMetric> { [tasks[2].Name] = Graded };
+        using var experiment = Experiment.BuildText(config, tasks, metrics);
+        var results = experiment.Trainer().Run(experiment.Learner);
+
+        var test = tasks[2].Test;
+        Assert.Equal(test.Count, calls.Count);     // one evaluation after the last task, one call per test sample
+        Assert.Equal(test.Select(e => e.Input).Order(), calls.Select(c => c.Source).Order());
+        Assert.Equal(test.Select(e => e.Output).Order(), calls.Select(c => c.Reference).Order());
+        var mean = 100.0 * calls.Average(c => c.Score);
+        Assert.InRange(mean, 1e-6, 100 - 1e-6);
+        Assert.NotEqual(Math.Round(mean * test.Count / 100), mean * test.Count / 100);   // not a whole count
+        Assert.Equal(mean, results.Accuracy[2, 2], 1e-4);
+        Assert.Equal(mean * test.Count / 100, results.Accuracy.Correct(2, 2)!.Value, 1e-4);
     }
 
     [Fact]

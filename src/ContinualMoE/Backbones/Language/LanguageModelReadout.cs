@@ -21,7 +21,7 @@ public sealed record LanguageTaskModel(DecoderLanguageModel Model, TextLabelSpac
 /// <item>classification: class logits = log p(label text's ids | prompt), summed over the label's tokens (EOS
 /// included), for every seen label class; other classes get -inf;</item>
 /// <item>generation tasks: greedy decoding up to the task's longest reference, scored by the task's metric (exact match
-/// by default) into <see cref="Prediction.Correct"/>.</item>
+/// by default; a graded metric gives a fraction) into <see cref="Prediction.Scores"/>.</item>
 /// </list>
 /// Rows are right-padded: padding follows each row's real tokens, so causal attention keeps it out of every real position.
 /// </summary>
@@ -86,10 +86,10 @@ public sealed class LanguageModelReadout(DecoderLanguageModel model, TextLabelSp
         var answers = Generate(examples, adapters);
         var predicted = Losses.MaskLogits(logits, context.TrueTaskClassMask ?? context.SeenClassMask).argmax(-1).cpu().data<long>().ToArray();
         var truth = batch.Labels.cpu().data<long>().ToArray();
-        var correct = examples.Select((e, r) => e.Metric is { } metric
-            ? metric(labels.DecodeAnswer(answers[r]), e.Reference)
-            : predicted[r] == truth[r]).ToArray();
-        return new Prediction(logits) { Correct = tensor(correct).to(batch.Labels.device) };
+        var sampleScores = examples.Select((e, r) => e.Metric is { } metric
+            ? (float)metric(labels.DecodeAnswer(answers[r]), e.Reference, e.Source)
+            : predicted[r] == truth[r] ? 1f : 0f).ToArray();
+        return new Prediction(logits) { Scores = tensor(sampleScores).to(batch.Labels.device) };
     }
 
     /// <summary>log p(option | prompt) for each example: rows prompt + option, right-padded, one forward pass.</summary>

@@ -31,15 +31,15 @@ public static class TextMetrics
     public static bool ExactMatch(string answer, string reference) =>
         string.Equals(answer.Trim(), reference.Trim(), StringComparison.Ordinal);
 
-    /// <summary>The right-or-wrong test a run scores each generated answer of a task with (the accuracy matrix counts
-    /// correct answers): the task's metric where it is an accuracy. ROUGE-L, edit similarity and SARI are graded, not
-    /// right or wrong; runs score those tasks by exact match and <see cref="Score"/> gives the graded figure
-    /// (docs/text-tasks.md).</summary>
+    /// <summary>How a run scores each generated answer of a task (the accuracy matrix averages the scores): 1/0 for the
+    /// accuracies (exact match and ScienceQA's first letter, after trimming), the per-sample graded figure for ROUGE-L,
+    /// edit similarity and SARI (<see cref="ScoreOne"/> of the trimmed answer, as <see cref="Score"/> averages it).</summary>
     public static TextAnswerMetric AnswerMetricFor(string taskName) => MetricFor(taskName) switch
     {
-        TextMetric.FirstCharacterMatch => static (answer, reference) =>
-            answer.Trim() is { Length: > 0 } a && reference.Trim() is { Length: > 0 } r && a[0] == r[0],
-        _ => ExactMatch,
+        TextMetric.ExactMatch => static (answer, reference, _) => ExactMatch(answer, reference) ? 1 : 0,
+        TextMetric.FirstCharacterMatch => static (answer, reference, _) =>
+            answer.Trim() is { Length: > 0 } a && reference.Trim() is { Length: > 0 } r && a[0] == r[0] ? 1 : 0,
+        var graded => (answer, reference, source) => ScoreOne(graded, answer.Trim(), reference, source),
     };
 
     /// <summary>Mean score of <paramref name="predictions"/> against the tasks' reference outputs. SARI also reads the
@@ -50,22 +50,24 @@ public static class TextMetrics
             throw new ArgumentException($"{predictions.Count} predictions for {references.Count} references");
         if (predictions.Count == 0) return 0;
         var total = 0.0;
-        for (var i = 0; i < predictions.Count; i++)
-        {
-            var prediction = predictions[i];
-            var reference = references[i].Output;
-            if (prediction.Length == 0 || reference.Length == 0) continue;
-            total += metric switch
-            {
-                TextMetric.ExactMatch => prediction == reference ? 1 : 0,
-                TextMetric.FirstCharacterMatch => prediction[0] == reference[0] ? 1 : 0,
-                TextMetric.RougeL => RougeL(prediction, reference),
-                TextMetric.EditSimilarity => EditSimilarity(RestorePy150Literals(prediction), RestorePy150Literals(reference)),
-                TextMetric.Sari => Sari(references[i].Input, prediction, [reference]),
-                _ => throw new ArgumentOutOfRangeException(nameof(metric)),
-            };
-        }
+        for (var i = 0; i < predictions.Count; i++) total += ScoreOne(metric, predictions[i], references[i].Output, references[i].Input);
         return total / predictions.Count;
+    }
+
+    /// <summary>One prediction's score in [0, 1] under <paramref name="metric"/>; 0 when the prediction or the reference is
+    /// empty (TRACE's aggregation). <paramref name="source"/> is the example's input (SARI).</summary>
+    public static double ScoreOne(TextMetric metric, string prediction, string reference, string source)
+    {
+        if (prediction.Length == 0 || reference.Length == 0) return 0;
+        return metric switch
+        {
+            TextMetric.ExactMatch => prediction == reference ? 1 : 0,
+            TextMetric.FirstCharacterMatch => prediction[0] == reference[0] ? 1 : 0,
+            TextMetric.RougeL => RougeL(prediction, reference),
+            TextMetric.EditSimilarity => EditSimilarity(RestorePy150Literals(prediction), RestorePy150Literals(reference)),
+            TextMetric.Sari => Sari(source, prediction, [reference]),
+            _ => throw new ArgumentOutOfRangeException(nameof(metric)),
+        };
     }
 
     /// <summary>

@@ -69,5 +69,5 @@ public sealed class TextPromptFormat
         return tokenizer.Decode(ids);
     }
 
-    public TokenizedText Encode(TextExample example) => new(PromptIds(example), OutputIds(example.Output), example.Output);
+    public TokenizedText Encode(TextExample example) => new(PromptIds(example), OutputIds(example.Output), example.Output) { Source = example.Input };
 }

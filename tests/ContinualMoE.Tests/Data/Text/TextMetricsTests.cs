@@ -16,6 +16,25 @@ public sealed class TextMetricsTests
     }
 
     [Fact]
+    public void RunsScoreEachAnswerByItsTasksMetricGradedWhereTraceGrades()
+    {
+        // Right/wrong metrics give 1 or 0 after trimming; the graded ones give the per-sample figure of the trimmed
+        // answer, the same value Score averages, and SARI reads the example's input as its source.
+        Assert.Equal(1.0, TextMetrics.AnswerMetricFor("C-STANCE")(" A ", "A", ""));
+        Assert.Equal(0.0, TextMetrics.AnswerMetricFor("anything else")("A", "B", ""));
+        Assert.Equal(1.0, TextMetrics.AnswerMetricFor("ScienceQA")(" B\nwhy", "B\nbecause", ""));
+        Assert.Equal(TextMetrics.RougeL("a b c d", "a c e"), TextMetrics.AnswerMetricFor("MeetingBank")(" a b c d ", "a c e", "x"), 12);
+        Assert.InRange(TextMetrics.AnswerMetricFor("MeetingBank")("a b c d", "a c e", ""), 0.01, 0.99);
+        Assert.Equal(TextMetrics.Score(TextMetric.EditSimilarity, ["def f(x):"], [Reference("def g(x):")]),
+            TextMetrics.AnswerMetricFor("Py150")("def f(x): ", "def g(x):", ""), 12);
+        const string source = "About 95 species are currently accepted.";
+        var sari = TextMetrics.AnswerMetricFor("20Minuten")("About 95 species are accepted.", "About 95 species are currently known.", source);
+        Assert.Equal(TextMetrics.Sari(source, "About 95 species are accepted.", ["About 95 species are currently known."]), sari, 12);
+        Assert.NotEqual(sari, TextMetrics.AnswerMetricFor("20Minuten")("About 95 species are accepted.", "About 95 species are currently known.", "Other words entirely."));
+        Assert.Equal(0.0, TextMetrics.AnswerMetricFor("MeetingBank")("   ", "a c e", ""));   // empty answer: 0, as TRACE
+    }
+
+    [Fact]
     public void ScienceQaAccuracyReadsTheAnswerLetterOnly()
     {
         var references = new[] { Reference("B\nBecause plants make food."), Reference("A\nBecause.") };
