@@ -1,0 +1,67 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using ContinualMoE.Data.Transforms;
+using ContinualMoE.Experiments;
+using ContinualMoE.Methods;
+using ContinualMoE.Training;
+using ContinualMoE.Tests.Cli;
+using static TorchSharp.torch;
+
+namespace ContinualMoE.Tests.Training;
+
+/// <summary>
+/// Issue 16 §1, for every registered method: the fp32 default computes exactly what it did before the precision
+/// setting existed (SHA-256 of its accuracy matrix and of its logits on six test images after a tiny 3-task run, against
+/// Fixtures/precision_fp32_golden.json, written at the commit before the setting by setting CMOE_WRITE_PRECISION_GOLDEN=1).
+/// A change that moves fp32 numerics on purpose regenerates the file the same way and says so.
+/// </summary>
+public class PrecisionTests
+{
+    public static TheoryData<string> Methods() => [.. MethodRegistry.Names];
+
+    private static string GoldenPath => Path.Combine(AppContext.BaseDirectory, "Fixtures", "precision_fp32_golden.json");
+
+    /// <summary>The tiny run of <see cref="EveryMethodCheckpointTests"/>; returns the accuracy matrix and the logits'
+    /// fingerprint, and the logits themselves.</summary>
+    internal static (string Matrix, string LogitsSha, float[] Logits) TinyRunFingerprint(RunConfig config)
+    {
+        using var experiment = Experiment.Build(config, null);
+        var results = experiment.Trainer().Run(experiment.Learner);
+        var test = (ContinualMoE.Data.IImageDataset)experiment.Scenario.Tasks[0].Test;
+        var pipeline = ImagePipeline.ForEvaluation(experiment.Backbone.Config.ImageSize);
+        using var images = stack(Enumerable.Range(0, Math.Min(6, test.Count)).Select(i => pipeline.ProcessToTensor(test.GetImage(i), 0, i)).ToArray());
+        var context = new EvaluationContext(experiment.Scenario.TaskCount, experiment.Scenario.SeenClassMask(experiment.Scenario.TaskCount - 1), null, null);
+        using var noGrad = no_grad();
+        using var prediction = experiment.Learner.Predict(images, context);
+        using var logits = prediction.Logits.to(ScalarType.Float32).contiguous();
+        var sha = Convert.ToHexString(SHA256.HashData(logits.bytes)).ToLowerInvariant();
+        return (results.Accuracy.ToCsv(), sha, logits.data<float>().ToArray());
+    }
+
+    [Theory]
+    [MemberData(nameof(Methods))]
+    public void Fp32RunIsBitForBitWhatItWasBeforeThePrecisionSetting(string method)
+    {
+        var (matrix, sha, _) = TinyRunFingerprint(EveryMethodCheckpointTests.TinyRun(method));
+        var current = new Dictionary<string, string> { ["matrix"] = matrix, ["logits_sha256"] = sha };
+        if (Environment.GetEnvironmentVariable("CMOE_WRITE_PRECISION_GOLDEN") == "1")
+        {
+            lock (GoldenLock)
+            {
+                var source = Path.Combine(RepositoryPaths.Fixtures, "precision_fp32_golden.json");
+                var all = File.Exists(source)
+                    ? JsonSerializer.Deserialize<SortedDictionary<string, Dictionary<string, string>>>(File.ReadAllText(source))!
+                    : new SortedDictionary<string, Dictionary<string, string>>();
+                all[method] = current;
+                File.WriteAllText(source, JsonSerializer.Serialize(all, new JsonSerializerOptions { WriteIndented = true }) + "\n");
+            }
+            return;
+        }
+        var golden = JsonSerializer.Deserialize<Dictionary<string, Dictionary<string, string>>>(File.ReadAllText(GoldenPath))!;
+        Assert.True(golden.ContainsKey(method), $"{method}: no golden fp32 fingerprint; write it with CMOE_WRITE_PRECISION_GOLDEN=1 (see the class comment)");
+        Assert.Equal(golden[method]["matrix"], matrix);
+        Assert.Equal(golden[method]["logits_sha256"], sha);
+    }
+
+    private static readonly object GoldenLock = new();
+}
