@@ -47,6 +47,7 @@ internal static class BenchCommand
         var bench = new Command("bench", "speed measurements");
         bench.Subcommands.Add(backbone);
         bench.Subcommands.Add(LanguageModelBenchCommand.Create());
+        bench.Subcommands.Add(EndToEndBenchCommand.Create());
         return bench;
     }
 }

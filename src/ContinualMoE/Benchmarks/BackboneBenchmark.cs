@@ -58,11 +58,12 @@ public static class BackboneBenchmark
             forward, train, flops, forward * flops, train * 2 * config.ForwardFlops(extraKeys: 5) / 1e9, matmul);
     }
 
-    /// <summary>fp32 GFLOP/s of a 512x768 by 768x3072 matmul (a ViT-B MLP layer for a batch of tokens).</summary>
-    public static double MeasureMatmulGflops(Device device, double seconds)
+    /// <summary>GFLOP/s of a 512x768 by 768x3072 matmul (a ViT-B MLP layer for a batch of tokens), fp32 unless
+    /// <paramref name="dtype"/> says otherwise.</summary>
+    public static double MeasureMatmulGflops(Device device, double seconds, ScalarType dtype = ScalarType.Float32)
     {
-        using var a = randn(512, 768, device: device);
-        using var b = randn(768, 3072, device: device);
+        using var a = randn(512, 768, device: device).to(dtype);
+        using var b = randn(768, 3072, device: device).to(dtype);
         var perCall = 2.0 * 512 * 768 * 3072;
         var calls = Repeat(seconds, () => { using var c = a.matmul(b); });
         return calls.perSecond * perCall / 1e9;

@@ -64,4 +64,47 @@ public class PrecisionTests
     }
 
     private static readonly object GoldenLock = new();
+
+    [Theory]
+    [MemberData(nameof(Methods))]
+    public void Bf16RunTrainsWithFiniteResultsAndKeepsTheMethodsStateInFp32(string method)
+    {
+        var config = EveryMethodCheckpointTests.TinyRun(method) with { Tasks = 2, Precision = "bf16" };
+        using var experiment = Experiment.Build(config, null);
+        Assert.Equal(ScalarType.BFloat16, experiment.Backbone.ComputeType);
+        var results = experiment.Trainer().Run(experiment.Learner);
+        Assert.Equal(2, results.Accuracy.TasksTrained);
+        for (var t = 0; t < 2; t++)
+            for (var i = 0; i <= t; i++)
+                Assert.InRange(results.Accuracy[i, t], 0, 100);
+        // Everything the method learned or keeps is fp32; only the frozen backbone is bf16 (its head, unused by methods, stays fp32).
+        foreach (var (name, tensor) in experiment.Learner.State())
+            if (tensor.is_floating_point()) Assert.True(tensor.dtype == ScalarType.Float32, $"{method}: state {name} is {tensor.dtype}");
+        foreach (var (name, p) in experiment.Backbone.named_parameters())
+        {
+            Assert.Equal(name.StartsWith("head.") ? ScalarType.Float32 : ScalarType.BFloat16, p.dtype);
+            Assert.True(p.grad is null, $"{method}: backbone parameter {name} has a gradient");
+        }
+
+        var test = (ContinualMoE.Data.IImageDataset)experiment.Scenario.Tasks[0].Test;
+        var pipeline = ImagePipeline.ForEvaluation(experiment.Backbone.Config.ImageSize);
+        using var images = stack(Enumerable.Range(0, Math.Min(6, test.Count)).Select(i => pipeline.ProcessToTensor(test.GetImage(i), 0, i)).ToArray());
+        using var noGrad = no_grad();
+        using var prediction = experiment.Learner.Predict(images, new EvaluationContext(2, experiment.Scenario.SeenClassMask(1), null, null));
+        Assert.Equal(ScalarType.Float32, prediction.Logits.dtype);
+        using var seen = prediction.Logits.index_select(1, tensor(Enumerable.Range(0, experiment.Scenario.ClassCount).Where(c => experiment.Scenario.SeenClassMask(1)[c]).Select(c => (long)c).ToArray()));
+        Assert.True(seen.isfinite().all().item<bool>(), $"{method}: bf16 logits of seen classes are not finite");
+    }
+
+    [Fact]
+    public void Fp16IsRefusedOnACpuAndUnknownPrecisionsAreOneLineErrors()
+    {
+        var fp16 = Assert.Throws<ContinualMoEException>(() => ContinualMoE.Backbones.ComputePrecision.Parse("fp16", CPU));
+        Assert.Contains("CUDA", fp16.Message);
+        Assert.DoesNotContain('\n', fp16.Message);
+        Assert.Contains("fp32, bf16", Assert.Throws<ContinualMoEException>(() => ContinualMoE.Backbones.ComputePrecision.Parse("fp8", CPU)).Message);
+        Assert.Equal(ScalarType.BFloat16, ContinualMoE.Backbones.ComputePrecision.Parse("BF16", CPU));
+        var config = EveryMethodCheckpointTests.TinyRun("ncm") with { Precision = "fp16" };
+        Assert.Contains("fp16", Assert.Throws<ContinualMoEException>(() => Experiment.Build(config, null)).Message);
+    }
 }
