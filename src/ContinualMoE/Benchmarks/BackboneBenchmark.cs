@@ -31,9 +31,9 @@ public static class BackboneBenchmark
         var matmul = MeasureMatmulGflops(device, secondsPerMeasurement);
         using var vit = new VisionTransformer(config, seed: 0);
         vit.to(device);
-        var dtype = bfloat16 ? ScalarType.BFloat16 : ScalarType.Float32;
-        if (bfloat16) vit.to(dtype);
-        using var images = randn(batchSize, config.InChannels, config.ImageSize, config.ImageSize, device: device).to(dtype);
+        // The runs' mechanism (precision setting): bf16 weights, fp32 images, prefix and features cast at the boundary.
+        if (bfloat16) vit.UseComputeType(ScalarType.BFloat16);
+        using var images = randn(batchSize, config.InChannels, config.ImageSize, config.ImageSize, device: device);
 
         var forward = ImagesPerSecond(batchSize, secondsPerMeasurement, () =>
         {
@@ -41,8 +41,8 @@ public static class BackboneBenchmark
             using var output = vit.ForwardFeatures(images);
         });
 
-        var prefixKeys = (randn(1, config.Heads, 5, config.HeadDim, device: device) * 0.02).to(dtype).requires_grad_();
-        var prefixValues = (randn(1, config.Heads, 5, config.HeadDim, device: device) * 0.02).to(dtype).requires_grad_();
+        var prefixKeys = (randn(1, config.Heads, 5, config.HeadDim, device: device) * 0.02).requires_grad_();
+        var prefixValues = (randn(1, config.Heads, 5, config.HeadDim, device: device) * 0.02).requires_grad_();
         var provider = new SharedPrefix(prefixKeys, prefixValues);
         var train = ImagesPerSecond(batchSize, secondsPerMeasurement, () =>
         {
