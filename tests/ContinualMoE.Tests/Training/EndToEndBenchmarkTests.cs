@@ -18,7 +18,7 @@ public class EndToEndBenchmarkTests
         Assert.True(t.Forward > 0 && t.Backward > 0 && t.Optimizer > 0 && t.Evaluation > 0, $"{t.Forward} {t.Backward} {t.Optimizer} {t.Evaluation}");
         Assert.True(t.Total <= r.WallSeconds, $"parts {t.Total} s exceed the wall time {r.WallSeconds} s");
         // One prefix-prompted pass per training image (forward and backward) and one per test image.
-        var perImage = Backbones.VitRegistry.Get("vit_nano_patch4_32").ForwardFlops() / 1e9;
+        var perImage = ContinualMoE.Backbones.VitRegistry.Get("vit_nano_patch4_32").ForwardFlops() / 1e9;
         Assert.Equal((2.0 * t.TrainImages + t.TestImages) * perImage, r.BackboneGflop, 6);
         Assert.Equal("bf16", r.Precision);
         Assert.InRange(r.FinalAverageAccuracy, 0, 100);
