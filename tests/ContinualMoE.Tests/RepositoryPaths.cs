@@ -4,6 +4,8 @@ namespace ContinualMoE.Tests;
 public static class RepositoryPaths
 {
     public static string Configs { get; } = Find("configs");
+    /// <summary>The test fixtures folder in the source tree (where fixture writers put their files).</summary>
+    public static string Fixtures { get; } = Path.Combine(Path.GetDirectoryName(Find("configs"))!, "tests", "ContinualMoE.Tests", "Fixtures");
 
     private static string Find(string folder)
     {

@@ -63,6 +63,7 @@ internal static class BenchCommand
         bench.Subcommands.Add(backbone);
         bench.Subcommands.Add(CreateLoader());
         bench.Subcommands.Add(LanguageModelBenchCommand.Create());
+        bench.Subcommands.Add(EndToEndBenchCommand.Create());
         return bench;
     }
 

@@ -113,6 +113,23 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>, ITransformerBack
 
     private IReadOnlyList<LinearLayerShape>? adaptableLayers;
 
+    /// <summary>The number format of the frozen weights and activations (the <c>precision</c> run setting); the classifier
+    /// head (pretraining only) and everything <see cref="ForwardFeatures"/> returns or hands to hooks stay fp32.</summary>
+    public ScalarType ComputeType { get; private set; } = ScalarType.Float32;
+
+    /// <summary>Casts the frozen weights (not the head) to <paramref name="type"/>; see <see cref="ComputePrecision"/>.</summary>
+    public void UseComputeType(ScalarType type)
+    {
+        if (type == ComputeType) return;
+        this.to(type);
+        head.to(ScalarType.Float32);
+        SetFrozen(true);
+        ComputeType = type;
+    }
+
+    /// <summary>FLOPs of the passes run so far (the end-to-end benchmark reads and resets it).</summary>
+    public BackboneWork Work { get; } = new();
+
     /// <summary>Freezes (or unfreezes) every backbone parameter. Methods' own parameters live outside this module.</summary>
     public void SetFrozen(bool frozen)
     {
@@ -145,21 +162,32 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>, ITransformerBack
                 $"backbone {Config.Name} expects images [B, {Config.InChannels}, {Config.ImageSize}, {Config.ImageSize}], got [{string.Join(", ", images.shape)}]");
         var captured = new Dictionary<int, Tensor>();
         using var scope = NewDisposeScope();
+        var (prefixes, adapters, lowPrecision) = (options.Prefixes, options.Adapters, ComputeType != ScalarType.Float32);
+        if (lowPrecision)
+        {
+            // Casts at the boundary (issue 16 §1): images and prompt tokens in, fp32 hooks wrapped, fp32 features out.
+            images = images.to(ComputeType);
+            var boundary = new PrecisionBoundary(ComputeType, prefixes, adapters);
+            (prefixes, adapters) = (boundary.Prefixes, boundary.Adapters);
+        }
         var x = patch_embed.forward(images);
         var batch = x.shape[0];
         x = torch.cat([cls_token.expand(batch, -1, -1), x], dim: 1).Plus(pos_embed);
         if (options.PromptTokens is { } prompts)
         {
+            if (lowPrecision) prompts = prompts.to(ComputeType);
             var expanded = prompts.shape[0] == batch ? prompts : prompts.expand(batch, -1, -1);
             x = torch.cat([x.narrow(1, 0, 1), expanded, x.narrow(1, 1, x.shape[1] - 1)], dim: 1);
         }
         var depth = Math.Min(options.StopAfterBlocks ?? Config.Depth, Config.Depth);
+        Work.Count(Config, batch, depth, (int)(options.PromptTokens?.shape[1] ?? 0), prefixes is not null || adapters is not null || options.PromptTokens is not null);
         for (var i = 0; i < depth; i++)
         {
-            x = blocks[i].Forward(x, options.Prefixes, options.Adapters);
-            if (options.CaptureBlocks?.Contains(i) == true) captured[i] = x.MoveToOuterDisposeScope();
+            x = blocks[i].Forward(x, prefixes, adapters);
+            if (options.CaptureBlocks?.Contains(i) == true) captured[i] = (lowPrecision ? x.to(ScalarType.Float32) : x).MoveToOuterDisposeScope();
         }
         var tokens = norm.forward(x);
+        if (lowPrecision) tokens = tokens.to(ScalarType.Float32);
         var cls = tokens.select(1, 0);
         return new VitOutput(cls.MoveToOuterDisposeScope(), tokens.MoveToOuterDisposeScope(), captured);
     }

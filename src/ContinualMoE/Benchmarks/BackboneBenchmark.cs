@@ -35,9 +35,9 @@ public static class BackboneBenchmark
         using var vit = new VisionTransformer(config, seed: 0);
         vit.UseAttentionKernel(attention);
         vit.to(device);
-        var dtype = bfloat16 ? ScalarType.BFloat16 : ScalarType.Float32;
-        if (bfloat16) vit.to(dtype);
-        using var images = randn(batchSize, config.InChannels, config.ImageSize, config.ImageSize, device: device).to(dtype);
+        // The runs' mechanism (precision setting): bf16 weights, fp32 images, prefix and features cast at the boundary.
+        if (bfloat16) vit.UseComputeType(ScalarType.BFloat16);
+        using var images = randn(batchSize, config.InChannels, config.ImageSize, config.ImageSize, device: device);
 
         var forward = ImagesPerSecond(batchSize, secondsPerMeasurement, () =>
         {
@@ -45,8 +45,8 @@ public static class BackboneBenchmark
             using var output = vit.ForwardFeatures(images);
         });
 
-        var prefixKeys = (randn(1, config.Heads, 5, config.HeadDim, device: device) * 0.02).to(dtype).requires_grad_();
-        var prefixValues = (randn(1, config.Heads, 5, config.HeadDim, device: device) * 0.02).to(dtype).requires_grad_();
+        var prefixKeys = (randn(1, config.Heads, 5, config.HeadDim, device: device) * 0.02).requires_grad_();
+        var prefixValues = (randn(1, config.Heads, 5, config.HeadDim, device: device) * 0.02).requires_grad_();
         var provider = new SharedPrefix(prefixKeys, prefixValues);
         var train = ImagesPerSecond(batchSize, secondsPerMeasurement, () =>
         {
@@ -62,11 +62,12 @@ public static class BackboneBenchmark
             forward, train, flops, forward * flops, train * 2 * config.ForwardFlops(extraKeys: 5) / 1e9, matmul) { Attention = attention };
     }
 
-    /// <summary>fp32 GFLOP/s of a 512x768 by 768x3072 matmul (a ViT-B MLP layer for a batch of tokens).</summary>
-    public static double MeasureMatmulGflops(Device device, double seconds)
+    /// <summary>GFLOP/s of a 512x768 by 768x3072 matmul (a ViT-B MLP layer for a batch of tokens), fp32 unless
+    /// <paramref name="dtype"/> says otherwise.</summary>
+    public static double MeasureMatmulGflops(Device device, double seconds, ScalarType dtype = ScalarType.Float32)
     {
-        using var a = randn(512, 768, device: device);
-        using var b = randn(768, 3072, device: device);
+        using var a = randn(512, 768, device: device).to(dtype);
+        using var b = randn(768, 3072, device: device).to(dtype);
         var perCall = 2.0 * 512 * 768 * 3072;
         var calls = Repeat(seconds, () => { using var c = a.matmul(b); });
         return calls.perSecond * perCall / 1e9;

@@ -127,6 +127,7 @@ public sealed class DeployedModel : IDisposable
         var device = ComputeDevice.Parse(config.Device);
         var (backbone, _) = BackboneFactory.Create(config.Backbone, weights, config.Seed);
         backbone.to(device);
+        backbone.UseComputeType(ComputePrecision.Parse(config.Precision, device));
         backbone.eval();
         return (backbone, device);
     }

@@ -45,6 +45,7 @@ public sealed class Experiment : IDisposable
         var scenario = BuildScenario(config, data);
         var (backbone, report) = BackboneFactory.Create(config.Backbone, backboneWeights, config.Seed);
         backbone.to(device);
+        backbone.UseComputeType(ComputePrecision.Parse(config.Precision, device));
         backbone.eval();
         config.Input.Validate();
         var dataSource = DataSourceFor(config, backbone, device);
@@ -85,6 +86,8 @@ public sealed class Experiment : IDisposable
         IReadOnlyDictionary<string, Data.Text.TextAnswerMetric>? metrics = null)
     {
         MethodRegistry.EnsureSupports(config.Method, InputModality.Text);
+        if (config.Precision != ComputePrecision.Fp32)
+            throw new ContinualMoEException($"precision {config.Precision} applies to image backbones; a text run sets the language model's number format with text.dtype in its config (\"text\": {{\"dtype\": \"bfloat16\"}})");
         var device = ComputeDevice.Parse(config.Device);
         var folder = TextStreams.LanguageModelFolder(config);
         var tokenizer = Backbones.Language.LanguageModelTokenizer.Load(folder);

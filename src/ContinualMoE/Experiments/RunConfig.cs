@@ -54,6 +54,9 @@ public sealed record RunConfig
     public double LearningRate { get; init; } = 0.005;
     public int Seed { get; init; } = 1993;
     public string Device { get; init; } = "cpu";
+    /// <summary>Number format of the frozen backbone: fp32, bf16, or fp16 on CUDA (<see cref="Backbones.ComputePrecision"/>).
+    /// Methods' own parameters, statistics and losses stay fp32. Image runs; text runs set text.dtype instead.</summary>
+    public string Precision { get; init; } = Backbones.ComputePrecision.Fp32;
     public int? Workers { get; init; }
     /// <summary>Smallest area fraction of RandomResizedCrop during training. 0.08 (torchvision, the papers at 224 px)
     /// leaves a few pixels of a 32 px image, so the small-image default is 0.5.</summary>

@@ -16,6 +16,9 @@ namespace ContinualMoE.Training;
 public sealed class ContinualTrainer(IContinualScenario scenario, DataSource data, int seed, ITrainingObserver? observer = null)
 {
     private readonly ITrainingObserver observer = observer ?? new NullObserver();
+
+    /// <summary>Where this trainer's time went so far (data, forward, backward, optimiser, task work, evaluation).</summary>
+    public TrainerTimes Times { get; } = new();
     private Tensor? classInTask;
 
     /// <summary>Trains tasks <paramref name="startTask"/>.. and fills <paramref name="results"/> (new when null).
@@ -52,10 +55,14 @@ public sealed class ContinualTrainer(IContinualScenario scenario, DataSource dat
         torch.random.manual_seed(TaskSeed(t));
         var context = Context(t, learner);
         var clock = Stopwatch.StartNew();
+        var mark = Stopwatch.GetTimestamp();
         learner.BeginTask(context);
         var phases = learner.TrainingPhases(context);
+        Times.AddTaskWork(Stopwatch.GetTimestamp() - mark);
         for (var p = 0; p < phases.Count; p++) RunPhase(learner, context, phases[p], p, cancellation);
+        mark = Stopwatch.GetTimestamp();
         learner.EndTask(context);
+        Times.AddTaskWork(Stopwatch.GetTimestamp() - mark);
         return clock.Elapsed.TotalSeconds;
     }
 
@@ -92,28 +99,41 @@ public sealed class ContinualTrainer(IContinualScenario scenario, DataSource dat
             phase.OnEpochStart?.Invoke(epoch);
             var clock = Stopwatch.StartNew();
             double lossSum = 0; long seen = 0, scored = 0, correct = 0, items = 0; var batchIndex = 0;
-            foreach (var batch in loader.Epoch(context.TaskIndex * 10_000 + phaseIndex * 1_000 + epoch))
+            using var batches = loader.Epoch(context.TaskIndex * 10_000 + phaseIndex * 1_000 + epoch).GetEnumerator();
+            var mark = Stopwatch.GetTimestamp();
+            while (batches.MoveNext())
             {
+                var batch = batches.Current;
+                Times.AddData(Stopwatch.GetTimestamp() - mark);
                 cancellation.ThrowIfCancellationRequested();
                 using (batch)
                 using (var scope = NewDisposeScope())
                 {
+                    mark = Stopwatch.GetTimestamp();
                     Optimizers.ApplySchedule(optimizer, phase.Parameters, phase.Optimizer, epoch, phase.Epochs, iteration++, loader.BatchesPerEpoch);
                     optimizer.zero_grad();
+                    Times.AddOptimizer(Stopwatch.GetTimestamp() - mark);
+                    mark = Stopwatch.GetTimestamp();
                     var output = phase.Step(batch);
                     var loss = output.Logits is null
                         ? output.AuxiliaryLoss ?? throw new InvalidOperationException($"phase {phase.Name} returned no loss")
                         : Losses.MaskedCrossEntropy(output.Logits, batch.Labels, logitMask).Plus(output.AuxiliaryLoss ?? zeros(1, device: batch.Labels.device).squeeze());
                     var value = loss.item<float>();
+                    Times.AddForward(Stopwatch.GetTimestamp() - mark);
                     if (!float.IsFinite(value))
                         throw new ContinualMoEException(
                             $"loss is {value} at task {context.TaskIndex + 1}, phase '{phase.Name}', epoch {epoch + 1}, batch {batchIndex + 1}: lower the learning rate or check the input data");
+                    mark = Stopwatch.GetTimestamp();
                     loss.backward();
+                    Times.AddBackward(Stopwatch.GetTimestamp() - mark);
+                    mark = Stopwatch.GetTimestamp();
                     Optimizers.ClipAndStep(optimizer, trainable, phase.Optimizer);
+                    Times.AddOptimizer(Stopwatch.GetTimestamp() - mark);
                     var count = batch.Labels.shape[0];
                     lossSum += value * count;
                     seen += count;
                     items += batch.Items;
+                    Times.AddTrainImages(batch.Items);
                     if (output.Logits is not null)
                     {
                         correct += Losses.MaskLogits(output.Logits.detach(), logitMask).argmax(-1).eq(batch.Labels).sum().item<long>();
@@ -122,6 +142,7 @@ public sealed class ContinualTrainer(IContinualScenario scenario, DataSource dat
                 }
                 batchIndex++;
                 observer.BatchFinished(context.TaskIndex, phase.Name, epoch, batchIndex, lossSum / Math.Max(1, seen), items / clock.Elapsed.TotalSeconds);
+                mark = Stopwatch.GetTimestamp();
             }
             observer.EpochFinished(new EpochRecord(context.TaskIndex, phase.Name, epoch, phase.Epochs, lossSum / Math.Max(1, seen),
                 scored == 0 ? null : 100.0 * correct / scored, items / clock.Elapsed.TotalSeconds, clock.Elapsed.TotalSeconds,
@@ -191,6 +212,7 @@ public sealed class ContinualTrainer(IContinualScenario scenario, DataSource dat
                 }
             }
         }
+        Times.AddEvaluation(clock.ElapsedTicks, images);
         var accuracy = correct.Select((c, i) => counts[i] == 0 ? 0 : 100.0 * c / counts[i]).ToArray();
         var hasIdentity = taskIdentityTotal > 0;
         double? tii = hasIdentity ? 100.0 * identityCorrect.Sum() / taskIdentityTotal : null;

@@ -36,7 +36,7 @@ public class EveryMethodCheckpointTests : IDisposable
         ["experts"] = "4", ["top_k"] = "2", ["pool_size"] = "4", ["sample_from"] = "20",
     };
 
-    private static RunConfig TinyRun(string method, string? weights = null)
+    internal static RunConfig TinyRun(string method, string? weights = null)
     {
         var baseConfig = new RunConfig
         {

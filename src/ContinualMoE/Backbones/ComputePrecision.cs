@@ -1,0 +1,36 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ContinualMoE.Backbones;
+
+/// <summary>
+/// The <c>precision</c> run setting (issue 16 §1): the number format of the frozen backbone's weights and activations.
+/// fp32 (default); bf16 (CPUs with AVX-512 BF16 or AMX run its matmuls about twice as fast); fp16 only on CUDA, where it
+/// has kernels. Whatever the setting, everything a method trains or keeps (prompts, experts, gates, heads, statistics,
+/// losses) stays fp32: the backbone casts at its boundaries (<see cref="PrecisionBoundary"/>).
+/// </summary>
+public static class ComputePrecision
+{
+    public const string Fp32 = "fp32";
+    public const string Bf16 = "bf16";
+    public const string Fp16 = "fp16";
+
+    /// <summary>The backbone's number format for <paramref name="precision"/> on <paramref name="device"/>.</summary>
+    public static ScalarType Parse(string precision, Device device) => precision.Trim().ToLowerInvariant() switch
+    {
+        Fp32 => ScalarType.Float32,
+        Bf16 => ScalarType.BFloat16,
+        Fp16 when device.type == DeviceType.CUDA => ScalarType.Float16,
+        Fp16 => throw new ContinualMoEException($"precision fp16 needs a CUDA device (device is {device.type.ToString().ToLowerInvariant()}): CPU kernels for fp16 are slow; use bf16 on a CPU"),
+        _ => throw new ContinualMoEException($"unknown precision '{precision}': use fp32, bf16 or fp16 (CUDA only)"),
+    };
+
+    /// <summary>The setting's name of a number format.</summary>
+    public static string Name(ScalarType type) => type switch
+    {
+        ScalarType.Float32 => Fp32,
+        ScalarType.BFloat16 => Bf16,
+        ScalarType.Float16 => Fp16,
+        _ => type.ToString(),
+    };
+}
