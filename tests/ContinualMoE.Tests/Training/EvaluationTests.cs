@@ -78,12 +78,12 @@ public class EvaluationTests
         var scenario = ClassIncrementalScenario.Create(Data(4), taskCount: 2, seed: 1);
         var distractor = scenario.Tasks[0].Classes[0];
         var result = new ContinualTrainer(scenario, Source(), seed: 1).Evaluate(new DistractedLearner(scenario.ClassCount, distractor), afterTask: 1);
-        Assert.Equal(new long[] { 3, 0 }, result.Correct);   // only the distractor's own images are right
+        Assert.Equal(new double[] { 3, 0 }, result.Correct);   // only the distractor's own images are right
         Assert.Equal(new[] { 6, 6 }, result.Counts);
         for (var c = 0; c < scenario.ClassCount; c++)
         {
             Assert.Equal(3, result.Classes.Total[c]);
-            Assert.Equal(c == distractor ? 3 : 0, result.Classes.Correct[c]);
+            Assert.Equal(c == distractor ? 3.0 : 0.0, result.Classes.Correct[c]);
         }
         // After the first task only its row exists and only its classes are counted.
         var first = new ContinualTrainer(scenario, Source(), seed: 1).Evaluate(new DistractedLearner(scenario.ClassCount, null), afterTask: 0);
