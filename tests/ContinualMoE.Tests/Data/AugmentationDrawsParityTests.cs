@@ -117,7 +117,7 @@ public class AugmentationDrawsParityTests
                     for (var k = 0; k < batch.Count; k++, position++)
                     {
                         Assert.Equal(draws.Order[position], batch.Indices[k]);
-                        var expected = pipeline.Apply(images[draws.Order[position]], draws.ForBatch(position / batchSize)).Data;
+                        var expected = pipeline.Apply(images[draws.Order[position]], draws.ForBatch(position / batchSize)).ToArray();
                         Assert.Equal(expected, data.AsSpan(k * perSample, perSample).ToArray());
                     }
                 }

@@ -42,7 +42,7 @@ public class ImagePipelineTests
             var random = new Random(Seeds.Combine(5, 7));
             var stepwise = ImageBuffer.FromRaw(image);
             foreach (var transform in pipeline.Transforms) stepwise = transform.Apply(stepwise, random);
-            Assert.Equal(stepwise.Data, pipeline.Process(image, 5, 7));
+            Assert.Equal(stepwise.ToArray(), pipeline.Process(image, 5, 7));
         }
     }
 
