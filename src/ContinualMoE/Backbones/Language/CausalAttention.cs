@@ -32,6 +32,8 @@ internal static class CausalAttention
             v = torch.cat([ExpandBatch(prefix.Values, batch).to(v.dtype), v], dim: 2);
         }
 
+        if (options.AttentionMask is not null || options.NewTokenAttention is not null)
+            return functional.scaled_dot_product_attention(q, k, v, Allowed(options, prefixLength, past, tokens));
         if (prefixLength == 0 && past == 0)
             return functional.scaled_dot_product_attention(q, k, v, null, 0.0, true);
         if (tokens == 1)
@@ -41,6 +43,27 @@ internal static class CausalAttention
         var queryPositions = Scalars.Arange(prefixLength + past, prefixLength + past + tokens, dtype: ScalarType.Int64).unsqueeze(1);
         var allowed = keyPositions.unsqueeze(0).le(queryPositions);                     // [T, L + past + T]
         return functional.scaled_dot_product_attention(q, k, v, allowed);
+    }
+
+    /// <summary>
+    /// Which keys each new position attends to, [B|1, 1, T, L + past + T] over prefix, cached and new keys: every prefix
+    /// key, the cached and new keys the attention mask marks real, and among the new keys the causal pattern (or the
+    /// given new-token pattern). A padded position would see no key at all (softmax of nothing is NaN), so it sees
+    /// itself; no real position reads a padded one.
+    /// </summary>
+    private static Tensor Allowed(LmForwardOptions options, long prefixLength, long past, long tokens)
+    {
+        var newKeys = options.NewTokenAttention?.to(ScalarType.Bool)
+                      ?? Scalars.Arange(tokens, dtype: ScalarType.Int64).unsqueeze(0).le(Scalars.Arange(tokens, dtype: ScalarType.Int64).unsqueeze(1));
+        if (newKeys.dim() == 2) newKeys = newKeys.unsqueeze(0);                                     // [B|1, T, T]
+        var rows = newKeys.shape[0];
+        var allowed = past == 0 ? newKeys : torch.cat([torch.ones(rows, tokens, past, dtype: ScalarType.Bool), newKeys], dim: 2);
+        var itself = Scalars.Arange(past + tokens, dtype: ScalarType.Int64).unsqueeze(0)
+            .eq(Scalars.Arange(past, past + tokens, dtype: ScalarType.Int64).unsqueeze(1));           // [T, past + T]
+        if (options.AttentionMask is { } mask) allowed = allowed.logical_and(mask.to(ScalarType.Bool).unsqueeze(1));
+        allowed = allowed.logical_or(itself);
+        if (prefixLength > 0) allowed = torch.cat([torch.ones(allowed.shape[0], tokens, prefixLength, dtype: ScalarType.Bool), allowed], dim: 2);
+        return allowed.unsqueeze(1);
     }
 
     /// <summary>Grouped-query attention (Ainslie et al. 2023): each key/value head serves Heads/Hkv consecutive query heads.</summary>
