@@ -1,13 +1,15 @@
 #!/usr/bin/python3
-"""The PyTorch side of `continual-moe bench lm`: the same GPT-2 folder, batch and measurements in Debian's python3-torch.
+"""The PyTorch side of `continual-moe bench lm`: the same model folder, batch and measurements in Debian's python3-torch.
 
-An independent GPT-2 written here in plain PyTorch (transformers is not installed): it reads config.json and
-model.safetensors of a Hugging Face GPT-2 folder (the layout tools/make_lm_parity_fixture.py writes and the project's
-default language model uses) and measures, in tokens/s,
+An independent GPT-2 and LLaMA (also Mistral and Qwen2) written here in plain PyTorch (transformers is not installed):
+it reads config.json and the safetensors of a Hugging Face folder (the layout tools/make_lm_parity_fixture.py writes and
+the project's default language model uses) and measures, in tokens/s,
   - training: forward, next-token cross-entropy, backward, AdamW step (lr 1e-4, weight decay 0.01), either LoRA on the
-    query and value slices of c_attn (rank 8, alpha 16: A random, B zero) or every weight;
+    query and value projections (rank 8, alpha 16: A random, B zero) or every weight;
   - generation: greedy decoding of a batch with a key/value cache (keys/values concatenated per step, as the C# side does).
 Attention is written out (softmax(q k^T / sqrt(d)) v with a causal mask): torch 1.13 has no scaled_dot_product_attention.
+LLaMA: RMSNorm computed in float32 and cast back (as transformers' LlamaRMSNorm), rotary embeddings with rope_theta and
+"linear"/"llama3" scaling, SwiGLU, grouped-query attention, tied or untied head, Qwen2's q/k/v biases.
 Inputs are seeded random ids. One JSON line per (precision, training) measurement on stdout.
 
 Run: /usr/bin/python3 tools/bench_lm_torch.py --model FOLDER [--batch-size 8 --sequence-length 64 --prompt-tokens 16
@@ -105,6 +107,112 @@ class Gpt2(torch.nn.Module):
         return x @ self.p("wte.weight").t()  # tied head
 
 
+def inverse_frequencies(config, head_dim):
+    theta = config.get("rope_theta", 10000.0)
+    inv = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    scaling = config.get("rope_scaling") or {}
+    kind = scaling.get("rope_type", scaling.get("type"))
+    if kind == "linear":
+        inv = inv / scaling["factor"]
+    elif kind == "llama3":
+        factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+        original = scaling["original_max_position_embeddings"]
+        wavelength = 2 * math.pi / inv
+        smooth = (original / wavelength - low) / (high - low)
+        blended = (1 - smooth) * inv / factor + smooth * inv
+        inv = torch.where(wavelength > original / low, inv / factor, torch.where(wavelength < original / high, inv, blended))
+    return inv
+
+
+class Llama(torch.nn.Module):
+    def __init__(self, config, weights):
+        super().__init__()
+        self.width, self.heads, self.layers = config["hidden_size"], config["num_attention_heads"], config["num_hidden_layers"]
+        self.kv_heads = config.get("num_key_value_heads", self.heads)
+        self.head_dim = config.get("head_dim", self.width // self.heads)
+        self.eps = config.get("rms_norm_eps", 1e-6)
+        self.tied = config.get("tie_word_embeddings", False)
+        self.inv = inverse_frequencies(config, self.head_dim)
+        self.w = torch.nn.ParameterDict({k.replace(".", "_"): torch.nn.Parameter(v.float()) for k, v in weights.items()
+                                         if not k.endswith("rotary_emb.inv_freq") and not (self.tied and k == "lm_head.weight")})
+        self.lora = None
+
+    def p(self, name):
+        return self.w[name.replace(".", "_")]
+
+    def has(self, name):
+        return name.replace(".", "_") in self.w
+
+    def add_lora(self, rank, alpha):
+        torch.manual_seed(0)
+        dtype = self.p("model.embed_tokens.weight").dtype
+        self.lora = torch.nn.ParameterList()
+        for _ in range(self.layers):
+            for out in (self.heads * self.head_dim, self.kv_heads * self.head_dim):
+                a = torch.empty(rank, self.width)
+                torch.nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+                self.lora.append(torch.nn.Parameter(a.to(dtype)))
+                self.lora.append(torch.nn.Parameter(torch.zeros(out, rank, dtype=dtype)))
+        self.lora_scaling = alpha / rank
+
+    def norm(self, x, name):
+        x32 = x.float()
+        return self.p(name) * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
+
+    def linear(self, name, x):
+        bias = self.p(name + ".bias") if self.has(name + ".bias") else None
+        return F.linear(x, self.p(name + ".weight"), bias)
+
+    def forward(self, ids, cache=None, last_only=False):
+        b, t = ids.shape
+        past = 0 if cache is None or cache[0] is None else cache[0][0].shape[2]
+        angles = torch.arange(past, past + t, dtype=torch.float32)[:, None] * self.inv[None, :]
+        both = torch.cat([angles, angles], -1)
+        x = F.embedding(ids, self.p("model.embed_tokens.weight"))
+        cos, sin = both.cos().to(x.dtype), both.sin().to(x.dtype)
+        hd, groups = self.head_dim, self.heads // self.kv_heads
+
+        def rotate(z):
+            half = hd // 2
+            return z * cos + torch.cat([-z[..., half:], z[..., :half]], dim=-1) * sin
+
+        for i in range(self.layers):
+            pre = f"model.layers.{i}."
+            h = self.norm(x, pre + "input_layernorm.weight")
+            q = self.linear(pre + "self_attn.q_proj", h)
+            k = self.linear(pre + "self_attn.k_proj", h)
+            v = self.linear(pre + "self_attn.v_proj", h)
+            if self.lora is not None:
+                aq, bq, av, bv = self.lora[4 * i:4 * i + 4]
+                q = q + (h @ aq.t() @ bq.t()) * self.lora_scaling
+                v = v + (h @ av.t() @ bv.t()) * self.lora_scaling
+            q = rotate(q.view(b, t, self.heads, hd).transpose(1, 2))
+            k = rotate(k.view(b, t, self.kv_heads, hd).transpose(1, 2))
+            v = v.view(b, t, self.kv_heads, hd).transpose(1, 2)
+            if cache is not None:
+                if cache[i] is not None:
+                    k = torch.cat([cache[i][0], k], dim=2)
+                    v = torch.cat([cache[i][1], v], dim=2)
+                cache[i] = (k, v)
+            if groups > 1:
+                k = k.repeat_interleave(groups, dim=1)
+                v = v.repeat_interleave(groups, dim=1)
+            scores = q @ k.transpose(-1, -2) / math.sqrt(hd)
+            if t > 1:
+                allowed = torch.ones(t, past + t, dtype=torch.bool).tril(diagonal=past)
+                scores = scores.masked_fill(~allowed, float("-inf"))
+            a = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, t, self.heads * hd)
+            x = x + self.linear(pre + "self_attn.o_proj", a)
+            h = self.norm(x, pre + "post_attention_layernorm.weight")
+            m = F.silu(self.linear(pre + "mlp.gate_proj", h)) * self.linear(pre + "mlp.up_proj", h)
+            x = x + self.linear(pre + "mlp.down_proj", m)
+        x = self.norm(x, "model.norm.weight")
+        if last_only:
+            x = x[:, -1:]
+        head = self.p("model.embed_tokens.weight") if self.tied else self.p("lm_head.weight")
+        return x @ head.t()
+
+
 def per_second(seconds, step):
     step()
     step()
@@ -119,12 +227,13 @@ def per_second(seconds, step):
 
 def measure(folder, dtype, training, args):
     config = json.loads((folder / "config.json").read_text())
-    if config.get("model_type") != "gpt2":
-        raise SystemExit(f"{folder}: only GPT-2 folders are supported by this script, got {config.get('model_type')}")
+    architectures = {"gpt2": Gpt2, "llama": Llama, "mistral": Llama, "qwen2": Llama}
+    if config.get("model_type") not in architectures:
+        raise SystemExit(f"{folder}: model_type {config.get('model_type')} is not one of {', '.join(architectures)}")
     index = folder / "model.safetensors.index.json"
     files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else ["model.safetensors"]
     weights = {k: v for f in files for k, v in read_safetensors(folder / f).items()}
-    model = Gpt2(config, weights).to(dtype)
+    model = architectures[config["model_type"]](config, weights).to(dtype)
     vocab = config["vocab_size"]
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, vocab, (args.batch_size, args.sequence_length + 1), generator=g)

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using ContinualMoE.Backbones.Language;
 using ContinualMoE.Benchmarks;
 using ContinualMoE.Experiments;
 using Spectre.Console;
@@ -10,15 +11,19 @@ using static TorchSharp.torch;
 namespace ContinualMoE.Cli.Commands;
 
 /// <summary>
-/// <c>continual-moe bench lm</c>: training and generation tokens/s of a decoder language model (default: the embedded
-/// default model), fp32 and bf16, LoRA on q,v and full training, and the same measurements by
+/// <c>continual-moe bench lm</c>: training and generation tokens/s of decoder language models (default: the default
+/// GPT-2 and a random-weight LLaMA of its size), fp32 and bf16, LoRA on q,v and full training, and the same measurements by
 /// tools/bench_lm_torch.py in Debian's PyTorch, run one after the other and printed side by side.
 /// </summary>
 internal static class LanguageModelBenchCommand
 {
     public static Command Create()
     {
-        var model = new Option<string?>("--model", "-m") { Description = "Hugging Face GPT-2 folder (default: the default language model, built on first use)" };
+        var model = new Option<string[]>("--model", "-m")
+        {
+            Description = "Hugging Face GPT-2 or LLaMA-family folders (default: the default language model, built on first use, and a random-weight LLaMA of its size)",
+            AllowMultipleArgumentsPerToken = true,
+        };
         var batch = new Option<int>("--batch-size") { DefaultValueFactory = _ => 8 };
         var sequence = new Option<int>("--sequence-length") { Description = "training tokens per row", DefaultValueFactory = _ => 64 };
         var prompt = new Option<int>("--prompt-tokens") { DefaultValueFactory = _ => 16 };
@@ -38,8 +43,30 @@ internal static class LanguageModelBenchCommand
         {
             var threadCount = parse.GetValue(threads) is > 0 and var t ? t : Environment.ProcessorCount;
             ComputeDevice.ConfigureThreads(threadCount);
-            var folder = parse.GetValue(model) ?? DefaultLanguageModel.EnsureFolder(
-                new Progress<LanguageModelBuildProgress>(p => { if (p.Stage != "training") AnsiConsole.MarkupLine(Markup.Escape($"  {p.Message}")); }), cancellation);
+            string? generated = null;
+            var folders = parse.GetValue(model) is { Length: > 0 } given ? given.ToList() : [];
+            if (folders.Count == 0)
+            {
+                var gpt2 = DefaultLanguageModel.EnsureFolder(
+                    new Progress<LanguageModelBuildProgress>(p => { if (p.Stage != "training") AnsiConsole.MarkupLine(Markup.Escape($"  {p.Message}")); }), cancellation);
+                generated = Path.Combine(Path.GetTempPath(), $"cmoe-bench-llama-{Environment.ProcessId}");
+                using var loaded = LanguageModelFolder.Load(gpt2).Model;
+                folders = [gpt2, LanguageModelBenchmark.WriteLlamaLike(loaded.Config, generated)];
+            }
+            try
+            {
+                foreach (var folder in folders) Measure(parse, folder, threadCount);
+            }
+            finally
+            {
+                if (generated is not null && Directory.Exists(generated)) Directory.Delete(generated, recursive: true);
+            }
+            return Task.FromResult(0);
+        });
+        return command;
+
+        void Measure(ParseResult parse, string folder, int threadCount)
+        {
             var dtypes = parse.GetValue(precision) switch
             {
                 "fp32" => new[] { ScalarType.Float32 },
@@ -93,9 +120,7 @@ internal static class LanguageModelBenchCommand
                     $"{r.GenerateTokensPerSecond:F0}", hasTheirs ? $"{other.Generate:F0}" : "-", Ratio(r.GenerateTokensPerSecond, other.Generate));
             }
             AnsiConsole.Write(table);
-            return Task.FromResult(0);
-        });
-        return command;
+        }
     }
 
     private static string FindScript()

@@ -82,13 +82,14 @@ internal static class LanguageModelCommand
         return command;
     }
 
-    private sealed record CommonOptions(Option<string> Model, Option<string> Prompt, Option<string> DType, Option<string?> Tokenizer);
+    private sealed record CommonOptions(Option<string> Model, Option<string> Prompt, Option<string> DType, Option<string?> Tokenizer, Option<bool> MemoryMap);
 
     private static CommonOptions Common() => new(
         new Option<string>("--model", "-m") { Description = "Hugging Face model folder", Required = true },
         new Option<string>("--prompt", "-p") { Description = "prompt text", Required = true },
         new Option<string>("--dtype") { Description = "float32, bfloat16 or float16", DefaultValueFactory = _ => "float32" },
-        new Option<string?>("--tokenizer") { Description = "tokenizer folder (default: the model folder)" });
+        new Option<string?>("--tokenizer") { Description = "tokenizer folder (default: the model folder)" },
+        new Option<bool>("--memory-map") { Description = "map weights stored in the computing dtype from the files (copy-on-write) instead of reading them" });
 
     private static Command Generate()
     {
@@ -102,7 +103,7 @@ internal static class LanguageModelCommand
         var system = new Option<string?>("--system") { Description = "system message for --chat" };
         var command = new Command("generate", "continue a prompt (greedy, or sampling with --temperature)")
         {
-            common.Model, common.Prompt, common.DType, common.Tokenizer, maxNewTokens, temperature, topK, topP, seed, chat, system,
+            common.Model, common.Prompt, common.DType, common.Tokenizer, common.MemoryMap, maxNewTokens, temperature, topK, topP, seed, chat, system,
         };
         command.SetAction((parse, _) =>
         {
@@ -143,7 +144,7 @@ internal static class LanguageModelCommand
         var labels = new Option<string[]>("--labels", "-l") { Description = "label options, scored as continuations of the prompt", Required = true, AllowMultipleArgumentsPerToken = true };
         var command = new Command("score", "rank label options by their log-likelihood after the prompt")
         {
-            common.Model, common.Prompt, common.DType, common.Tokenizer, labels,
+            common.Model, common.Prompt, common.DType, common.Tokenizer, common.MemoryMap, labels,
         };
         command.SetAction((parse, _) =>
         {
@@ -174,8 +175,10 @@ internal static class LanguageModelCommand
         };
         var folder = parse.GetValue(common.Model)!;
         var tokenizer = LanguageModelTokenizer.Load(parse.GetValue(common.Tokenizer) ?? folder);
-        var loaded = LanguageModelFolder.Load(folder, new LanguageModelLoadOptions { DType = dtype });
-        AnsiConsole.MarkupLine(Markup.Escape($"[{loaded.Description}; tokenizer: {tokenizer.Kind}]"));
+        var started = DateTime.UtcNow;
+        var loaded = LanguageModelFolder.Load(folder, new LanguageModelLoadOptions { DType = dtype, MemoryMap = parse.GetValue(common.MemoryMap) });
+        AnsiConsole.MarkupLine(Markup.Escape($"[{loaded.Description}{(parse.GetValue(common.MemoryMap) ? ", memory-mapped" : "")}; " +
+            $"loaded in {(DateTime.UtcNow - started).TotalSeconds:F1} s; tokenizer: {tokenizer.Kind}]"));
         return (loaded.Model, tokenizer);
     }
 }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using ContinualMoE.Backbones;
 using ContinualMoE.Backbones.Language;
+using ContinualMoE.Checkpoints;
 using ContinualMoE.LowRank;
 using ContinualMoE.Training;
 using TorchSharp;
@@ -77,6 +78,31 @@ public static class LanguageModelBenchmark
         return new LanguageModelBenchmarkResult(model.Name, dtype == ScalarType.BFloat16 ? "bf16" : dtype == ScalarType.Float16 ? "fp16" : "fp32",
             mode == LanguageModelTrainingMode.Full ? "full" : $"lora q,v r{LoraRank}", get_num_threads(), batchSize, sequenceLength, newTokens,
             train, generate);
+    }
+
+    /// <summary>
+    /// Writes a random-weight LLaMA of the same size as <paramref name="like"/> into <paramref name="folder"/> (Hugging
+    /// Face layout), so that <c>bench lm</c> compares the LLaMA family with GPT-2 at equal width, depth, heads, vocabulary
+    /// and positions: grouped-query attention with half as many key/value heads, a SwiGLU of 2/3 the MLP width (LLaMA's
+    /// convention, about GPT-2's MLP parameter count), untied head. Speed does not depend on the weights' values.
+    /// </summary>
+    public static string WriteLlamaLike(DecoderConfig like, string folder)
+    {
+        Directory.CreateDirectory(folder);
+        var keyValueHeads = like.Heads % 2 == 0 ? like.Heads / 2 : like.Heads;
+        var mlp = Math.Max(8, (2 * like.MlpHidden / 3 + 7) / 8 * 8);
+        var config = new System.Text.Json.Nodes.JsonObject
+        {
+            ["architectures"] = new System.Text.Json.Nodes.JsonArray("LlamaForCausalLM"), ["model_type"] = "llama",
+            ["vocab_size"] = like.VocabSize, ["hidden_size"] = like.Width, ["intermediate_size"] = mlp, ["num_hidden_layers"] = like.Depth,
+            ["num_attention_heads"] = like.Heads, ["num_key_value_heads"] = keyValueHeads, ["max_position_embeddings"] = like.MaxPositions,
+            ["rms_norm_eps"] = 1e-6, ["rope_theta"] = 10000.0, ["hidden_act"] = "silu", ["tie_word_embeddings"] = false, ["torch_dtype"] = "float32",
+        };
+        var configPath = Path.Combine(folder, LanguageModelFolder.ConfigFileName);
+        File.WriteAllText(configPath, config.ToJsonString());
+        using var model = new LlamaLanguageModel(DecoderConfig.Read(configPath));
+        StateDictLoader.Save(model, Path.Combine(folder, SafeTensorsCheckpoint.SingleFileName));
+        return folder;
     }
 
     /// <summary>Calls per second of <paramref name="step"/> after two warm-up calls, over at least <paramref name="seconds"/>.</summary>

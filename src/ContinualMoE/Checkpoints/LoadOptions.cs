@@ -17,5 +17,9 @@ public sealed class LoadOptions
     /// <summary>When true (the default), a classifier head of another size is left untouched instead of being an error.</summary>
     public bool SkipMismatchedHead { get; init; } = true;
 
+    /// <summary>Safetensors checkpoints: point parameters of the stored dtype at a copy-on-write memory map of the file
+    /// instead of copying (see <see cref="SafeTensorsFile.ReadInto"/>).</summary>
+    public bool MemoryMap { get; init; }
+
     public static LoadOptions Default { get; } = new();
 }

@@ -52,29 +52,76 @@ public static class SafeTensorsFile
     /// so that a model of several GB needs its own size in memory plus one tensor, not twice its size. A destination of
     /// the stored dtype and shape (contiguous, on the CPU) receives the bytes directly; otherwise the tensor is read into
     /// a temporary and copied (converting dtype or device). Destinations are written without tracking gradients.
+    /// <para>With <paramref name="memoryMap"/>, a destination of the stored dtype on the CPU whose data is aligned in the
+    /// file is not filled but re-pointed (<c>set_</c>) at a copy-on-write memory map of the file (libtorch's
+    /// <c>from_file</c>, MAP_PRIVATE): nothing is read until used, the pages are the operating system's file cache
+    /// (shared between processes, evictable), and the destination's own allocation is released. Writing to such a tensor
+    /// copies only the written pages; the file never changes. Other tensors are streamed as above.</para>
     /// </summary>
-    public static void ReadInto(string path, Func<SafeTensorsEntry, Tensor?> destinationFor)
+    public static void ReadInto(string path, Func<SafeTensorsEntry, Tensor?> destinationFor, bool memoryMap = false)
     {
         using var stream = OpenForReading(path);
         var header = SafeTensorsHeader.Read(stream, path);
+        var maps = new Dictionary<ScalarType, Tensor>();
         using var noGrad = no_grad();
-        foreach (var entry in header.Entries)
+        try
         {
-            var destination = destinationFor(new SafeTensorsEntry(entry.Name, entry.Type, entry.Shape, entry.End - entry.Begin));
-            if (destination is null) continue;
-            if (!destination.shape.SequenceEqual(entry.Shape))
-                throw ContinualMoEException.ForFile(path,
-                    $"tensor '{entry.Name}' has shape [{string.Join(", ", entry.Shape)}] but its destination is [{string.Join(", ", destination.shape)}]");
-            var direct = destination.dtype == entry.Type && destination.device_type == DeviceType.CPU && destination.is_contiguous();
-            if (direct)
+            foreach (var entry in header.Entries)
             {
-                ReadInto(stream, header.DataStart + entry.Begin, entry.End - entry.Begin, destination, path, entry.Name);
-                continue;
+                var destination = destinationFor(new SafeTensorsEntry(entry.Name, entry.Type, entry.Shape, entry.End - entry.Begin));
+                if (destination is null) continue;
+                if (!destination.shape.SequenceEqual(entry.Shape))
+                    throw ContinualMoEException.ForFile(path,
+                        $"tensor '{entry.Name}' has shape [{string.Join(", ", entry.Shape)}] but its destination is [{string.Join(", ", destination.shape)}]");
+                var start = header.DataStart + entry.Begin;
+                var sameLayout = destination.dtype == entry.Type && destination.device_type == DeviceType.CPU;
+                if (memoryMap && sameLayout && entry.End > entry.Begin && start % destination.ElementSize == 0)
+                {
+                    var elementSize = destination.ElementSize;
+                    if (!maps.TryGetValue(entry.Type, out var map))
+                        maps[entry.Type] = map = from_file(path, shared: false, size: stream.Length / elementSize, dtype: entry.Type);
+                    using var view = map.as_strided(entry.Shape, ContiguousStrides(entry.Shape), start / elementSize);
+                    Repoint(destination, view);
+                    continue;
+                }
+                if (sameLayout && destination.is_contiguous())
+                {
+                    ReadInto(stream, start, entry.End - entry.Begin, destination, path, entry.Name);
+                    continue;
+                }
+                using var temporary = empty(entry.Shape, entry.Type, CPU);
+                ReadInto(stream, start, entry.End - entry.Begin, temporary, path, entry.Name);
+                destination.copy_(temporary);
             }
-            using var temporary = empty(entry.Shape, entry.Type, CPU);
-            ReadInto(stream, header.DataStart + entry.Begin, entry.End - entry.Begin, temporary, path, entry.Name);
-            destination.copy_(temporary);
         }
+        finally
+        {
+            // Only the handles: the mapping lives on in the tensors that point at it.
+            foreach (var map in maps.Values) map.Dispose();
+        }
+    }
+
+    /// <summary>destination.set_(source). TorchSharp 0.107 wraps set_'s result in a new Tensor object around the
+    /// destination's own native handle, so disposing or finalizing that wrapper would free the destination's handle:
+    /// it is kept out of dispose scopes and finalization.</summary>
+    private static void Repoint(Tensor destination, Tensor source)
+    {
+        var result = destination.set_(source);
+        result.DetachFromDisposeScope();
+        if (result.Handle == destination.Handle) GC.SuppressFinalize(result);
+        else result.Dispose();
+    }
+
+    private static long[] ContiguousStrides(long[] shape)
+    {
+        var strides = new long[shape.Length];
+        long stride = 1;
+        for (var d = shape.Length - 1; d >= 0; d--)
+        {
+            strides[d] = stride;
+            stride *= shape[d];
+        }
+        return strides;
     }
 
     /// <summary>Reads only the header's <c>__metadata__</c>, without touching the tensor data.</summary>

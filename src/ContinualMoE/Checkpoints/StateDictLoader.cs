@@ -119,7 +119,7 @@ public static class StateDictLoader
                 $"checkpoint shapes do not fit the model: {string.Join("; ", mismatches.Take(6))}{(mismatches.Count > 6 ? "; ..." : "")}");
 
         foreach (var file in checkpoint.Files)
-            SafeTensorsFile.ReadInto(file, entry => plan.GetValueOrDefault((file, entry.Name)));
+            SafeTensorsFile.ReadInto(file, entry => plan.GetValueOrDefault((file, entry.Name)), options.MemoryMap);
 
         var messages = new List<string>();
         if (ignored > 0) messages.Add($"ignored {ignored} tensors the model computes or shares (masks, tied head, rotary frequencies)");

@@ -32,15 +32,53 @@ internal static class CausalAttention
             v = torch.cat([ExpandBatch(prefix.Values, batch).to(v.dtype), v], dim: 2);
         }
 
+        if (options.AttentionMask is not null || options.NewTokenAttention is not null)
+            return ScaledDotProduct(q, k, v, Allowed(options, prefixLength, past, tokens));
         if (prefixLength == 0 && past == 0)
-            return functional.scaled_dot_product_attention(q, k, v, null, 0.0, true);
+            return ScaledDotProduct(q, k, v, null, causal: true);
         if (tokens == 1)
-            return functional.scaled_dot_product_attention(q, k, v); // the newest position sees everything
+            return ScaledDotProduct(q, k, v, null); // the newest position sees everything
         // libtorch's is_causal aligns the mask top-left; with earlier keys it must be aligned bottom-right.
         var keyPositions = Scalars.Arange(k.shape[2], dtype: ScalarType.Int64);
         var queryPositions = Scalars.Arange(prefixLength + past, prefixLength + past + tokens, dtype: ScalarType.Int64).unsqueeze(1);
         var allowed = keyPositions.unsqueeze(0).le(queryPositions);                     // [T, L + past + T]
-        return functional.scaled_dot_product_attention(q, k, v, allowed);
+        return ScaledDotProduct(q, k, v, allowed);
+    }
+
+    /// <summary>
+    /// libtorch's fused attention; bf16/fp16 inputs on the CPU are attended in float32 and cast back. libtorch 2.10's CPU
+    /// attention kernels in bf16 were measured 4x slower than in float32 for forward + backward at head width 24
+    /// (7.3 ms against 1.7 ms for 8 x 4 heads x 64 tokens, one thread) and slower in the forward pass alone, and were
+    /// most of the gap of bf16 training to PyTorch 1.13. Softmax in float32 is also what transformers' eager attention
+    /// does for half-precision models.
+    /// </summary>
+    private static Tensor ScaledDotProduct(Tensor q, Tensor k, Tensor v, Tensor? allowed, bool causal = false)
+    {
+        if (q.device_type != DeviceType.CPU || q.dtype is not (ScalarType.BFloat16 or ScalarType.Float16))
+            return functional.scaled_dot_product_attention(q, k, v, allowed, 0.0, causal);
+        var dtype = q.dtype;
+        return functional.scaled_dot_product_attention(q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32), allowed, 0.0, causal).to(dtype);
+    }
+
+    /// <summary>
+    /// Which keys each new position attends to, [B|1, 1, T, L + past + T] over prefix, cached and new keys: every prefix
+    /// key, the cached and new keys the attention mask marks real, and among the new keys the causal pattern (or the
+    /// given new-token pattern). A padded position would see no key at all (softmax of nothing is NaN), so it sees
+    /// itself; no real position reads a padded one.
+    /// </summary>
+    private static Tensor Allowed(LmForwardOptions options, long prefixLength, long past, long tokens)
+    {
+        var newKeys = options.NewTokenAttention?.to(ScalarType.Bool)
+                      ?? Scalars.Arange(tokens, dtype: ScalarType.Int64).unsqueeze(0).le(Scalars.Arange(tokens, dtype: ScalarType.Int64).unsqueeze(1));
+        if (newKeys.dim() == 2) newKeys = newKeys.unsqueeze(0);                                     // [B|1, T, T]
+        var rows = newKeys.shape[0];
+        var allowed = past == 0 ? newKeys : torch.cat([torch.ones(rows, tokens, past, dtype: ScalarType.Bool), newKeys], dim: 2);
+        var itself = Scalars.Arange(past + tokens, dtype: ScalarType.Int64).unsqueeze(0)
+            .eq(Scalars.Arange(past, past + tokens, dtype: ScalarType.Int64).unsqueeze(1));           // [T, past + T]
+        if (options.AttentionMask is { } mask) allowed = allowed.logical_and(mask.to(ScalarType.Bool).unsqueeze(1));
+        allowed = allowed.logical_or(itself);
+        if (prefixLength > 0) allowed = torch.cat([torch.ones(allowed.shape[0], tokens, prefixLength, dtype: ScalarType.Bool), allowed], dim: 2);
+        return allowed.unsqueeze(1);
     }
 
     /// <summary>Grouped-query attention (Ainslie et al. 2023): each key/value head serves Heads/Hkv consecutive query heads.</summary>

@@ -65,7 +65,8 @@ public abstract class DecoderLanguageModel : Module<Tensor, Tensor>, ITransforme
                 throw new ContinualMoEException(
                     $"{Name}: token ids must lie in [0, {Config.VocabSize}) but range over [{lowest}, {highest}] (does the tokenizer belong to this model?)");
         }
-        var hidden = ForwardHidden(inputIds, past, options);
+        var positions = PositionIds(inputIds, past, options);
+        var hidden = ForwardHidden(inputIds, past, positions, options);
         options.Cache?.Advance(inputIds.shape[1]);
         var tokens = inputIds.shape[1];
         if (options.FirstLogitPosition < 0 || options.FirstLogitPosition >= Math.Max(tokens, 1))
@@ -74,6 +75,27 @@ public abstract class DecoderLanguageModel : Module<Tensor, Tensor>, ITransforme
             ? ProjectToVocabulary(hidden.narrow(1, options.FirstLogitPosition, tokens - options.FirstLogitPosition)).to(ScalarType.Float32)
             : null;
         return new LmOutput(logits?.MoveToOuterDisposeScope(), hidden.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Position ids [B, T] of the new tokens when they are not past, past + 1, ... (null then): the given ones, or the
+    /// number of real tokens before each position under the attention mask.</summary>
+    private Tensor? PositionIds(Tensor inputIds, long past, LmForwardOptions options)
+    {
+        long batch = inputIds.shape[0], tokens = inputIds.shape[1];
+        if (options.AttentionMask is { } mask && (mask.dim() != 2 || mask.shape[0] != batch || mask.shape[1] != past + tokens))
+            throw new ContinualMoEException($"{Name}: the attention mask must be [batch, cached + new positions] = [{batch}, {past + tokens}], got [{string.Join(", ", mask.shape)}]");
+        if (options.NewTokenAttention is { } allowed && !(allowed.dim() is 2 or 3 && allowed.shape[^1] == tokens && allowed.shape[^2] == tokens && (allowed.dim() == 2 || allowed.shape[0] == batch)))
+            throw new ContinualMoEException($"{Name}: new-token attention must be [{tokens}, {tokens}] or [{batch}, {tokens}, {tokens}], got [{string.Join(", ", allowed.shape)}]");
+        if (options.PositionIds is { } given)
+        {
+            if (given.dim() != 2 || given.shape[0] != batch || given.shape[1] != tokens || given.dtype != ScalarType.Int64)
+                throw new ContinualMoEException($"{Name}: position ids must be int64 [{batch}, {tokens}], got {given.dtype} [{string.Join(", ", given.shape)}]");
+            if (given.numel() > 0 && IdRange(given) is var (lowest, highest) && (lowest < 0 || highest >= Config.MaxPositions))
+                throw new ContinualMoEException($"{Name}: position ids range over [{lowest}, {highest}], outside the model's {Config.MaxPositions} positions");
+            return given;
+        }
+        if (options.AttentionMask is not { } real) return null;
+        return real.to(ScalarType.Int64).cumsum(1).sub(Scalars.Integer(1)).clamp_min(Scalars.Integer(0)).narrow(1, past, tokens);
     }
 
     /// <summary>Smallest and largest id. On the CPU a scan of the ids (no kernel launches: generation calls this once per
@@ -111,8 +133,9 @@ public abstract class DecoderLanguageModel : Module<Tensor, Tensor>, ITransforme
         foreach (var p in parameters()) p.requires_grad = !frozen;
     }
 
-    /// <summary>Embeddings, blocks and final norm: the normalised hidden states [B, T, D] of positions past.. past+T-1.</summary>
-    protected abstract Tensor ForwardHidden(Tensor inputIds, long past, LmForwardOptions options);
+    /// <summary>Embeddings, blocks and final norm: the normalised hidden states [B, T, D] of the new positions, whose ids
+    /// are <paramref name="positions"/> [B, T], or past .. past+T-1 when null.</summary>
+    protected abstract Tensor ForwardHidden(Tensor inputIds, long past, Tensor? positions, LmForwardOptions options);
 
     /// <summary>The trunk's token-embedding matrix [V, D], which a tied head reuses.</summary>
     protected abstract Tensor TokenEmbedding { get; }

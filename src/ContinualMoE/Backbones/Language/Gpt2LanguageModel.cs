@@ -27,13 +27,16 @@ public sealed class Gpt2Transformer : Module<Tensor, Tensor>
 
     public Tensor TokenEmbedding => wte.weight!;
 
-    public override Tensor forward(Tensor ids) => Forward(ids, 0, new LmForwardOptions());
+    public override Tensor forward(Tensor ids) => Forward(ids, 0, null, new LmForwardOptions());
 
-    public Tensor Forward(Tensor ids, long past, LmForwardOptions options)
+    /// <summary>positions: [B, T] ids of the new tokens, or null for past .. past+T-1 in every row.</summary>
+    public Tensor Forward(Tensor ids, long past, Tensor? positions, LmForwardOptions options)
     {
         using var scope = NewDisposeScope();
-        var positions = Scalars.Arange(past, past + ids.shape[1], dtype: ScalarType.Int64);
-        var x = wte.forward(ids).Plus(wpe.forward(positions).unsqueeze(0));
+        var positionEmbeddings = positions is null
+            ? wpe.forward(Scalars.Arange(past, past + ids.shape[1], dtype: ScalarType.Int64)).unsqueeze(0)
+            : wpe.forward(positions);
+        var x = wte.forward(ids).Plus(positionEmbeddings);
         foreach (var block in h) x = block.Forward(x, options);
         return ln_f.forward(x).MoveToOuterDisposeScope();
     }
@@ -56,7 +59,8 @@ public sealed class Gpt2LanguageModel : DecoderLanguageModel
         SetFrozen(true);
     }
 
-    protected override Tensor ForwardHidden(Tensor inputIds, long past, LmForwardOptions options) => transformer.Forward(inputIds, past, options);
+    protected override Tensor ForwardHidden(Tensor inputIds, long past, Tensor? positions, LmForwardOptions options) =>
+        transformer.Forward(inputIds, past, positions, options);
 
     protected override Tensor TokenEmbedding => transformer.TokenEmbedding;
 

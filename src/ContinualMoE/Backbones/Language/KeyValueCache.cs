@@ -38,6 +38,23 @@ public sealed class KeyValueCache : IDisposable
         return (allKeys, allValues);
     }
 
+    /// <summary>A second cache that starts from the same keys and values (shared, not copied) and grows on its own:
+    /// one scored prompt serves several continuations.</summary>
+    public KeyValueCache Fork()
+    {
+        var fork = new KeyValueCache(blocks.Length) { Length = Length };
+        for (var block = 0; block < blocks.Length; block++)
+        {
+            if (blocks[block] is not { } entry) continue;
+            var keys = entry.Keys.alias();
+            var values = entry.Values.alias();
+            keys.DetachFromDisposeScope();
+            values.DetachFromDisposeScope();
+            fork.blocks[block] = (keys, values);
+        }
+        return fork;
+    }
+
     /// <summary>Called by the model once every block has appended <paramref name="positions"/> new positions.</summary>
     internal void Advance(long positions) => Length += positions;
 

@@ -11,6 +11,12 @@ public sealed class LanguageModelLoadOptions
     /// in another dtype are converted tensor by tensor while streaming.</summary>
     public ScalarType DType { get; init; } = ScalarType.Float32;
 
+    /// <summary>Point parameters stored in the computing dtype at a copy-on-write memory map of the safetensors files
+    /// instead of reading them (<see cref="SafeTensorsFile.ReadInto"/>): the weights are then the operating system's
+    /// file cache, read on first use, shared between processes that load the same folder, and never anonymous memory
+    /// of this process. Tensors stored in another dtype are converted while streaming either way.</summary>
+    public bool MemoryMap { get; init; }
+
     /// <summary>Bytes the model may use; null asks the operating system (<see cref="AvailableMemory"/>).</summary>
     public long? AvailableMemoryBytes { get; init; }
 }
@@ -52,7 +58,7 @@ public static class LanguageModelFolder
             LoadReport report;
             try
             {
-                report = StateDictLoader.Load(model, checkpoint, model.ParameterNameFor);
+                report = StateDictLoader.Load(model, checkpoint, model.ParameterNameFor, new LoadOptions { MemoryMap = options.MemoryMap });
             }
             catch (ContinualMoEException e) when (!e.Message.StartsWith(folder, StringComparison.Ordinal))
             {

@@ -17,6 +17,21 @@ public sealed class LmForwardOptions
     /// (prefix tuning). Only plain keys and values are supported for language models.</summary>
     public IAttentionPrefixProvider? Prefixes { get; init; }
 
+    /// <summary>Which positions hold real tokens (true or 1) and which are padding, [B, past + T]: the cached positions
+    /// and the new ones. Padded keys are never attended to, and a position's id is the number of real tokens before it
+    /// (transformers' convention), so a left-padded row computes what the same row computes unpadded. Null: every
+    /// position is real.</summary>
+    public Tensor? AttentionMask { get; init; }
+
+    /// <summary>Position ids of the new tokens [B, T] (learned positions of GPT-2, rotary angles of LLaMA). Null: derived
+    /// from <see cref="AttentionMask"/>, or past, past + 1, ... without one.</summary>
+    public Tensor? PositionIds { get; init; }
+
+    /// <summary>Which new positions each new position may attend to, [T, T] or [B, T, T] (true: allowed), on top of every
+    /// cached and prefix position. Null: causal (itself and earlier new positions). Label scoring packs all options
+    /// after one cached prompt, each option seeing only its own tokens.</summary>
+    public Tensor? NewTokenAttention { get; init; }
+
     /// <summary>False skips the vocabulary projection (for methods that only need hidden states).</summary>
     public bool ComputeLogits { get; init; } = true;
 

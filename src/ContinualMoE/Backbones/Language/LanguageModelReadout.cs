@@ -23,7 +23,9 @@ public sealed record LanguageTaskModel(DecoderLanguageModel Model, TextLabelSpac
 /// <item>generation tasks: greedy decoding up to the task's longest reference, scored by the task's metric (exact match
 /// by default; a graded metric gives a fraction) into <see cref="Prediction.Scores"/>.</item>
 /// </list>
-/// Rows are right-padded: padding follows each row's real tokens, so causal attention keeps it out of every real position.
+/// Training rows are right-padded: padding follows each row's real tokens, so causal attention keeps it out of every real
+/// position. Scoring and generation left-pad the prompts with an attention mask and reuse their key/value cache
+/// (<see cref="LabelScorer"/>, <see cref="TextGenerator"/>).
 /// </summary>
 public sealed class LanguageModelReadout(DecoderLanguageModel model, TextLabelSpace labels) : AdaptedReadout
 {
@@ -74,16 +76,18 @@ public sealed class LanguageModelReadout(DecoderLanguageModel model, TextLabelSp
         var classes = labels.ClassNames.Count;
         var scores = new float[rows * classes];
         Array.Fill(scores, float.NegativeInfinity);
-        using (no_grad())
-            for (var c = 0; c < classes; c++)
-            {
-                if (!context.SeenClassMask[c] || labels.LabelIds[c] is not { } option) continue;
-                var scored = ScoreOption(examples, option, adapters);
-                for (var r = 0; r < rows; r++) scores[r * classes + c] = (float)scored[r];
-            }
+        var prompts = examples.Select(e => (IReadOnlyList<long>)Array.ConvertAll(e.Prompt, i => (long)i)).ToArray();
+        var scored = Enumerable.Range(0, classes).Where(c => context.SeenClassMask[c] && labels.LabelIds[c] is not null).ToArray();
+        if (scored.Length > 0)
+        {
+            var options = scored.Select(c => (IReadOnlyList<long>)Array.ConvertAll(labels.LabelIds[c]!, i => (long)i)).ToArray();
+            var optionScores = LabelScorer.Score(model, prompts, options, new LmForwardOptions { Adapters = adapters });
+            for (var r = 0; r < rows; r++)
+                for (var k = 0; k < scored.Length; k++) scores[r * classes + scored[k]] = (float)optionScores[r, k];
+        }
         var logits = tensor(scores, [rows, classes]).to(batch.Labels.device);
         if (!examples.Any(e => e.Metric is not null)) return new Prediction(logits);
-        var answers = Generate(examples, adapters);
+        var answers = Generate(examples, prompts, adapters);
         var predicted = Losses.MaskLogits(logits, context.TrueTaskClassMask ?? context.SeenClassMask).argmax(-1).cpu().data<long>().ToArray();
         var truth = batch.Labels.cpu().data<long>().ToArray();
         var sampleScores = examples.Select((e, r) => e.Metric is { } metric
@@ -92,65 +96,14 @@ public sealed class LanguageModelReadout(DecoderLanguageModel model, TextLabelSp
         return new Prediction(logits) { Scores = tensor(sampleScores).to(batch.Labels.device) };
     }
 
-    /// <summary>log p(option | prompt) for each example: rows prompt + option, right-padded, one forward pass.</summary>
-    private double[] ScoreOption(TokenizedText[] examples, int[] option, ILinearAdapterProvider adapters)
+    /// <summary>Greedy answers of the generation rows, all rows in one left-padded batch with a key/value cache (every row
+    /// runs, so per-sample adapter weights keep their rows); each answer stops at EOS or the task's answer length.</summary>
+    private List<long>[] Generate(TokenizedText[] examples, IReadOnlyList<long>[] prompts, ILinearAdapterProvider adapters)
     {
-        using var scope = NewDisposeScope();
-        var length = examples.Max(e => e.Prompt.Length) + option.Length;
-        var ids = new long[examples.Length * length];
-        var targetIds = new long[examples.Length * option.Length];
-        var positions = new long[examples.Length * option.Length];
-        for (var r = 0; r < examples.Length; r++)
-        {
-            var prompt = examples[r].Prompt;
-            for (var i = 0; i < prompt.Length; i++) ids[r * length + i] = prompt[i];
-            for (var i = 0; i < option.Length; i++)
-            {
-                ids[r * length + prompt.Length + i] = option[i];
-                targetIds[r * option.Length + i] = option[i];
-                positions[r * option.Length + i] = prompt.Length + i - 1;   // the position that predicts option token i
-            }
-        }
-        var first = examples.Min(e => e.Prompt.Length) - 1;
-        using var output = model.Forward(tensor(ids, [examples.Length, length]), new LmForwardOptions { Adapters = adapters, FirstLogitPosition = first });
-        var logProbs = output.Logits!.log_softmax(-1);                                                      // [B, length - first, V]
-        var at = tensor(positions, [examples.Length, option.Length]).sub(Scalars.Integer(first)).unsqueeze(-1).expand(-1, -1, logProbs.shape[2]);
-        var picked = logProbs.gather(1, at).gather(2, tensor(targetIds, [examples.Length, option.Length]).unsqueeze(-1)).squeeze(-1);
-        return picked.sum(1).to(ScalarType.Float64).data<double>().ToArray();
-    }
-
-    /// <summary>Greedy answers, all rows at once: each step runs the right-padded rows and appends each unfinished row's
-    /// most likely next token after its own last token (no cache: rows grow at different positions).</summary>
-    private List<long>[] Generate(TokenizedText[] examples, ILinearAdapterProvider adapters)
-    {
-        var answers = examples.Select(_ => new List<long>()).ToArray();
-        var done = examples.Select(e => e.Metric is null).ToArray();
-        var limit = examples.Max(e => e.MaxAnswerTokens);
-        using var noGrad = no_grad();
-        for (var step = 0; step < limit && done.Any(d => !d); step++)
-        {
-            using var scope = NewDisposeScope();
-            var lengths = examples.Select((e, r) => e.Prompt.Length + answers[r].Count).ToArray();
-            var length = lengths.Max();
-            var ids = new long[examples.Length * length];
-            for (var r = 0; r < examples.Length; r++)
-            {
-                var p = examples[r].Prompt;
-                for (var i = 0; i < p.Length; i++) ids[r * length + i] = p[i];
-                for (var i = 0; i < answers[r].Count; i++) ids[r * length + p.Length + i] = answers[r][i];
-            }
-            var first = lengths.Min() - 1;
-            using var output = model.Forward(tensor(ids, [examples.Length, length]), new LmForwardOptions { Adapters = adapters, FirstLogitPosition = first });
-            var last = tensor(lengths.Select(l => (long)(l - 1 - first)).ToArray()).view(-1, 1, 1).expand(-1, 1, output.Logits!.shape[2]);
-            var next = output.Logits!.gather(1, last).squeeze(1).argmax(-1).data<long>().ToArray();
-            for (var r = 0; r < examples.Length; r++)
-            {
-                if (done[r]) continue;
-                answers[r].Add(next[r]);
-                if (answers[r].Count >= examples[r].MaxAnswerTokens || labels.EndOfSequenceId == next[r]) done[r] = true;
-            }
-        }
-        return answers;
+        var limit = examples.Where(e => e.Metric is not null).Max(e => e.MaxAnswerTokens);
+        var settings = new GenerationSettings { MaxNewTokens = limit, StopTokenIds = labels.EndOfSequenceId is int eos ? [eos] : [] };
+        var generated = TextGenerator.Generate(model, prompts, settings, new LmForwardOptions { Adapters = adapters });
+        return examples.Select((e, r) => e.Metric is null ? [] : generated[r].Take(e.MaxAnswerTokens).ToList()).ToArray();
     }
 
     private static (Tensor Attention, Tensor Target) Masks(Batch batch) =>

@@ -36,7 +36,7 @@ public sealed class LlamaAttention : Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x) => throw new NotSupportedException("LlamaAttention needs rotary angles: call Forward");
 
-    /// <summary>x: [B, T, D] (already normed); cos, sin [T, d] for the positions of x.</summary>
+    /// <summary>x: [B, T, D] (already normed); cos, sin [T, d] or [B, 1, T, d] for the positions of x.</summary>
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, int block, LmForwardOptions options)
     {
         using var scope = NewDisposeScope();

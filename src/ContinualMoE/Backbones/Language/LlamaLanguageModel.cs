@@ -26,12 +26,13 @@ public sealed class LlamaTrunk : Module<Tensor, Tensor>
 
     public Tensor TokenEmbedding => embed_tokens.weight!;
 
-    public override Tensor forward(Tensor ids) => Forward(ids, 0, new LmForwardOptions());
+    public override Tensor forward(Tensor ids) => Forward(ids, 0, null, new LmForwardOptions());
 
-    public Tensor Forward(Tensor ids, long past, LmForwardOptions options)
+    /// <summary>positions: [B, T] ids of the new tokens, or null for past .. past+T-1 in every row.</summary>
+    public Tensor Forward(Tensor ids, long past, Tensor? positions, LmForwardOptions options)
     {
         using var scope = NewDisposeScope();
-        var (cos, sin) = rotary.Angles(past, ids.shape[1]);
+        var (cos, sin) = positions is null ? rotary.Angles(past, ids.shape[1]) : rotary.Angles(positions);
         var x = embed_tokens.forward(ids);
         foreach (var block in layers) x = block.Forward(x, cos, sin, options);
         return norm.forward(x).MoveToOuterDisposeScope();
@@ -55,7 +56,8 @@ public sealed class LlamaLanguageModel : DecoderLanguageModel
         SetFrozen(true);
     }
 
-    protected override Tensor ForwardHidden(Tensor inputIds, long past, LmForwardOptions options) => model.Forward(inputIds, past, options);
+    protected override Tensor ForwardHidden(Tensor inputIds, long past, Tensor? positions, LmForwardOptions options) =>
+        model.Forward(inputIds, past, positions, options);
 
     protected override Tensor TokenEmbedding => model.TokenEmbedding;
 

@@ -53,7 +53,18 @@ public sealed class RotaryEmbedding
         return (both.cos().MoveToOuterDisposeScope(), both.sin().MoveToOuterDisposeScope());
     }
 
-    /// <summary>x [B, H, T, d]; cos, sin [T, d] (cast to x's dtype, as transformers does).</summary>
+    /// <summary>cos and sin [B, 1, T, d] (float32) for per-row positions [B, T] (left-padded batches, packed label options).</summary>
+    public (Tensor Cos, Tensor Sin) Angles(Tensor positions)
+    {
+        using var scope = NewDisposeScope();
+        var scaled = positions.to(ScalarType.Float32);
+        if (positionScale != 1) scaled = scaled.mul(Scalars.Of(positionScale));
+        var angles = scaled.unsqueeze(-1).mul(torch.tensor(inverseFrequencies));                       // [B, T, d/2]
+        var both = torch.cat([angles, angles], dim: -1).unsqueeze(1);
+        return (both.cos().MoveToOuterDisposeScope(), both.sin().MoveToOuterDisposeScope());
+    }
+
+    /// <summary>x [B, H, T, d]; cos, sin [T, d] or [B, 1, T, d] (cast to x's dtype, as transformers does).</summary>
     public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
     {
         using var scope = NewDisposeScope();

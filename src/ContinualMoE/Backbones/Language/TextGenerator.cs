@@ -18,43 +18,76 @@ public sealed record GenerationSettings
     public IReadOnlyCollection<long> StopTokenIds { get; init; } = [];
 }
 
-/// <summary>Autoregressive decoding with a key/value cache: the prompt is run once, then one token per step.</summary>
+/// <summary>
+/// Autoregressive decoding with a key/value cache: the prompts are run once, then one token per row and step. A batch
+/// of prompts of different lengths is left-padded with an attention mask, so every row continues from its own last
+/// token with its own position ids, and each row equals generating its prompt alone.
+/// </summary>
 public static class TextGenerator
 {
     /// <summary>Continues <paramref name="promptIds"/>; returns only the new ids (the stop token included when hit).</summary>
-    public static long[] Generate(DecoderLanguageModel model, IReadOnlyList<long> promptIds, GenerationSettings settings, LmForwardOptions? options = null)
+    public static long[] Generate(DecoderLanguageModel model, IReadOnlyList<long> promptIds, GenerationSettings settings, LmForwardOptions? options = null) =>
+        Generate(model, [promptIds], settings, options)[0];
+
+    /// <summary>
+    /// Continues every prompt in one batch (left-padded when lengths differ) and returns each row's new ids, the stop token
+    /// included when hit. A row stops at a stop token or after <see cref="GenerationSettings.MaxNewTokens"/> (fewer when
+    /// the longest prompt reaches the model's positions); the batch stops when every row has. Sampling draws each row
+    /// from its own generator seeded with <see cref="GenerationSettings.Seed"/>, so row b equals
+    /// <c>Generate(model, prompts[b], settings)</c> with sampling as with greedy decoding.
+    /// </summary>
+    public static long[][] Generate(DecoderLanguageModel model, IReadOnlyList<IReadOnlyList<long>> prompts, GenerationSettings settings, LmForwardOptions? options = null)
     {
-        if (promptIds.Count == 0) throw new ContinualMoEException("generation needs at least one prompt token");
+        if (prompts.Count == 0 || prompts.Any(p => p.Count == 0)) throw new ContinualMoEException("generation needs at least one prompt token in every row");
         if (settings.MaxNewTokens < 0 || settings.Temperature < 0 || settings.TopK < 0 || settings.TopP is <= 0 or > 1)
             throw new ContinualMoEException("generation settings: max new tokens, temperature and top-k must be >= 0 and top-p in (0, 1]");
-        var maxNew = (int)Math.Min(settings.MaxNewTokens, model.Config.MaxPositions - promptIds.Count);
-        if (maxNew < 0) throw new ContinualMoEException($"prompt of {promptIds.Count} tokens exceeds the model's {model.Config.MaxPositions} positions");
-        using var cache = model.NewCache();
-        using var generator = new Generator((ulong)settings.Seed);
-        using var noGrad = no_grad();
-        var generated = new List<long>();
-        var next = tensor(promptIds.ToArray(), dtype: ScalarType.Int64).unsqueeze(0);
-        for (var step = 0; step < maxNew; step++)
+        var rows = prompts.Count;
+        var longest = prompts.Max(p => p.Count);
+        var maxNew = (int)Math.Min(settings.MaxNewTokens, model.Config.MaxPositions - longest);
+        if (maxNew < 0) throw new ContinualMoEException($"prompt of {longest} tokens exceeds the model's {model.Config.MaxPositions} positions");
+        var (ids, real) = LeftPadded(prompts, longest, maxNew);
+        var generated = Enumerable.Range(0, rows).Select(_ => new List<long>()).ToArray();
+        var finished = new bool[rows];
+        var generators = settings.Temperature > 0 ? Enumerable.Range(0, rows).Select(_ => new Generator((ulong)settings.Seed)).ToArray() : [];
+        try
         {
-            using var scope = NewDisposeScope();
-            using var output = model.Forward(next, new LmForwardOptions
+            using var cache = model.NewCache();
+            using var noGrad = no_grad();
+            using var outer = NewDisposeScope();
+            var mask = real is null ? null : tensor(real, [rows, longest + maxNew]);
+            var next = tensor(ids, [rows, longest]);
+            for (var step = 0; step < maxNew; step++)
             {
-                Adapters = options?.Adapters, Prefixes = options?.Prefixes, Cache = cache, FirstLogitPosition = next.shape[1] - 1,
-            });
-            var last = output.Logits!.select(1, -1).squeeze(0);                                     // [V]
-            var id = Pick(last, settings, generator);
-            generated.Add(id);
-            if (settings.StopTokenIds.Contains(id)) break;
-            next = tensor(new[] { id }, dtype: ScalarType.Int64).unsqueeze(0).MoveToOuterDisposeScope();
+                using var scope = NewDisposeScope();
+                using var output = model.Forward(next, new LmForwardOptions
+                {
+                    Adapters = options?.Adapters, Prefixes = options?.Prefixes, Cache = cache,
+                    AttentionMask = mask?.narrow(1, 0, cache.Length + next.shape[1]), FirstLogitPosition = next.shape[1] - 1,
+                });
+                var last = output.Logits!.select(1, -1);                                                // [B, V]
+                var picked = settings.Temperature == 0
+                    ? last.argmax(-1).data<long>().ToArray()
+                    : Enumerable.Range(0, rows).Select(r => finished[r] ? 0 : Pick(last[r], settings, generators[r])).ToArray();
+                for (var r = 0; r < rows; r++)
+                {
+                    if (finished[r]) continue;
+                    generated[r].Add(picked[r]);
+                    if (settings.StopTokenIds.Contains(picked[r])) finished[r] = true;
+                }
+                if (finished.All(f => f)) break;
+                next = tensor(picked, [rows, 1]).MoveToOuterDisposeScope();
+            }
         }
-        return generated.ToArray();
+        finally
+        {
+            foreach (var g in generators) g.Dispose();
+        }
+        return generated.Select(g => g.ToArray()).ToArray();
     }
 
     /// <summary>
-    /// Greedy continuation of a batch of prompts of equal length [B, P] (int64), <paramref name="newTokens"/> tokens each,
-    /// with one key/value cache for the batch: returns the new ids [B, newTokens]. Row b equals
-    /// <see cref="Generate"/> on prompt b alone (without stop tokens). Prompts of different lengths would need left
-    /// padding with an attention mask, which the models do not take yet.
+    /// Greedy continuation of a batch of prompts of equal length [B, P] (int64), exactly <paramref name="newTokens"/>
+    /// tokens each (no stop tokens): the new ids [B, newTokens]. What <c>bench lm</c> measures.
     /// </summary>
     public static Tensor GenerateGreedy(DecoderLanguageModel model, Tensor promptIds, int newTokens, LmForwardOptions? options = null)
     {
@@ -62,23 +95,28 @@ public static class TextGenerator
             throw new ContinualMoEException($"batched generation needs int64 prompt ids [batch, tokens] with at least one token, got {promptIds.dtype} [{string.Join(", ", promptIds.shape)}]");
         if (newTokens < 0 || promptIds.shape[1] + newTokens > model.Config.MaxPositions)
             throw new ContinualMoEException($"{promptIds.shape[1]} prompt + {newTokens} new tokens exceed the model's {model.Config.MaxPositions} positions");
-        using var cache = model.NewCache();
-        using var noGrad = no_grad();
-        using var outer = NewDisposeScope();
-        var columns = new List<Tensor>();
-        var next = promptIds;
-        for (var step = 0; step < newTokens; step++)
+        var width = promptIds.shape[1];
+        var flat = promptIds.cpu().contiguous().data<long>().ToArray();
+        var prompts = Enumerable.Range(0, (int)promptIds.shape[0]).Select(r => (IReadOnlyList<long>)flat[(int)(r * width)..(int)((r + 1) * width)]).ToArray();
+        var generated = Generate(model, prompts, new GenerationSettings { MaxNewTokens = newTokens }, options);
+        return tensor(generated.SelectMany(g => g).ToArray(), [prompts.Length, newTokens]);
+    }
+
+    /// <summary>Prompts right-aligned in [B, longest] (padding id 0, never attended to) and, when lengths differ, which of
+    /// the [B, longest + extra] positions are real (the <paramref name="extra"/> positions after the prompts all are).</summary>
+    internal static (long[] Ids, bool[]? Real) LeftPadded(IReadOnlyList<IReadOnlyList<long>> prompts, int longest, int extra)
+    {
+        var ids = new long[prompts.Count * longest];
+        var padded = prompts.Any(p => p.Count != longest);
+        var width = longest + extra;
+        var real = padded ? new bool[prompts.Count * width] : null;
+        for (var r = 0; r < prompts.Count; r++)
         {
-            using var scope = NewDisposeScope();
-            using var output = model.Forward(next, new LmForwardOptions
-            {
-                Adapters = options?.Adapters, Prefixes = options?.Prefixes, Cache = cache, FirstLogitPosition = next.shape[1] - 1,
-            });
-            next = output.Logits!.select(1, -1).argmax(-1, keepdim: true).MoveToOuterDisposeScope();   // [B, 1]
-            columns.Add(next);
+            var offset = longest - prompts[r].Count;
+            for (var i = 0; i < prompts[r].Count; i++) ids[r * longest + offset + i] = prompts[r][i];
+            if (real is not null) Array.Fill(real, true, r * width + offset, width - offset);
         }
-        var result = columns.Count > 0 ? torch.cat(columns, 1) : torch.empty(promptIds.shape[0], 0, dtype: ScalarType.Int64);
-        return result.MoveToOuterDisposeScope();
+        return (ids, real);
     }
 
     private static long Pick(Tensor logits, GenerationSettings settings, Generator generator)
@@ -99,43 +137,5 @@ public static class TextGenerator
             scaled = scaled.scatter(0, order, sorted.masked_fill(drop, Scalars.NegativeInfinity));
         }
         return torch.multinomial(scaled.softmax(-1), 1, generator: generator).item<long>();
-    }
-}
-
-/// <summary>
-/// Scores label options as continuations of a prompt: the sum of log p(option token | prompt, earlier option tokens),
-/// all options in one right-padded batch (padding sits after each option, so causal attention keeps it out).
-/// </summary>
-public static class LabelScorer
-{
-    /// <summary>Log-likelihood of each option (sum over its tokens); divide by the option's length for a per-token score.</summary>
-    public static double[] Score(DecoderLanguageModel model, IReadOnlyList<long> promptIds, IReadOnlyList<IReadOnlyList<long>> options, LmForwardOptions? forwardOptions = null)
-    {
-        if (promptIds.Count == 0) throw new ContinualMoEException("scoring needs at least one prompt token (e.g. the BOS token)");
-        if (options.Count == 0 || options.Any(o => o.Count == 0)) throw new ContinualMoEException("every label option needs at least one token");
-        var longest = options.Max(o => o.Count);
-        var length = promptIds.Count + longest;
-        var ids = new long[options.Count * length];
-        for (var row = 0; row < options.Count; row++)
-        {
-            for (var i = 0; i < promptIds.Count; i++) ids[row * length + i] = promptIds[i];
-            for (var i = 0; i < options[row].Count; i++) ids[row * length + promptIds.Count + i] = options[row][i];
-        }
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        var batch = tensor(ids, dtype: ScalarType.Int64).reshape(options.Count, length);
-        // Position t predicts token t+1: option token i sits at prompt + i and is predicted at prompt + i - 1.
-        var labelPositions = new LmForwardOptions
-        {
-            Adapters = forwardOptions?.Adapters, Prefixes = forwardOptions?.Prefixes, FirstLogitPosition = promptIds.Count - 1,
-        };
-        using var output = model.Forward(batch, labelPositions);
-        var logProbs = output.Logits!.narrow(1, 0, longest).log_softmax(-1);                             // [N, longest, V]
-        var targets = batch.narrow(1, promptIds.Count, longest).unsqueeze(-1);
-        var tokenScores = logProbs.gather(-1, targets).squeeze(-1).to(ScalarType.Float64).data<double>().ToArray();
-        var scores = new double[options.Count];
-        for (var row = 0; row < options.Count; row++)
-            for (var i = 0; i < options[row].Count; i++) scores[row] += tokenScores[row * longest + i];
-        return scores;
     }
 }
