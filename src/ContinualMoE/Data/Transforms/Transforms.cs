@@ -170,24 +170,16 @@ public sealed class Normalize : IImageTransform
         _std = std.ToArray();
     }
 
-    public ImageBuffer Apply(ImageBuffer image, AugmentationRandom random)
-    {
-        if (image.Channels != _mean.Length)
-            throw new ContinualMoEException($"Normalize has {_mean.Length} channel statistics but the image has {image.Channels} channels");
-        return Normalized(image, 1f);
-    }
+    public ImageBuffer Apply(ImageBuffer image, AugmentationRandom random) => Normalized(image, 1f);
 
     /// <summary><see cref="ScaleToUnit"/> then this, in one pass: each value is rounded to float32 after the scaling
     /// and after each step exactly as the two passes do, so the result is bit for bit the same.</summary>
-    internal ImageBuffer ApplyAfterScaling(ImageBuffer image)
-    {
-        if (image.Channels != _mean.Length)
-            throw new ContinualMoEException($"Normalize has {_mean.Length} channel statistics but the image has {image.Channels} channels");
-        return Normalized(image, image.MaxValue == 1f ? 1f : 1f / image.MaxValue);
-    }
+    internal ImageBuffer ApplyAfterScaling(ImageBuffer image) => Normalized(image, image.MaxValue == 1f ? 1f : 1f / image.MaxValue);
 
     private ImageBuffer Normalized(ImageBuffer image, float scale)
     {
+        if (image.Channels != _mean.Length)
+            throw new ContinualMoEException($"Normalize has {_mean.Length} channel statistics but the image has {image.Channels} channels");
         var plane = image.Height * image.Width;
         var normalized = ImageBuffer.Rent(image.Channels, image.Height, image.Width, 1f);
         var data = normalized.Data;
