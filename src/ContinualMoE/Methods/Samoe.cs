@@ -61,6 +61,10 @@ public sealed class Samoe : LearnerBase, IExpertPoolGrowth
         public bool InstanceMasking { get; init; } = true;
         /// <summary>Learning-rate factor for old experts reused by in-distribution samples (0: reuse them frozen).</summary>
         public double ReuseRate { get; init; } = 0.5;
+        /// <summary>An expert's similarity moments come only from the task that created it. Off: every later sample it
+        /// serves joins them, which widens an expert that absorbs several tasks until it accepts almost any query
+        /// (the self-reinforcing acceptance of docs/methods/samoe.md, "What one few-shot run shows about growth").</summary>
+        public bool MomentsFromCreatingTask { get; init; }
         /// <summary>Queries are centred by the first task's mean query before matching. Off by default: the calibrated
         /// test already measures similarity in each expert's own spread, and centring widens that spread.</summary>
         public bool CenterQueries { get; init; }
@@ -279,8 +283,11 @@ public sealed class Samoe : LearnerBase, IExpertPoolGrowth
         {
             // Moments: every sample its top-1 expert served (masked OOD samples that only borrowed an old prompt do not
             // widen that expert's distribution).
-            var counted = routing.CountsInMoments.nonzero().squeeze(1);
             var top1 = routing.Experts.select(1, 0);
+            var countsInMoments = options.MomentsFromCreatingTask
+                ? routing.CountsInMoments.logical_and(top1.ge(Scalars.Of(routing.NewExpertsStart)).logical_and(top1.lt(Scalars.Of(routing.NewExpertsEnd))))
+                : routing.CountsInMoments;
+            var counted = countsInMoments.nonzero().squeeze(1);
             ExpertPromptPool.Accumulate(pool.Moments, top1.index_select(0, counted), routing.Top1Similarity.index_select(0, counted));
             if (task.TaskIndex < model.Usage.shape[0])
             {

@@ -105,6 +105,23 @@ public class SamoeTests(Xunit.Abstractions.ITestOutputHelper output)
     }
 
     [Fact]
+    public void MomentsFromTheCreatingTaskStayFixedWhenALaterTaskReusesTheExpert()
+    {
+        double[] CountsAfterRepeat(bool fromCreatingTask)
+        {
+            using var stream = NewStream(new() { ["moments_from_creating_task"] = fromCreatingTask });
+            stream.Visit(stream.Context(0, stream.A));
+            var afterCreation = stream.Learner.Pool.Moments.Count.clone();
+            stream.Visit(stream.Context(1, stream.A));                  // reuses A's experts
+            var active = stream.Learner.Pool.ActiveCount;
+            var grown = stream.Learner.Pool.Moments.Count.narrow(0, 0, active) - afterCreation.narrow(0, 0, active);
+            return grown.data<double>().ToArray();
+        }
+        Assert.All(CountsAfterRepeat(fromCreatingTask: true), c => Assert.Equal(0.0, c));
+        Assert.True(CountsAfterRepeat(fromCreatingTask: false).Sum() >= 1, "by default a reusing task widens the moments");
+    }
+
+    [Fact]
     public void AnOutOfDistributionSampleGivesExactlyZeroGradientToOldExperts()
     {
         using var stream = NewStream(new() { ["reuse_rate"] = 0.5 });
