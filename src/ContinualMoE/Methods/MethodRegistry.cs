@@ -65,7 +65,10 @@ public static class MethodContextExtensions
 public sealed record TrainingSettings(int Epochs, double LearningRate, int BatchSize);
 
 /// <summary>Method-specific settings by name (from a JSON config or <c>--set key=value</c>), bound to a method's
-/// options record. Unknown keys are an error that lists the valid ones.</summary>
+/// options record. Unknown keys are an error that lists the valid ones. A key that is a method's name holds settings for
+/// that method only (an object, applied after the shared ones), so that one config can give methods with different
+/// option names their own values in a <c>compare</c> (e.g. <c>"seq-lora": {"rank": 16}, "seta": {"shared_rank": 16}</c>);
+/// other methods skip it.</summary>
 public sealed class MethodSettings(IReadOnlyDictionary<string, JsonElement>? values = null)
 {
     private static readonly JsonSerializerOptions Json = new() { PropertyNameCaseInsensitive = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
@@ -73,17 +76,26 @@ public sealed class MethodSettings(IReadOnlyDictionary<string, JsonElement>? val
 
     public static MethodSettings Empty { get; } = new();
 
-    /// <summary>Starts from <paramref name="defaults"/> and overrides the properties named in the settings.</summary>
+    /// <summary>Starts from <paramref name="defaults"/> and overrides the properties named in the settings: the shared
+    /// ones, then those of the section named <paramref name="methodName"/>.</summary>
     public T Bind<T>(T defaults, string methodName) where T : class
     {
         var merged = JsonSerializer.SerializeToNode(defaults, Json)!.AsObject();
         var known = merged.Select(p => p.Key).ToList();
-        foreach (var (key, value) in Values)
+        void Apply(string key, JsonElement value)
         {
             var match = known.FirstOrDefault(k => string.Equals(k, key, StringComparison.OrdinalIgnoreCase));
             if (match is null)
                 throw new ContinualMoEException($"method '{methodName}' has no setting '{key}'; its settings: {string.Join(", ", known)}");
             merged[match] = System.Text.Json.Nodes.JsonNode.Parse(value.GetRawText());
+        }
+        foreach (var (key, value) in Values)
+            if (!MethodRegistry.IsMethod(key)) Apply(key, value);
+        foreach (var (key, section) in Values.Where(p => string.Equals(p.Key, methodName, StringComparison.OrdinalIgnoreCase)))
+        {
+            if (section.ValueKind != JsonValueKind.Object)
+                throw new ContinualMoEException($"method setting '{key}' names a method, so it must be an object of that method's settings");
+            foreach (var property in section.EnumerateObject()) Apply(property.Name, property.Value);
         }
         try { return merged.Deserialize<T>(Json)!; }
         catch (JsonException e) { throw new ContinualMoEException($"method '{methodName}': bad setting value ({e.Message})"); }
@@ -105,6 +117,8 @@ public static class MethodRegistry
 
     /// <summary>Throws the unknown-name error (listing the available methods) unless <paramref name="name"/> is a method.</summary>
     public static void EnsureKnown(string name) => Entry(name);
+
+    public static bool IsMethod(string name) => Methods.Value.ContainsKey(name);
 
     private static (Type Type, ContinualMethodAttribute Info) Entry(string name) =>
         Methods.Value.TryGetValue(name, out var entry)

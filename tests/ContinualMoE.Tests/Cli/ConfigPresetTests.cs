@@ -1,3 +1,4 @@
+using System.Text.Json;
 using ContinualMoE.Backbones;
 using ContinualMoE.Experiments;
 using ContinualMoE.Methods;
@@ -38,5 +39,37 @@ public class ConfigPresetTests
             new TrainingSettings(config.Epochs, config.LearningRate, config.BatchSize), new MethodSettings(config.MethodSettings));
         using var learner = MethodRegistry.Create(config.Method, context);
         Assert.Equal(config.Method, learner.Name);
+        // A preset for compare may give other methods their own settings (a section under the method's name).
+        foreach (var other in config.MethodSettings.Keys.Where(MethodRegistry.IsMethod))
+        {
+            using var otherLearner = MethodRegistry.Create(other, context);
+            Assert.Equal(other, otherLearner.Name, ignoreCase: true);
+        }
+    }
+
+    [Fact]
+    public void MethodSectionsApplyToTheirMethodOnlyAfterTheSharedSettings()
+    {
+        static JsonElement Parse(string json) => JsonDocument.Parse(json).RootElement.Clone();
+        var settings = new MethodSettings(new Dictionary<string, JsonElement>
+        {
+            ["layers"] = Parse("[\"all\"]"),
+            ["rank"] = Parse("4"),
+            ["seq-lora"] = Parse("{\"rank\": 16}"),
+            ["seta"] = Parse("{\"shared_rank\": 12}"),
+        });
+        var seq = settings.Bind(new LoraOptions(), "seq-lora");
+        Assert.Equal(["all"], seq.Layers);
+        Assert.Equal(16, seq.Rank);
+        Assert.Equal(4, settings.Bind(new LoraOptions(), "o-lora").Rank);
+        // The shared "rank" is not a SETA setting; its own section works.
+        Assert.Contains("no setting 'rank'", Assert.Throws<ContinualMoEException>(() => settings.Bind(new Seta.Options(), "seta")).Message);
+        var setaOnly = new MethodSettings(new Dictionary<string, JsonElement> { ["seta"] = Parse("{\"shared_rank\": 12}"), ["seq-lora"] = Parse("{\"rank\": 16}") });
+        Assert.Equal(12, setaOnly.Bind(new Seta.Options(), "seta").SharedRank);
+        // A section's unknown key and a section that is not an object are one-line errors.
+        Assert.Contains("no setting 'shared_rank'", Assert.Throws<ContinualMoEException>(() =>
+            new MethodSettings(new Dictionary<string, JsonElement> { ["o-lora"] = Parse("{\"shared_rank\": 1}") }).Bind(new LoraOptions(), "o-lora")).Message);
+        Assert.Contains("must be an object", Assert.Throws<ContinualMoEException>(() =>
+            new MethodSettings(new Dictionary<string, JsonElement> { ["o-lora"] = Parse("3") }).Bind(new LoraOptions(), "o-lora")).Message);
     }
 }
