@@ -7,6 +7,7 @@ using ContinualMoE.Data.Transforms;
 using ContinualMoE.Experiments;
 using ContinualMoE.Methods;
 using ContinualMoE.Training;
+using System.CommandLine;
 using static TorchSharp.torch;
 
 namespace ContinualMoE.Tests.Cli;
@@ -132,6 +133,35 @@ public class EveryMethodCheckpointTests : IDisposable
         Assert.Equal(Metrics(whole), Metrics(resumed));
         if (trains) Assert.Equal(EpochLog(whole), EpochLog(resumed));
         else Assert.False(File.Exists(Path.Combine(resumed, "epochs.jsonl")));
+    }
+
+    /// <summary>
+    /// The same with a real crash: <c>continual-moe run</c> in its own process, killed with SIGKILL after task 1's
+    /// checkpoint and an epoch of task 2 (wherever it was: mid-batch, mid-line of epochs.jsonl), then
+    /// <c>continual-moe run --resume</c>. SMoPE, the method with the most state after a task (expert frequencies, class
+    /// statistics, an aligned head). Each task trains for enough epochs that the kill lands inside task 2.
+    /// </summary>
+    [Fact]
+    public void ARunProcessKilledMidTaskResumesToTheResultsOfAnUninterruptedRun()
+    {
+        var config = TinyRun("smope") with { Epochs = 12 };
+        var whole = Path.Combine(_root, "whole");
+        Assert.Equal(0, RunSession.Start(config, whole, force: false, CancellationToken.None));
+
+        var killed = Path.Combine(_root, "killed");
+        var configFile = Path.Combine(_root, "config.json");
+        File.WriteAllText(configFile, config.ToJson());
+        var output = CliProcess.KillWhen(["run", "--config", configFile, "--output", killed], line => line.StartsWith("task 2/3 ") && line.Contains(" epoch 1/"));
+        var checkpoint = SafeTensorsFile.Read(Path.Combine(killed, RunSession.CheckpointFileName), out var metadata);
+        foreach (var t in checkpoint.Values) t.Dispose();
+        Assert.True(metadata["finished_tasks"] == "1", $"the kill did not land inside task 2 (finished tasks {metadata["finished_tasks"]}): {string.Join(" | ", output)}");
+        Assert.Contains(File.ReadLines(Path.Combine(killed, "epochs.jsonl")), l => l.StartsWith('{') && l.EndsWith('}') && JsonNode.Parse(l)!["task"]!.GetValue<int>() == 1);
+        Assert.False(File.Exists(Path.Combine(killed, "metrics.json")));
+
+        Assert.Equal(0, RunCommand.Create().Parse(["--resume", killed]).Invoke());
+        Assert.Equal(File.ReadAllText(Path.Combine(whole, "accuracy_matrix.csv")), File.ReadAllText(Path.Combine(killed, "accuracy_matrix.csv")));
+        Assert.Equal(Metrics(whole), Metrics(killed));
+        Assert.Equal(EpochLog(whole), EpochLog(killed));   // every epoch once: the killed task's lines are not doubled
     }
 
     /// <summary>metrics.json without what depends on the clock.</summary>
