@@ -24,25 +24,22 @@ internal static class CliProcess
     }
 
     /// <summary>
-    /// Starts <c>continual-moe ARGS</c>, waits until it prints a line that satisfies <paramref name="ready"/>, runs
+    /// Starts <c>continual-moe ARGS</c>, waits until <paramref name="ready"/> (given what it has printed so far, polled
+    /// every 10 ms on the calling thread, so a busy thread pool does not delay the kill) holds, runs
     /// <paramref name="whileRunning"/> (checks on the live process) and kills it with SIGKILL: no handler, no cleanup, as
-    /// the OOM killer or a preempted node would. Returns everything it printed. Fails if the process ends or prints no
-    /// such line within 3 minutes.
+    /// the OOM killer or a preempted node would. Returns everything it printed. Fails if the process ends first or
+    /// <paramref name="ready"/> does not hold within 3 minutes.
     /// </summary>
-    public static IReadOnlyList<string> KillWhen(IEnumerable<string> arguments, Func<string, bool> ready, Action? whileRunning = null)
+    public static IReadOnlyList<string> KillWhen(IEnumerable<string> arguments, Func<IReadOnlyCollection<string>, bool> ready, Action? whileRunning = null)
     {
         var output = new ConcurrentQueue<string>();
-        using var reached = new ManualResetEventSlim();
-        using var process = Start(arguments, onLine: line =>
-        {
-            output.Enqueue(line);
-            if (ready(line)) reached.Set();
-        });
+        using var process = Start(arguments, onLine: output.Enqueue);
         try
         {
             var deadline = DateTime.UtcNow.AddMinutes(3);
-            while (!reached.IsSet && !process.HasExited && DateTime.UtcNow < deadline) reached.Wait(10);
-            Assert.True(reached.IsSet && !process.HasExited, "the process ended or never reached the point to kill it at: " + string.Join(" | ", output));
+            var reached = false;
+            while (!(reached = ready(output)) && !process.HasExited && DateTime.UtcNow < deadline) Thread.Sleep(10);
+            Assert.True(reached && !process.HasExited, "the process ended or never reached the point to kill it at: " + string.Join(" | ", output));
             whileRunning?.Invoke();
         }
         finally

@@ -38,7 +38,7 @@ public class LearnCommandTests : IDisposable
         var versionOne = FileHashes(ModelPackage.VersionPath(package, 1));
 
         // `continual-moe learn` as its own process, killed with SIGKILL once its first training epoch is done.
-        var output = CliProcess.KillWhen(["learn", "-m", package, "-d", second], line => line.Contains("epoch 1/"),
+        var output = CliProcess.KillWhen(["learn", "-m", package, "-d", second], output => output.Any(line => line.Contains("epoch 1/")),
             whileRunning: () => Assert.True(FileLock.IsHeld(Path.Combine(package, ModelPackage.LockFileName)), "the learning process does not hold the package's write lock"));
         Assert.DoesNotContain(output, l => l.StartsWith("Version 2"));   // killed before it wrote a version
 
