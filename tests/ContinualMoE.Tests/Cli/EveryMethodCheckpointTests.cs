@@ -197,8 +197,14 @@ public class EveryMethodCheckpointTests : IDisposable
         var metrics = Metrics(folder);
         var matrix = File.ReadAllText(Path.Combine(folder, "accuracy_matrix.csv"));
         foreach (var name in new[] { "metrics.json", "accuracy_matrix.png", "average_accuracy.png" }) File.Delete(Path.Combine(folder, name));
+        // What a process killed while writing its checkpoint leaves beside it (AtomicFile's temporary), and a user's file.
+        var leftover = Path.Combine(folder, $".{RunSession.CheckpointFileName}.{Guid.NewGuid():N}.tmp");
+        File.WriteAllBytes(leftover, new byte[100]);
+        File.WriteAllText(Path.Combine(folder, "notes.tmp"), "mine");
 
         Assert.Equal(0, RunSession.Resume(folder, null, [], CancellationToken.None));
+        Assert.False(File.Exists(leftover));
+        Assert.True(File.Exists(Path.Combine(folder, "notes.tmp")));
         Assert.Equal(metrics, Metrics(folder));
         Assert.Equal(matrix, File.ReadAllText(Path.Combine(folder, "accuracy_matrix.csv")));
         Assert.True(File.Exists(Path.Combine(folder, "average_accuracy.png")));
