@@ -119,8 +119,10 @@ internal static class RunSession
         {
             throw ContinualMoEException.ForFile(checkpointPath, e.Message, e);
         }
-        // Lines of the task that was running when the process died are logged again when it reruns.
+        // Lines of the task that was running when the process died are logged again when it reruns; a file it was
+        // writing when killed left a temporary behind.
         folder.TruncateEpochLog(firstTaskToDrop: finished);
+        AtomicFile.RemoveLeftovers(folder.Path);
         return Execute(experiment, folder, finished, results, ParametersAfterTask(metadata, finished), cancellation, taskFinished);
     }
 

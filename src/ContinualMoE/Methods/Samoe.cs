@@ -296,18 +296,16 @@ public sealed class Samoe : LearnerBase, IExpertPoolGrowth
                 model.Split[task.TaskIndex][0].fill_(id);
                 model.Split[task.TaskIndex][1].fill_(routing.InDistribution.shape[0] - id);
             }
-            // Class statistics of the prompted features, merged into what earlier tasks saw of the same classes.
+            // Class statistics of the prompted features, merged batch by batch into what earlier tasks saw of the same
+            // classes (the rounding of the fit this method has always made along the pass).
+            using var perClass = new PerClassFeatures();
             foreach (var batch in task.Data.Loader(task.Train, augment: false, shuffle: false).Epoch(0))
             {
                 using (batch)
                 using (NewDisposeScope())
-                {
-                    var features = PromptedFeatures(batch.Images, RoutingOf(routing, batch.Indices));
-                    var labels = batch.Labels.to(features.device);
-                    foreach (var label in labels.cpu().data<long>().Distinct().ToArray())
-                        model.Statistics.Merge((int)label, features.index_select(0, labels.eq(Scalars.Of(label)).nonzero().squeeze(1)));
-                }
+                    perClass.Add(PromptedFeatures(batch.Images, RoutingOf(routing, batch.Indices)), batch.Labels.data<long>().ToArray());
             }
+            perClass.MergeBatchByBatchInto(model.Statistics);
         }
         if (options.ClassifierAlignment && !task.IsFirstTask) AlignHead(task);
         routing.Dispose();

@@ -7,6 +7,7 @@ using ContinualMoE.Data.Transforms;
 using ContinualMoE.Experiments;
 using ContinualMoE.Methods;
 using ContinualMoE.Training;
+using System.CommandLine;
 using static TorchSharp.torch;
 
 namespace ContinualMoE.Tests.Cli;
@@ -134,6 +135,43 @@ public class EveryMethodCheckpointTests : IDisposable
         else Assert.False(File.Exists(Path.Combine(resumed, "epochs.jsonl")));
     }
 
+    /// <summary>
+    /// The same with a real crash: <c>continual-moe run</c> in its own process, killed with SIGKILL after task 1's
+    /// checkpoint and an epoch of task 2 (wherever it was: mid-batch, mid-line of epochs.jsonl), then
+    /// <c>continual-moe run --resume</c>. SMoPE, the method with the most state after a task (expert frequencies, class
+    /// statistics, an aligned head). Each task trains for enough epochs that the kill lands inside task 2.
+    /// </summary>
+    [Fact]
+    public void ARunProcessKilledMidTaskResumesToTheResultsOfAnUninterruptedRun()
+    {
+        var config = TinyRun("smope") with { Epochs = 5 };   // 2 dense warm-up + 5 sparse epochs per task
+        var whole = Path.Combine(_root, "whole");
+        Assert.Equal(0, RunSession.Start(config, whole, force: false, CancellationToken.None));
+
+        var killed = Path.Combine(_root, "killed");
+        var configFile = Path.Combine(_root, "config.json");
+        File.WriteAllText(configFile, config.ToJson());
+        var output = CliProcess.KillWhen(["run", "--config", configFile, "--output", killed], _ => LoggedEpochsOf(killed, task: 1) > 0);
+        var checkpoint = SafeTensorsFile.Read(Path.Combine(killed, RunSession.CheckpointFileName), out var metadata);
+        foreach (var t in checkpoint.Values) t.Dispose();
+        Assert.True(metadata["finished_tasks"] == "1", $"the kill did not land inside task 2 (finished tasks {metadata["finished_tasks"]}): {string.Join(" | ", output)}");
+        Assert.False(File.Exists(Path.Combine(killed, "metrics.json")));
+
+        Assert.Equal(0, RunCommand.Create().Parse(["--resume", killed]).Invoke());
+        Assert.Equal(File.ReadAllText(Path.Combine(whole, "accuracy_matrix.csv")), File.ReadAllText(Path.Combine(killed, "accuracy_matrix.csv")));
+        Assert.Equal(Metrics(whole), Metrics(killed));
+        Assert.Equal(EpochLog(whole), EpochLog(killed));   // every epoch once: the killed task's lines are not doubled
+    }
+
+    /// <summary>Complete lines of <paramref name="task"/> in a run's epochs.jsonl, read while the run may be writing it.</summary>
+    private static int LoggedEpochsOf(string folder, int task)
+    {
+        string text;
+        try { text = File.ReadAllText(Path.Combine(folder, "epochs.jsonl")); }
+        catch (IOException) { return 0; }   // not written yet
+        return text.Split('\n').SkipLast(1).Count(line => JsonNode.Parse(line)!["task"]!.GetValue<int>() == task);
+    }
+
     /// <summary>metrics.json without what depends on the clock.</summary>
     private static string Metrics(string folder)
     {
@@ -159,8 +197,14 @@ public class EveryMethodCheckpointTests : IDisposable
         var metrics = Metrics(folder);
         var matrix = File.ReadAllText(Path.Combine(folder, "accuracy_matrix.csv"));
         foreach (var name in new[] { "metrics.json", "accuracy_matrix.png", "average_accuracy.png" }) File.Delete(Path.Combine(folder, name));
+        // What a process killed while writing its checkpoint leaves beside it (AtomicFile's temporary), and a user's file.
+        var leftover = Path.Combine(folder, $".{RunSession.CheckpointFileName}.{Guid.NewGuid():N}.tmp");
+        File.WriteAllBytes(leftover, new byte[100]);
+        File.WriteAllText(Path.Combine(folder, "notes.tmp"), "mine");
 
         Assert.Equal(0, RunSession.Resume(folder, null, [], CancellationToken.None));
+        Assert.False(File.Exists(leftover));
+        Assert.True(File.Exists(Path.Combine(folder, "notes.tmp")));
         Assert.Equal(metrics, Metrics(folder));
         Assert.Equal(matrix, File.ReadAllText(Path.Combine(folder, "accuracy_matrix.csv")));
         Assert.True(File.Exists(Path.Combine(folder, "average_accuracy.png")));

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text.Json.Nodes;
 using ContinualMoE.Cli.Commands;
@@ -7,6 +6,7 @@ using ContinualMoE.Data;
 using ContinualMoE.Deployment;
 using ContinualMoE.Experiments;
 using ContinualMoE.Methods;
+using ContinualMoE.Tests.Cli;
 
 namespace ContinualMoE.Tests.Deployment;
 
@@ -38,24 +38,8 @@ public class LearnCommandTests : IDisposable
         var versionOne = FileHashes(ModelPackage.VersionPath(package, 1));
 
         // `continual-moe learn` as its own process, killed with SIGKILL once its first training epoch is done.
-        var (fileName, prefix) = SelfCommand.Resolve();
-        var info = new ProcessStartInfo(fileName) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var argument in prefix.Concat(["learn", "-m", package, "-d", second])) info.ArgumentList.Add(argument);
-        var output = new System.Collections.Concurrent.ConcurrentQueue<string>();
-        using (var learn = Process.Start(info)!)
-        {
-            var epochDone = new ManualResetEventSlim();
-            learn.OutputDataReceived += (_, e) => { if (e.Data is { } line) { output.Enqueue(line); if (line.Contains("epoch 1/")) epochDone.Set(); } };
-            learn.ErrorDataReceived += (_, e) => { if (e.Data is { } line) output.Enqueue(line); };
-            learn.BeginOutputReadLine();
-            learn.BeginErrorReadLine();
-            var deadline = DateTime.UtcNow.AddMinutes(3);
-            while (!epochDone.IsSet && !learn.HasExited && DateTime.UtcNow < deadline) Thread.Sleep(10);
-            Assert.True(epochDone.IsSet && !learn.HasExited, "learn did not reach its first epoch: " + string.Join(" | ", output));
-            Assert.True(FileLock.IsHeld(Path.Combine(package, ModelPackage.LockFileName)), "the learning process does not hold the package's write lock");
-            learn.Kill();   // SIGKILL: no handler, no cleanup
-            learn.WaitForExit();
-        }
+        var output = CliProcess.KillWhen(["learn", "-m", package, "-d", second], output => output.Any(line => line.Contains("epoch 1/")),
+            whileRunning: () => Assert.True(FileLock.IsHeld(Path.Combine(package, ModelPackage.LockFileName)), "the learning process does not hold the package's write lock"));
         Assert.DoesNotContain(output, l => l.StartsWith("Version 2"));   // killed before it wrote a version
 
         // The previous version is byte for byte as it was and loads; the killed learn's staging folder is left, unlocked.

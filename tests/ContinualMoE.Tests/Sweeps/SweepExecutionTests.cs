@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
 using ContinualMoE.Cli.Commands;
+using ContinualMoE.Tests.Cli;
 
 namespace ContinualMoE.Tests.Sweeps;
 
@@ -72,7 +73,7 @@ public class SweepExecutionTests
         });
         var folder = files.Folder("out");
         var first = Path.Combine(folder, "runs", "finetune-head-seed1");
-        using (var sweep = SweepTestFiles.StartCli(["sweep", spec, "--output", folder]))
+        using (var sweep = CliProcess.Start(["sweep", spec, "--output", folder]))
         {
             // Kill the sweep (and its run) between the first run's first checkpoint and its end.
             var deadline = DateTime.UtcNow.AddMinutes(3);

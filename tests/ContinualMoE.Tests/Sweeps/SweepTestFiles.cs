@@ -30,21 +30,6 @@ internal sealed class SweepTestFiles : IDisposable
             ? File.ReadAllLines(Path.Combine(sweepFolder, "attempts.jsonl")).Select(l => JsonNode.Parse(l)!.AsObject()).ToList()
             : [];
 
-    /// <summary>Starts <c>continual-moe ARGS</c> as its own process (as users and Slurm do).</summary>
-    public static Process StartCli(IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null)
-    {
-        var (fileName, prefix) = SelfCommand.Resolve();
-        var info = new ProcessStartInfo(fileName) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var argument in prefix.Concat(arguments)) info.ArgumentList.Add(argument);
-        foreach (var (key, value) in environment ?? new Dictionary<string, string>()) info.Environment[key] = value;
-        var process = Process.Start(info)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return process;
-    }
-
     public static string StartInfoName() => SelfCommand.Resolve().FileName;
     public static IReadOnlyList<string> CliPrefix() => SelfCommand.Resolve().Prefix;
 
