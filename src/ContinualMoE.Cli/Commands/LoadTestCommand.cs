@@ -19,7 +19,13 @@ internal static class LoadTestCommand
     /// figure does not pay.</summary>
     public sealed record Result(int Requests, int Concurrency, double PredictionsPerSecond, double P50Milliseconds, double P99Milliseconds,
         double? OfflinePredictionsPerSecond, int Failures, double? MeanBatchImages = null, double? ModelBusy = null, double? ServiceCpuCores = null,
-        double LoadGeneratorCpuCores = 0);
+        double LoadGeneratorCpuCores = 0, double? OfflineCpuCores = null)
+    {
+        /// <summary>CPU milliseconds per prediction of the service and its clients together (null without the service's CPU time).</summary>
+        public double? ServiceCpuMillisecondsPerPrediction => ServiceCpuCores is double cores ? 1000 * (cores + LoadGeneratorCpuCores) / PredictionsPerSecond : null;
+        /// <summary>CPU milliseconds per prediction of offline predict (this process).</summary>
+        public double? OfflineCpuMillisecondsPerPrediction => OfflineCpuCores is double cores && OfflinePredictionsPerSecond is double rate ? 1000 * cores / rate : null;
+    }
 
     public static Command Create()
     {
@@ -44,7 +50,12 @@ internal static class LoadTestCommand
                                    (result.ServiceCpuCores is double cores ? $"of the service {cores:F2} cores, " : "") +
                                    $"of the load generator (the clients, this process) {result.LoadGeneratorCpuCores:F2} cores, of {Environment.ProcessorCount}");
             if (result.OfflinePredictionsPerSecond is double offline)
+            {
                 AnsiConsole.MarkupLine($"offline predict on the same images: {offline:F1} predictions/s; service/offline = [bold]{result.PredictionsPerSecond / offline:P0}[/]");
+                // CPU time per prediction depends less than throughput on what else the machine runs.
+                if (result.ServiceCpuMillisecondsPerPrediction is double served && result.OfflineCpuMillisecondsPerPrediction is double alone)
+                    AnsiConsole.MarkupLine($"CPU per prediction: service and clients {served:F1} ms, offline {alone:F1} ms ({result.OfflineCpuCores:F2} cores)");
+            }
             return result.Failures == 0 ? 0 : 1;
         });
         return command;
@@ -103,7 +114,7 @@ internal static class LoadTestCommand
         Array.Sort(latencies);
         double Percentile(double q) => latencies[Math.Min(latencies.Length - 1, (int)Math.Ceiling(q * latencies.Length) - 1)];
 
-        double? offline = null;
+        double? offline = null, offlineCores = null;
         if (modelFolder is not null)
         {
             // The same image files, as many predictions, as `predict` makes them: decoded by the data loader, batched by
@@ -112,12 +123,14 @@ internal static class LoadTestCommand
             using var model = DeployedModel.Load(modelFolder);
             var all = UnlabelledImages.FromPaths(Enumerable.Range(0, requests).Select(i => imageFiles[i % imageFiles.Count]));
             model.Predict(UnlabelledImages.FromPaths(imageFiles.Take(1)));
+            var offlineCpu = Environment.CpuUsage.TotalTime;
             var offlineClock = Stopwatch.StartNew();
             model.Predict(all, cancellation: cancellation);
             offline = requests / offlineClock.Elapsed.TotalSeconds;
+            offlineCores = (Environment.CpuUsage.TotalTime - offlineCpu).TotalSeconds / offlineClock.Elapsed.TotalSeconds;
         }
         return new Result(requests, concurrency, requests / seconds, Percentile(0.5), Percentile(0.99), offline, failures, meanBatch, busy, serviceCores,
-            loadGeneratorCores);
+            loadGeneratorCores, offlineCores);
     }
 
     /// <summary>The service's counters (GET /health), or null when it does not report them.</summary>

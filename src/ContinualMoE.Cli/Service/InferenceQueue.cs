@@ -99,11 +99,8 @@ internal sealed class InferenceQueue : IDisposable
     {
         ComputeDevice.ConfigureThreads();
         var reader = requests.Reader;
-        var trace = Environment.GetEnvironmentVariable("CMOE_QUEUE_TRACE") == "1";
-        var idleFrom = Stopwatch.GetTimestamp();
         while (reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
         {
-            var woke = Stopwatch.GetTimestamp();
             SwitchToReplacement();
             while (pendingWork.TryDequeue(out var action)) action();
             var batch = new List<Request>();
@@ -137,7 +134,6 @@ internal sealed class InferenceQueue : IDisposable
                     else Thread.Sleep(1);
                 }
             }
-            var collected = Stopwatch.GetTimestamp();
             lastBatchRequests = batch.Count;
             var computing = Stopwatch.GetTimestamp();
             try
@@ -151,8 +147,6 @@ internal sealed class InferenceQueue : IDisposable
                     offset += request.Images.Length;
                     request.Done.TrySetResult(mine);
                 }
-                if (trace) Console.Error.WriteLine($"TRACE {batch.Count} {images} idle {Stopwatch.GetElapsedTime(idleFrom, woke).TotalMilliseconds:F1} window {Stopwatch.GetElapsedTime(woke, collected).TotalMilliseconds:F1} predict {Stopwatch.GetElapsedTime(collected).TotalMilliseconds:F1}");
-                idleFrom = Stopwatch.GetTimestamp();
             }
             catch (Exception e)
             {
