@@ -101,11 +101,11 @@ internal static class ModelService
                 names[i] = string.IsNullOrEmpty(file.FileName) ? $"image{i + 1}" : file.FileName;
                 if (file.ContentType is { Length: > 0 } type && !type.StartsWith("image/") && type != "application/octet-stream")
                     return Error(StatusCodes.Status415UnsupportedMediaType, $"{names[i]}: content type '{type}' is not an image");
-                using var bytes = new MemoryStream();
-                await file.CopyToAsync(bytes);
+                var bytes = new byte[file.Length];   // within the request size limit
+                await using (var stream = file.OpenReadStream()) await stream.ReadExactlyAsync(bytes);
                 // A corrupt image fails here with a one-line reason (400). Decoding and preparing here, on the request's
                 // thread, overlaps them with the model computing the previous batch.
-                images[i] = queue.Prepare(ImageDecoder.Decode(bytes.ToArray(), names[i]));
+                images[i] = queue.Prepare(ImageDecoder.Decode(bytes, names[i]));
             }
             var predictions = await queue.Predict(images, names, Math.Clamp(top_k ?? 3, 1, 100));
             return Results.Ok(new PredictBody(queue.Manifest.Version, predictions));
