@@ -13,8 +13,19 @@ namespace ContinualMoE.Cli.Commands;
 /// </summary>
 internal static class LoadTestCommand
 {
+    /// <summary>The load test's figures. <see cref="ModelBusy"/>: the fraction of the time the service's model was computing;
+    /// <see cref="ServiceCpuCores"/> and <see cref="LoadGeneratorCpuCores"/>: CPU time of the service and of this process
+    /// (the clients) per second of the test, in cores: on one machine the load generator's share is CPU the offline
+    /// figure does not pay.</summary>
     public sealed record Result(int Requests, int Concurrency, double PredictionsPerSecond, double P50Milliseconds, double P99Milliseconds,
-        double? OfflinePredictionsPerSecond, int Failures, double? MeanBatchImages = null);
+        double? OfflinePredictionsPerSecond, int Failures, double? MeanBatchImages = null, double? ModelBusy = null, double? ServiceCpuCores = null,
+        double LoadGeneratorCpuCores = 0, double? OfflineCpuCores = null)
+    {
+        /// <summary>CPU milliseconds per prediction of the service and its clients together (null without the service's CPU time).</summary>
+        public double? ServiceCpuMillisecondsPerPrediction => ServiceCpuCores is double cores ? 1000 * (cores + LoadGeneratorCpuCores) / PredictionsPerSecond : null;
+        /// <summary>CPU milliseconds per prediction of offline predict (this process).</summary>
+        public double? OfflineCpuMillisecondsPerPrediction => OfflineCpuCores is double cores && OfflinePredictionsPerSecond is double rate ? 1000 * cores / rate : null;
+    }
 
     public static Command Create()
     {
@@ -35,8 +46,16 @@ internal static class LoadTestCommand
             AnsiConsole.MarkupLine($"{result.Requests} requests, {result.Concurrency} concurrent: [bold]{result.PredictionsPerSecond:F1}[/] predictions/s, " +
                                    $"p50 {result.P50Milliseconds:F0} ms, p99 {result.P99Milliseconds:F0} ms, {result.Failures} failed" +
                                    (result.MeanBatchImages is double mean ? $", {mean:F1} images per batch" : ""));
+            AnsiConsole.MarkupLine((result.ModelBusy is double busy ? $"model busy {busy:P0} of the time; " : "") + "CPU " +
+                                   (result.ServiceCpuCores is double cores ? $"of the service {cores:F2} cores, " : "") +
+                                   $"of the load generator (the clients, this process) {result.LoadGeneratorCpuCores:F2} cores, of {Environment.ProcessorCount}");
             if (result.OfflinePredictionsPerSecond is double offline)
+            {
                 AnsiConsole.MarkupLine($"offline predict on the same images: {offline:F1} predictions/s; service/offline = [bold]{result.PredictionsPerSecond / offline:P0}[/]");
+                // CPU time per prediction depends less than throughput on what else the machine runs.
+                if (result.ServiceCpuMillisecondsPerPrediction is double served && result.OfflineCpuMillisecondsPerPrediction is double alone)
+                    AnsiConsole.MarkupLine($"CPU per prediction: service and clients {served:F1} ms, offline {alone:F1} ms ({result.OfflineCpuCores:F2} cores)");
+            }
             return result.Failures == 0 ? 0 : 1;
         });
         return command;
@@ -49,38 +68,53 @@ internal static class LoadTestCommand
         var payloads = imageFiles.Select(f => (Name: Path.GetFileName(f), Bytes: File.ReadAllBytes(f))).ToList();
         using var client = new HttpClient { BaseAddress = url, Timeout = TimeSpan.FromMinutes(5) };
         if (token is not null) client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
-        var before = await Counts(client, cancellation);
         var latencies = new double[requests];
-        var next = -1;
         var failures = 0;
-        var clock = Stopwatch.StartNew();
-        await Task.WhenAll(Enumerable.Range(0, Math.Min(concurrency, requests)).Select(async _ =>
+        async Task Load(int count, double[]? latency)
         {
-            int i;
-            while ((i = Interlocked.Increment(ref next)) < requests)
+            var next = -1;
+            await Task.WhenAll(Enumerable.Range(0, Math.Min(concurrency, count)).Select(async _ =>
             {
-                var (name, bytes) = payloads[i % payloads.Count];
-                using var form = new MultipartFormDataContent();
-                var part = new ByteArrayContent(bytes);
-                part.Headers.ContentType = new MediaTypeHeaderValue("image/" + (Path.GetExtension(name).TrimStart('.').ToLowerInvariant() is "jpg" ? "jpeg" : Path.GetExtension(name).TrimStart('.').ToLowerInvariant()));
-                form.Add(part, "image", name);
-                var start = Stopwatch.GetTimestamp();
-                try
+                int i;
+                while ((i = Interlocked.Increment(ref next)) < count)
                 {
-                    using var response = await client.PostAsync("/predict", form, cancellation);
-                    if (!response.IsSuccessStatusCode) Interlocked.Increment(ref failures);
+                    var (name, bytes) = payloads[i % payloads.Count];
+                    using var form = new MultipartFormDataContent();
+                    var part = new ByteArrayContent(bytes);
+                    part.Headers.ContentType = new MediaTypeHeaderValue("image/" + (Path.GetExtension(name).TrimStart('.').ToLowerInvariant() is "jpg" ? "jpeg" : Path.GetExtension(name).TrimStart('.').ToLowerInvariant()));
+                    form.Add(part, "image", name);
+                    var start = Stopwatch.GetTimestamp();
+                    try
+                    {
+                        using var response = await client.PostAsync("/predict", form, cancellation);
+                        if (!response.IsSuccessStatusCode && latency is not null) Interlocked.Increment(ref failures);
+                    }
+                    catch (HttpRequestException) when (latency is not null) { Interlocked.Increment(ref failures); }
+                    if (latency is not null) latency[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
                 }
-                catch (HttpRequestException) { Interlocked.Increment(ref failures); }
-                latencies[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-            }
-        }));
+            }));
+        }
+        // One untimed round per client first, as the offline figure below predicts one image untimed: both then measure
+        // warm code (JIT, connections, libtorch's first allocations), not start-up.
+        await Load(Math.Min(concurrency, requests), null);
+        var before = await Counts(client, cancellation);
+        var cpuBefore = Environment.CpuUsage.TotalTime;
+        var clock = Stopwatch.StartNew();
+        await Load(requests, latencies);
         var seconds = clock.Elapsed.TotalSeconds;
+        var loadGeneratorCores = (Environment.CpuUsage.TotalTime - cpuBefore).TotalSeconds / seconds;
         var after = await Counts(client, cancellation);
-        double? meanBatch = before is { } b && after is { } a && a.Batches > b.Batches ? (double)(a.Images - b.Images) / (a.Batches - b.Batches) : null;
+        double? meanBatch = null, busy = null, serviceCores = null;
+        if (before is { } b && after is { } a && a.Batches > b.Batches)
+        {
+            meanBatch = (double)(a.Images - b.Images) / (a.Batches - b.Batches);
+            if (a.ComputeSeconds is { } computeAfter && b.ComputeSeconds is { } computeBefore) busy = (computeAfter - computeBefore) / seconds;
+            if (a.CpuSeconds is { } cpuAfter && b.CpuSeconds is { } cpuBeforeService) serviceCores = (cpuAfter - cpuBeforeService) / seconds;
+        }
         Array.Sort(latencies);
         double Percentile(double q) => latencies[Math.Min(latencies.Length - 1, (int)Math.Ceiling(q * latencies.Length) - 1)];
 
-        double? offline = null;
+        double? offline = null, offlineCores = null;
         if (modelFolder is not null)
         {
             // The same image files, as many predictions, as `predict` makes them: decoded by the data loader, batched by
@@ -89,20 +123,25 @@ internal static class LoadTestCommand
             using var model = DeployedModel.Load(modelFolder);
             var all = UnlabelledImages.FromPaths(Enumerable.Range(0, requests).Select(i => imageFiles[i % imageFiles.Count]));
             model.Predict(UnlabelledImages.FromPaths(imageFiles.Take(1)));
+            var offlineCpu = Environment.CpuUsage.TotalTime;
             var offlineClock = Stopwatch.StartNew();
             model.Predict(all, cancellation: cancellation);
             offline = requests / offlineClock.Elapsed.TotalSeconds;
+            offlineCores = (Environment.CpuUsage.TotalTime - offlineCpu).TotalSeconds / offlineClock.Elapsed.TotalSeconds;
         }
-        return new Result(requests, concurrency, requests / seconds, Percentile(0.5), Percentile(0.99), offline, failures, meanBatch);
+        return new Result(requests, concurrency, requests / seconds, Percentile(0.5), Percentile(0.99), offline, failures, meanBatch, busy, serviceCores,
+            loadGeneratorCores, offlineCores);
     }
 
-    /// <summary>The service's batch and image counters (GET /health), or null when it does not report them.</summary>
-    private static async Task<(long Batches, long Images)?> Counts(HttpClient client, CancellationToken cancellation)
+    /// <summary>The service's counters (GET /health), or null when it does not report them.</summary>
+    private static async Task<(long Batches, long Images, double? ComputeSeconds, double? CpuSeconds)?> Counts(HttpClient client, CancellationToken cancellation)
     {
         try
         {
             var health = System.Text.Json.Nodes.JsonNode.Parse(await client.GetStringAsync("/health", cancellation));
-            return health?["batches"] is { } batches && health["predicted_images"] is { } images ? ((long)batches, (long)images) : null;
+            return health?["batches"] is { } batches && health["predicted_images"] is { } images
+                ? ((long)batches, (long)images, (double?)health["compute_seconds"], (double?)health["cpu_seconds"])
+                : null;
         }
         catch (HttpRequestException) { return null; }
     }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Threading.Channels;
 using ContinualMoE.Data;
+using ContinualMoE.Data.Transforms;
 using ContinualMoE.Deployment;
 
 namespace ContinualMoE.Cli.Service;
@@ -13,7 +14,7 @@ namespace ContinualMoE.Cli.Service;
 /// </summary>
 internal sealed class InferenceQueue : IDisposable
 {
-    private sealed record Request(RawImage[] Images, string[] Sources, int TopK, TaskCompletionSource<IReadOnlyList<ImagePrediction>> Done);
+    private sealed record Request(ImageBuffer[] Images, string[] Sources, int TopK, TaskCompletionSource<IReadOnlyList<ImagePrediction>> Done);
 
     private readonly Channel<Request> requests = Channel.CreateUnbounded<Request>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Thread worker;
@@ -21,9 +22,12 @@ internal sealed class InferenceQueue : IDisposable
     private (DeployedModel Model, TaskCompletionSource Switched)? replacement;
     private readonly object replacementGate = new();
     private int lastBatchRequests;
-    private long batches, predictedImages;
-    /// <summary>Batches run and images predicted since the start (GET /health; the load test's mean batch size).</summary>
-    public (long Batches, long Images) Counts => (Interlocked.Read(ref batches), Interlocked.Read(ref predictedImages));
+    private long batches, predictedImages, computeTicks;
+    /// <summary>Batches run, images predicted and seconds the worker spent computing them (stacking, the model, the
+    /// answers) since the start: GET /health reports them, the load test derives the mean batch size and how busy the
+    /// model was from them.</summary>
+    public QueueCounts Counts => new(Interlocked.Read(ref batches), Interlocked.Read(ref predictedImages),
+        Stopwatch.GetElapsedTime(0, Interlocked.Read(ref computeTicks)).TotalSeconds);
     public int MaxBatchImages { get; }
     /// <summary>Longest wait for more requests after the first of a batch (only while requests come concurrently).</summary>
     public TimeSpan MaxBatchDelay { get; }
@@ -42,7 +46,13 @@ internal sealed class InferenceQueue : IDisposable
     /// <summary>The manifest of the version being served.</summary>
     public PackageManifest Manifest => Volatile.Read(ref model).Manifest;
 
-    public Task<IReadOnlyList<ImagePrediction>> Predict(RawImage[] images, string[] sources, int topK)
+    /// <summary>One decoded upload as the model takes it (<see cref="DeployedModel.PrepareImage"/>). Called on the request
+    /// threads, so images are resized and normalised in parallel while the worker computes; versions of one package share
+    /// their run config, hence the pipeline, so an image prepared before a version switch suits the next version.</summary>
+    public ImageBuffer Prepare(RawImage image) => Volatile.Read(ref model).PrepareImage(image);
+
+    /// <summary>Predicts images made by <see cref="Prepare"/> in the next batch; the queue returns their buffers to the pool.</summary>
+    public Task<IReadOnlyList<ImagePrediction>> Predict(ImageBuffer[] images, string[] sources, int topK)
     {
         var done = new TaskCompletionSource<IReadOnlyList<ImagePrediction>>(TaskCreationOptions.RunContinuationsAsynchronously);
         if (!requests.Writer.TryWrite(new Request(images, sources, topK, done))) done.SetException(new ObjectDisposedException("the service is stopping"));
@@ -125,12 +135,10 @@ internal sealed class InferenceQueue : IDisposable
                 }
             }
             lastBatchRequests = batch.Count;
-            Interlocked.Increment(ref batches);
-            Interlocked.Add(ref predictedImages, images);
+            var computing = Stopwatch.GetTimestamp();
             try
             {
-                var all = UnlabelledImages.FromImages(batch.SelectMany(r => r.Images).ToList(), batch.SelectMany(r => r.Sources).ToList());
-                var predictions = model.Predict(all, batch.Max(r => r.TopK));
+                var predictions = model.Predict(batch.SelectMany(r => r.Images).ToList(), batch.SelectMany(r => r.Sources).ToList(), batch.Max(r => r.TopK));
                 var offset = 0;
                 foreach (var request in batch)
                 {
@@ -144,6 +152,13 @@ internal sealed class InferenceQueue : IDisposable
             {
                 foreach (var request in batch) request.Done.TrySetException(e);
             }
+            finally
+            {
+                foreach (var request in batch) foreach (var image in request.Images) image.Return();
+                Interlocked.Add(ref computeTicks, Stopwatch.GetTimestamp() - computing);
+                Interlocked.Increment(ref batches);
+                Interlocked.Add(ref predictedImages, images);
+            }
         }
     }
 
@@ -155,3 +170,6 @@ internal sealed class InferenceQueue : IDisposable
         lock (replacementGate) { replacement?.Model.Dispose(); replacement?.Switched.TrySetResult(); replacement = null; }
     }
 }
+
+/// <summary>The inference queue's counters (<see cref="InferenceQueue.Counts"/>).</summary>
+internal readonly record struct QueueCounts(long Batches, long Images, double ComputeSeconds);

@@ -3,6 +3,7 @@ using System.Text.Json;
 using ContinualMoE.Cli.Reporting;
 using ContinualMoE.Data;
 using ContinualMoE.Data.Loaders;
+using ContinualMoE.Data.Transforms;
 using ContinualMoE.Deployment;
 using ContinualMoE.Evaluation;
 using ContinualMoE.Experiments;
@@ -74,7 +75,12 @@ internal static class ModelService
 
         app.MapOpenApi();
         app.MapGet("/", () => Results.Content(WebPage.Html, "text/html; charset=utf-8")).ExcludeFromDescription();
-        app.MapGet("/health", () => Results.Ok(new HealthBody("ok", queue.Manifest.Version, queue.Manifest.Tasks.Count, queue.Counts.Images, queue.Counts.Batches)))
+        app.MapGet("/health", () =>
+            {
+                var counts = queue.Counts;
+                return Results.Ok(new HealthBody("ok", queue.Manifest.Version, queue.Manifest.Tasks.Count, counts.Images, counts.Batches,
+                    counts.ComputeSeconds, Environment.CpuUsage.TotalTime.TotalSeconds));
+            })
             .WithSummary("liveness and the served version");
         app.MapGet("/model", () => Results.Ok(Describe(queue.Manifest)))
             .WithSummary("classes, tasks, capacity, cost and metrics of the served version");
@@ -87,7 +93,7 @@ internal static class ModelService
             if (form.Files.Count == 0) return Error(StatusCodes.Status400BadRequest, "no image files in the form");
             if (form.Files.Count > options.MaxImagesPerRequest)
                 return Error(StatusCodes.Status413PayloadTooLarge, $"{form.Files.Count} images exceed the limit of {options.MaxImagesPerRequest} per request");
-            var images = new RawImage[form.Files.Count];
+            var images = new ImageBuffer[form.Files.Count];
             var names = new string[form.Files.Count];
             for (var i = 0; i < images.Length; i++)
             {
@@ -95,9 +101,11 @@ internal static class ModelService
                 names[i] = string.IsNullOrEmpty(file.FileName) ? $"image{i + 1}" : file.FileName;
                 if (file.ContentType is { Length: > 0 } type && !type.StartsWith("image/") && type != "application/octet-stream")
                     return Error(StatusCodes.Status415UnsupportedMediaType, $"{names[i]}: content type '{type}' is not an image");
-                using var bytes = new MemoryStream();
-                await file.CopyToAsync(bytes);
-                images[i] = ImageDecoder.Decode(bytes.ToArray(), names[i]);   // a corrupt image fails here with a one-line reason (400)
+                var bytes = new byte[file.Length];   // within the request size limit
+                await using (var stream = file.OpenReadStream()) await stream.ReadExactlyAsync(bytes);
+                // A corrupt image fails here with a one-line reason (400). Decoding and preparing here, on the request's
+                // thread, overlaps them with the model computing the previous batch.
+                images[i] = queue.Prepare(ImageDecoder.Decode(bytes, names[i]));
             }
             var predictions = await queue.Predict(images, names, Math.Clamp(top_k ?? 3, 1, 100));
             return Results.Ok(new PredictBody(queue.Manifest.Version, predictions));
@@ -221,7 +229,10 @@ internal static class ModelService
 }
 
 internal sealed record ErrorBody(string Error);
-internal sealed record HealthBody(string Status, int Version, int Tasks, long PredictedImages, long Batches);
+/// <summary>GET /health: the served version and the inference queue's counters since the start; <see cref="ComputeSeconds"/>
+/// is the time the model spent predicting and <see cref="CpuSeconds"/> the service process's CPU time (the load test
+/// reports how busy the model was and what the service cost in CPU from them).</summary>
+internal sealed record HealthBody(string Status, int Version, int Tasks, long PredictedImages, long Batches, double ComputeSeconds, double CpuSeconds);
 internal sealed record PredictBody(int Version, IReadOnlyList<ImagePrediction> Predictions);
 internal sealed record TaskRequest(string? Path);
 internal sealed record ModelBody(int Version, string Method, string Backbone, PackageCapacity Capacity, IReadOnlyList<string> Classes,

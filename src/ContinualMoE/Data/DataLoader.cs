@@ -155,24 +155,7 @@ public sealed class DataLoader : IBatchLoader
 
     private Batch ToBatch(int[] indices, ImageBuffer[] buffers, long[] labels)
     {
-        var first = buffers[0];
-        var sampleSize = first.Length;
-        // Samples are copied straight into the tensor's memory: no batch-sized managed array, so the loader adds no
-        // large-object-heap garbage (fewer garbage collections while libtorch runs on the main thread).
-        var imageTensor = torch.empty([indices.Length, first.Channels, first.Height, first.Width], torch.float32);
-        var target = MemoryMarshal.Cast<byte, float>(imageTensor.bytes);
-        for (var i = 0; i < buffers.Length; i++)
-        {
-            var b = buffers[i];
-            if (b.Channels != first.Channels || b.Height != first.Height || b.Width != first.Width)
-            {
-                imageTensor.Dispose();
-                throw new ContinualMoEException(
-                    $"dataset '{_dataset.Name}': sample {indices[i]} became {b.Channels}x{b.Height}x{b.Width} but sample {indices[0]} " +
-                    $"became {first.Channels}x{first.Height}x{first.Width}; the pipeline must produce a fixed size (add a Resize)");
-            }
-            b.Span.CopyTo(target.Slice(i * sampleSize, sampleSize));
-        }
+        var imageTensor = StackImages(buffers, $"dataset '{_dataset.Name}'", i => $"sample {indices[i]}");
         var labelTensor = torch.tensor(labels, [indices.Length]);
         if (_device != null && _device.type != DeviceType.CPU)
         {
@@ -182,5 +165,32 @@ public sealed class DataLoader : IBatchLoader
             (imageTensor, labelTensor) = (onDeviceImages, onDeviceLabels);
         }
         return new Batch(imageTensor, labelTensor, indices);
+    }
+
+    /// <summary>Copies same-sized prepared samples into one new [B,C,H,W] float32 CPU tensor (the caller owns it and may
+    /// return the buffers afterwards). A sample of another size is an error naming <paramref name="origin"/> and the samples
+    /// (<paramref name="sampleName"/> of a position).</summary>
+    public static torch.Tensor StackImages(IReadOnlyList<ImageBuffer> buffers, string origin, Func<int, string> sampleName)
+    {
+        if (buffers.Count == 0) throw new ArgumentException("no samples to stack", nameof(buffers));
+        var first = buffers[0];
+        var sampleSize = first.Length;
+        // Samples are copied straight into the tensor's memory: no batch-sized managed array, so the loader adds no
+        // large-object-heap garbage (fewer garbage collections while libtorch runs on the main thread).
+        var imageTensor = torch.empty([buffers.Count, first.Channels, first.Height, first.Width], torch.float32);
+        var target = MemoryMarshal.Cast<byte, float>(imageTensor.bytes);
+        for (var i = 0; i < buffers.Count; i++)
+        {
+            var b = buffers[i];
+            if (b.Channels != first.Channels || b.Height != first.Height || b.Width != first.Width)
+            {
+                imageTensor.Dispose();
+                throw new ContinualMoEException(
+                    $"{origin}: {sampleName(i)} became {b.Channels}x{b.Height}x{b.Width} but {sampleName(0)} " +
+                    $"became {first.Channels}x{first.Height}x{first.Width}; the pipeline must produce a fixed size (add a Resize)");
+            }
+            b.Span.CopyTo(target.Slice(i * sampleSize, sampleSize));
+        }
+        return imageTensor;
     }
 }

@@ -1,6 +1,7 @@
 using ContinualMoE.Backbones;
 using ContinualMoE.Data;
 using ContinualMoE.Data.Loaders;
+using ContinualMoE.Data.Transforms;
 using ContinualMoE.Evaluation;
 using ContinualMoE.Experiments;
 using ContinualMoE.Methods;
@@ -154,37 +155,67 @@ public sealed class DeployedModel : IDisposable
     /// batched through the data loader; <paramref name="batchDone"/> gets the number of images done so far.</summary>
     public IReadOnlyList<ImagePrediction> Predict(UnlabelledImages images, int topK = 5, Action<int>? batchDone = null, CancellationToken cancellation = default)
     {
-        if (Manifest.Tasks.Count == 0) throw new ContinualMoEException("the model has learned no task yet: teach it one with continual-moe learn");
-        var seen = SeenClassMask();
-        var k = Math.Clamp(topK, 1, seen.Count(s => s));
-        var context = new EvaluationContext(Manifest.Tasks.Count, seen, null, null) { ReportRouting = true };
+        var (seen, k, context) = PredictionSetup(topK);
         var results = new List<ImagePrediction>(images.Count);
         using var noGrad = torch.no_grad();
         foreach (var batch in Data.Loader(images, augment: false, shuffle: false).Epoch(0))
         {
             cancellation.ThrowIfCancellationRequested();
-            using (batch)
-            using (var scope = NewDisposeScope())
-            using (var prediction = Learner.Predict(batch.Images, context))
-            {
-                var probabilities = Losses.MaskLogits(prediction.Logits, seen).softmax(-1);
-                var (values, indices) = probabilities.topk(k, dim: -1);
-                var p = values.cpu().to(ScalarType.Float32).data<float>().ToArray();
-                var c = indices.cpu().data<long>().ToArray();
-                var tasks = prediction.PredictedTask?.cpu().to(ScalarType.Int64).data<long>().ToArray();
-                var routing = (prediction.Routing ?? []).Select(r => (r.Site, Experts: r.Experts.cpu().to(ScalarType.Int64).data<long>().ToArray(),
-                    Weights: r.Weights.cpu().to(ScalarType.Float64).data<double>().ToArray(), K: (int)r.Experts.shape[1])).ToList();
-                for (var s = 0; s < batch.Count; s++)
-                {
-                    var top = Enumerable.Range(0, k).Select(j => new ClassProbability((int)c[s * k + j], ClassName((int)c[s * k + j]), p[s * k + j])).ToList();
-                    var experts = routing.Count == 0 ? null : routing.Select(r => new ExpertRoute(r.Site,
-                        r.Experts.Skip(s * r.K).Take(r.K).Select(e => (int)e).ToList(), r.Weights.Skip(s * r.K).Take(r.K).ToList())).ToList();
-                    results.Add(new ImagePrediction(images.SourceOf(batch.Indices[s]), top, tasks is null ? null : (int)tasks[s], experts));
-                }
-            }
+            using (batch) PredictBatch(batch.Images, s => images.SourceOf(batch.Indices[s]), seen, k, context, results);
             batchDone?.Invoke(results.Count);
         }
         return results;
+    }
+
+    /// <summary>One image as the model takes it: the evaluation pipeline of <see cref="Predict(UnlabelledImages, int, Action{int}?, CancellationToken)"/>'s
+    /// loader. Thread-safe (it touches no tensor), so a caller that batches images itself (the service) prepares them on
+    /// its own threads while the model computes; the buffer is pooled (<see cref="ImageBuffer.Return"/> it when done).</summary>
+    public ImageBuffer PrepareImage(RawImage image) => (evaluationPipeline ??= Data.Pipeline(augment: false)).Apply(image, 0, 0);
+
+    private ImagePipeline? evaluationPipeline;
+
+    /// <summary>As <see cref="Predict(UnlabelledImages, int, Action{int}?, CancellationToken)"/> for images already
+    /// prepared by <see cref="PrepareImage"/>, as one batch (the caller chooses its size; the buffers are not returned).</summary>
+    public IReadOnlyList<ImagePrediction> Predict(IReadOnlyList<ImageBuffer> prepared, IReadOnlyList<string> sources, int topK = 5)
+    {
+        if (prepared.Count != sources.Count) throw new ArgumentException("one source per image", nameof(sources));
+        var (seen, k, context) = PredictionSetup(topK);
+        var results = new List<ImagePrediction>(prepared.Count);
+        if (prepared.Count == 0) return results;
+        using var noGrad = torch.no_grad();
+        using var images = DataLoader.StackImages(prepared, "images", i => sources[i]);
+        using var onDevice = Device.type == DeviceType.CPU ? null : images.to(Device);
+        PredictBatch(onDevice ?? images, s => sources[s], seen, k, context, results);
+        return results;
+    }
+
+    private (bool[] Seen, int K, EvaluationContext Context) PredictionSetup(int topK)
+    {
+        if (Manifest.Tasks.Count == 0) throw new ContinualMoEException("the model has learned no task yet: teach it one with continual-moe learn");
+        var seen = SeenClassMask();
+        var k = Math.Clamp(topK, 1, seen.Count(s => s));
+        return (seen, k, new EvaluationContext(Manifest.Tasks.Count, seen, null, null) { ReportRouting = true });
+    }
+
+    private void PredictBatch(Tensor images, Func<int, string> sourceOf, bool[] seen, int k, EvaluationContext context, List<ImagePrediction> results)
+    {
+        using var scope = NewDisposeScope();
+        using var prediction = Learner.Predict(images, context);
+        var probabilities = Losses.MaskLogits(prediction.Logits, seen).softmax(-1);
+        var (values, indices) = probabilities.topk(k, dim: -1);
+        var p = values.cpu().to(ScalarType.Float32).data<float>().ToArray();
+        var c = indices.cpu().data<long>().ToArray();
+        var tasks = prediction.PredictedTask?.cpu().to(ScalarType.Int64).data<long>().ToArray();
+        var routing = (prediction.Routing ?? []).Select(r => (r.Site, Experts: r.Experts.cpu().to(ScalarType.Int64).data<long>().ToArray(),
+            Weights: r.Weights.cpu().to(ScalarType.Float64).data<double>().ToArray(), K: (int)r.Experts.shape[1])).ToList();
+        var count = (int)images.shape[0];
+        for (var s = 0; s < count; s++)
+        {
+            var top = Enumerable.Range(0, k).Select(j => new ClassProbability((int)c[s * k + j], ClassName((int)c[s * k + j]), p[s * k + j])).ToList();
+            var experts = routing.Count == 0 ? null : routing.Select(r => new ExpertRoute(r.Site,
+                r.Experts.Skip(s * r.K).Take(r.K).Select(e => (int)e).ToList(), r.Weights.Skip(s * r.K).Take(r.K).ToList())).ToList();
+            results.Add(new ImagePrediction(sourceOf(s), top, tasks is null ? null : (int)tasks[s], experts));
+        }
     }
 
     public string ClassName(int label) => label < Manifest.ClassNames.Count ? Manifest.ClassNames[label] : $"(free slot {label})";

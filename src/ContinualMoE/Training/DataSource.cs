@@ -30,6 +30,16 @@ public sealed class DataSource(int imageSize, float[] mean, float[] std, int bat
     /// dataloaders/dataloader.py and trainer.py).</summary>
     public bool DropLastInTraining => dropLastInTraining;
 
+    /// <summary>The image transforms of <see cref="Loader"/>: the training pipeline when <paramref name="augment"/>,
+    /// the evaluation pipeline otherwise (callers that batch images themselves, as the model service, prepare them with it).</summary>
+    public ImagePipeline Pipeline(bool augment)
+    {
+        if (text) throw new ContinualMoEException("a text model has no image pipeline; images need a vision backbone");
+        return augment
+            ? ImagePipeline.ForTraining(imageSize, augment: true, mean, std, cropScaleMin, image)
+            : ImagePipeline.ForEvaluation(imageSize, mean, std, image);
+    }
+
     /// <summary>Training-time pipeline when <paramref name="augment"/>, evaluation pipeline otherwise (images; text batches are never augmented).
     /// <paramref name="dropLast"/> drops the epoch's last incomplete batch (the order is shuffled first).</summary>
     public IBatchLoader Loader(ILabelledDataset dataset, bool augment, bool shuffle, int? batchSizeOverride = null, bool dropLast = false)
@@ -40,10 +50,7 @@ public sealed class DataSource(int imageSize, float[] mean, float[] std, int bat
                 batchSizeOverride ?? batchSize, shuffle, seed, device);
         if (dataset is not IImageDataset images)
             throw new ContinualMoEException($"dataset '{dataset.Name}' has no images; text tasks need a language-model backbone");
-        var pipeline = augment
-            ? ImagePipeline.ForTraining(imageSize, augment: true, mean, std, cropScaleMin, image)
-            : ImagePipeline.ForEvaluation(imageSize, mean, std, image);
-        return new DataLoader(images, pipeline, batchSizeOverride ?? batchSize, shuffle, seed,
+        return new DataLoader(images, Pipeline(augment), batchSizeOverride ?? batchSize, shuffle, seed,
             workers ?? 0, device) { DropLast = dropLast, TorchWorkers = image is { TorchRng: true } ? image.TorchWorkers : null };
     }
 }

@@ -196,6 +196,12 @@ public class ModelServiceTests : IAsyncLifetime
         Assert.True(result.PredictionsPerSecond > 0 && result.OfflinePredictionsPerSecond > 0);
         Assert.InRange(result.P50Milliseconds, 0.001, result.P99Milliseconds);
         Assert.InRange(result.MeanBatchImages!.Value, 1, 4);   // 4 concurrent single-image clients
+        // The service reports how busy its model was and its CPU time; the clients' CPU time is this process's.
+        Assert.InRange(result.ModelBusy!.Value, 1e-6, 1.01);
+        Assert.True(result.ServiceCpuCores > 0 && result.LoadGeneratorCpuCores > 0 && result.OfflineCpuCores > 0);
+        Assert.True(result.ServiceCpuMillisecondsPerPrediction > 0 && result.OfflineCpuMillisecondsPerPrediction > 0);
+        var health = JsonNode.Parse(await client.GetStringAsync("/health"))!;
+        Assert.True((long)health["predicted_images"]! >= 16 && (double)health["compute_seconds"]! > 0);   // 4 warm-up and 12 timed requests
     }
 
     public async Task DisposeAsync()
