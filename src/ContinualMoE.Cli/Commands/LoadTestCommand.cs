@@ -65,7 +65,7 @@ internal static class LoadTestCommand
         CancellationToken cancellation)
     {
         if (requests < 1 || concurrency < 1) throw new ContinualMoEException("--requests and --concurrency must be at least 1");
-        var payloads = imageFiles.Select(f => (Name: Path.GetFileName(f), Bytes: File.ReadAllBytes(f))).ToList();
+        var payloads = imageFiles.Select(f => (Name: Path.GetFileName(f), Bytes: File.ReadAllBytes(f), ContentType: ImageContentType(f))).ToList();
         using var client = new HttpClient { BaseAddress = url, Timeout = TimeSpan.FromMinutes(5) };
         if (token is not null) client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
         var latencies = new double[requests];
@@ -78,10 +78,10 @@ internal static class LoadTestCommand
                 int i;
                 while ((i = Interlocked.Increment(ref next)) < count)
                 {
-                    var (name, bytes) = payloads[i % payloads.Count];
+                    var (name, bytes, contentType) = payloads[i % payloads.Count];
                     using var form = new MultipartFormDataContent();
                     var part = new ByteArrayContent(bytes);
-                    part.Headers.ContentType = new MediaTypeHeaderValue("image/" + (Path.GetExtension(name).TrimStart('.').ToLowerInvariant() is "jpg" ? "jpeg" : Path.GetExtension(name).TrimStart('.').ToLowerInvariant()));
+                    part.Headers.ContentType = new MediaTypeHeaderValue(contentType);
                     form.Add(part, "image", name);
                     var start = Stopwatch.GetTimestamp();
                     try
@@ -131,6 +131,13 @@ internal static class LoadTestCommand
         }
         return new Result(requests, concurrency, requests / seconds, Percentile(0.5), Percentile(0.99), offline, failures, meanBatch, busy, serviceCores,
             loadGeneratorCores, offlineCores);
+    }
+
+    /// <summary>The upload's content type from the file's extension (image/jpeg for .jpg).</summary>
+    private static string ImageContentType(string file)
+    {
+        var extension = Path.GetExtension(file).TrimStart('.').ToLowerInvariant();
+        return "image/" + (extension is "jpg" ? "jpeg" : extension);
     }
 
     /// <summary>The service's counters (GET /health), or null when it does not report them.</summary>

@@ -42,7 +42,7 @@ public static class AtomicFile
         return leftovers;
     }
 
-    private static readonly System.Text.RegularExpressions.Regex LeftoverName = new(@"^\..+\.[0-9a-f]{32}\.tmp$");
+    private static readonly System.Text.RegularExpressions.Regex LeftoverName = new($@"^\..+\.[0-9a-f]{{32}}{System.Text.RegularExpressions.Regex.Escape(TemporarySuffix)}$");
 
     public static void WriteAllText(string path, string text) =>
         Write(path, stream => { using var writer = new StreamWriter(stream, leaveOpen: true); writer.Write(text); });

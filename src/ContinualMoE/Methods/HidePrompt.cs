@@ -258,7 +258,7 @@ public class HidePrompt : LearnerBase
                     // un-augmented images: one frozen pass per training image per task (docs/frozen-passes.md).
                     var f = TiiFeatures(batch, task);
                     var p = PromptedFeatures(batch.Images);
-                    var labels = batch.Labels.data<long>().ToArray();
+                    var labels = batch.Labels.cpu().data<long>().ToArray();
                     frozen.Add(f, labels);
                     prompted.Add(p, labels);
                 }

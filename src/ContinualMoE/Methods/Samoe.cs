@@ -303,7 +303,7 @@ public sealed class Samoe : LearnerBase, IExpertPoolGrowth
             {
                 using (batch)
                 using (NewDisposeScope())
-                    perClass.Add(PromptedFeatures(batch.Images, RoutingOf(routing, batch.Indices)), batch.Labels.data<long>().ToArray());
+                    perClass.Add(PromptedFeatures(batch.Images, RoutingOf(routing, batch.Indices)), batch.Labels.cpu().data<long>().ToArray());
             }
             perClass.MergeBatchByBatchInto(model.Statistics);
         }

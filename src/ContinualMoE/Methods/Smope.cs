@@ -233,7 +233,7 @@ public sealed class Smope : LearnerBase, IExpertUsage
                 using (batch)
                 using (var scope = NewDisposeScope())
                 {
-                    var labels = batch.Labels.data<long>().ToArray();
+                    var labels = batch.Labels.cpu().data<long>().ToArray();
                     var count = !augmented || labels.Length == loader.BatchSize;   // drop_last for the frequencies
                     experts.Record = count;
                     using var f = PromptedFeatures(batch.Images);
