@@ -13,7 +13,7 @@ internal static class SweepCommand
 {
     public static Command Create()
     {
-        var spec = new Argument<FileInfo>("spec") { Description = "sweep spec JSON file (docs/sweeps.md)" };
+        var spec = new Argument<string>("spec") { Description = "sweep spec JSON file (docs/sweeps.md), or a sweep folder (or its sweep.json) to resume" };
         var output = new Option<string?>("--output", "-o") { Description = "sweep folder (default: runs/sweep-<name>); running the sweep again on it resumes" };
         var parallel = new Option<int?>("--parallel") { Description = "runs at once on this machine (default: the spec's, else 1); cores are divided between them" };
         var threads = new Option<int?>("--threads") { Description = "libtorch threads per run (default: cores / parallel)" };
@@ -37,13 +37,11 @@ internal static class SweepCommand
             command.Options.Add(option);
         command.SetAction((parse, cancellation) =>
         {
-            var file = parse.GetValue(spec)!;
-            var loaded = SweepSpec.Load(file.FullName);
             if (parse.GetValue(slurm) && parse.GetValue(k8s)) throw new ContinualMoEException("--slurm and --k8s: choose one");
-            var runsAtOnce = parse.GetValue(parallel) ?? loaded.Parallel;
+            var (sweep, specParallel) = Open(parse.GetValue(spec)!, parse.GetValue(output));
+            var runsAtOnce = parse.GetValue(parallel) ?? specParallel;
             if (runsAtOnce < 1) throw new ContinualMoEException("--parallel must be at least 1");
             if (parse.GetValue(cpus) < 1) throw new ContinualMoEException("--cpus must be at least 1");
-            var sweep = SweepFolder.Prepare(parse.GetValue(output) ?? Path.Combine("runs", $"sweep-{loaded.Name}"), loaded, file.FullName);
             if (parse.GetValue(slurm))
             {
                 if (parse.GetValue(throttle) < 1) throw new ContinualMoEException("--throttle must be at least 1");
@@ -60,6 +58,25 @@ internal static class SweepCommand
             return Task.FromResult(RunLocally(sweep, runsAtOnce, parse.GetValue(threads), cancellation));
         });
         return command;
+    }
+
+    /// <summary>The sweep folder a <c>sweep</c> argument names: a spec makes (or reopens) its folder; a sweep folder, or
+    /// the <c>sweep.json</c> plan inside one, is reopened as it is, so a user can resume a sweep without its spec file.</summary>
+    private static (SweepFolder Sweep, int Parallel) Open(string argument, string? output)
+    {
+        var path = Path.GetFullPath(argument);
+        var folder = Directory.Exists(path) ? path
+            : Path.GetFileName(path) == SweepFolder.PlanFileName && File.Exists(path) && SweepFolder.IsPlan(path) ? Path.GetDirectoryName(path)!
+            : null;
+        if (folder is null)
+        {
+            var loaded = SweepSpec.Load(path);
+            return (SweepFolder.Prepare(output ?? Path.Combine("runs", $"sweep-{loaded.Name}"), loaded, path), loaded.Parallel);
+        }
+        if (output is not null && Path.GetFullPath(output) != folder)
+            throw ContinualMoEException.ForFile(folder, $"this is a sweep folder; --output {output} names another one (leave --output out to resume this one)");
+        var sweep = SweepFolder.Open(folder);
+        return (sweep, SweepSpec.FromJson(sweep.Spec.DeepClone().AsObject(), Path.Combine(folder, SweepFolder.PlanFileName), sweep.Name).Parallel);
     }
 
     /// <summary>Runs the sweep here and writes its report; exit code 0 only when every run is complete.</summary>

@@ -101,6 +101,13 @@ internal sealed class SweepFolder
         }
     }
 
+    /// <summary>Whether <paramref name="file"/> is a sweep folder's plan (what <see cref="Save"/> writes) rather than a spec.</summary>
+    public static bool IsPlan(string file)
+    {
+        try { return JsonNode.Parse(File.ReadAllText(file)) is JsonObject o && o["format"] is JsonValue v && v.GetValueKind() == JsonValueKind.String && v.GetValue<string>() == Format; }
+        catch (JsonException) { return false; }
+    }
+
     /// <summary>Opens an existing sweep folder (for sweep-task, report, and re-submission).</summary>
     public static SweepFolder Open(string path)
     {

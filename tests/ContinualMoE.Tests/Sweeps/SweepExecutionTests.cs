@@ -60,6 +60,17 @@ public class SweepExecutionTests
         var newAttempts = SweepTestFiles.Attempts(folder).Skip(attemptsBefore).ToList();
         Assert.All(newAttempts, a => Assert.Equal("fashion-mnist-ncm-seed1", a["run"]!.GetValue<string>()));
         Assert.Equal(["started", "failed"], newAttempts.Select(a => a["event"]!.GetValue<string>()));
+
+        // The folder itself, or its sweep.json, resumes the sweep without the spec file: again only the failed run.
+        foreach (var argument in new[] { folder, Path.Combine(folder, "sweep.json") })
+        {
+            var before = SweepTestFiles.Attempts(folder).Count;
+            Assert.Equal(1, SweepCommand.Create().Parse([argument]).Invoke());
+            Assert.Equal(["fashion-mnist-ncm-seed1"], SweepTestFiles.Attempts(folder).Skip(before).Select(a => a["run"]!.GetValue<string>()).Distinct());
+        }
+        var elsewhere = Assert.Throws<ContinualMoE.ContinualMoEException>(() => SweepCommand.Create().Parse([folder, "--output", files.Folder("other")])
+            .Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
+        Assert.Contains("names another one", elsewhere.Message);
     }
 
     [Fact]
