@@ -21,7 +21,7 @@ internal static class EndToEndBenchCommand
     {
         var runOptions = new RunOptions();
         var methods = new Option<string>("--methods") { Description = "comma-separated methods, or 'all' (every image method)", DefaultValueFactory = _ => "all" };
-        var precision = new Option<string>("--precision") { Description = "fp32, bf16 or both", DefaultValueFactory = _ => "both" };
+        var precision = new Option<string>("--precision") { Description = "fp32, bf16, auto (each method's resolved default) or both (fp32 and bf16)", DefaultValueFactory = _ => "both" };
         var vitBase = new Option<bool>("--vit-base") { Description = "add a ViT-B/16 row (random weights, one task)" };
         var vitBaseOnly = new Option<bool>("--vit-base-only") { Description = "only the ViT-B/16 row" };
         var vitBaseMethod = new Option<string>("--vit-base-method") { Description = "method of the ViT-B/16 row", DefaultValueFactory = _ => "smope" };
@@ -44,7 +44,6 @@ internal static class EndToEndBenchCommand
                 var one => [one!],
             };
             var device = ComputeDevice.Parse(baseConfig.Device);
-            var matmul = precisions.ToDictionary(p => p, p => BackboneBenchmark.MeasureMatmulGflops(device, 3.0, ComputePrecision.Parse(p, device)));
             var names = parse.GetValue(methods) is "all"
                 ? MethodRegistry.Names.Where(n => MethodRegistry.Modalities(n).HasFlag(Data.InputModality.Image)).ToList()
                 : parse.GetValue(methods)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).ToList();
@@ -54,19 +53,21 @@ internal static class EndToEndBenchCommand
             if (!parse.GetValue(vitBaseOnly))
                 foreach (var name in names)
                     foreach (var p in precisions)
-                        runs.Add(baseConfig with { Method = name, Precision = p });
+                        runs.Add(PrecisionPolicy.Resolve(baseConfig with { Method = name, Precision = p }));
             if (parse.GetValue(vitBase) || parse.GetValue(vitBaseOnly))
             {
                 var images = parse.GetValue(vitBaseImages);
                 foreach (var p in precisions)
-                    runs.Add(new RunConfig
+                    runs.Add(PrecisionPolicy.Resolve(new RunConfig
                     {
                         Method = parse.GetValue(vitBaseMethod)!, Backbone = "vit_base_patch16_224", BackboneWeights = null, Precision = p,
                         Tasks = 1, Epochs = 1, BatchSize = 16, GeneratedClasses = 4, GeneratedTrainPerClass = Math.Max(1, images / 4),
                         GeneratedTestPerClass = Math.Max(1, images / 8), Seed = baseConfig.Seed, Device = baseConfig.Device,
-                    });
+                    }));
             }
 
+            var matmul = runs.Select(r => r.Precision).Distinct()
+                .ToDictionary(p => p, p => BackboneBenchmark.MeasureMatmulGflops(device, 3.0, ComputePrecision.Parse(p, device)));
             var table = new Table().AddColumns("method", "backbone", "precision", "final acc %", "wall s", "data s", "forward s",
                 "backward s", "optimizer s", "task work s", "eval s", "train img/s", "test img/s", "GFLOP/s", "matmul GFLOP/s", "of matmul", "peak MiB");
             var rows = new List<string> { "method,backbone,precision,tasks,epochs,final_accuracy,wall_s,data_s,forward_s,backward_s,optimizer_s,task_work_s,evaluation_s,train_images_per_s,test_images_per_s,backbone_gflop,gflops,matmul_gflops,fraction_of_matmul,peak_resident_mib" };

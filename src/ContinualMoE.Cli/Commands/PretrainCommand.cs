@@ -39,6 +39,9 @@ internal static class PretrainCommand
             var settings = DefaultBackbone.Settings with
             {
                 Epochs = parse.GetValue(epochs), BatchSize = parse.GetValue(batchSize), LearningRate = parse.GetValue(learningRate), Seed = parse.GetValue(seed),
+                // Only a rebuild of the cached default backbone keeps its recipe's legacy init; anything else starts from timm's.
+                Initialisation = name == "generated-upstream" && path == DefaultBackbone.CachePath(config)
+                    ? DefaultBackbone.Settings.Initialisation : VitInitialisation.Timm,
             };
             PretrainAndSave(config, data, settings, path, parse.GetValue(device)!, cancellation);
             return Task.FromResult(0);

@@ -27,7 +27,7 @@ internal static class RunSession
         // Everything that can fail on bad input (names, data, weights) happens before the run folder is made.
         using var experiment = Build(config, cancellation);
         var folder = RunFolder.Create(folderPath, force);
-        folder.WriteConfig(config);
+        folder.WriteConfig(experiment.Config);   // precision auto written as what it resolved to
         return Execute(experiment, folder, startTask: 0, results: null, parametersBefore: [], cancellation, taskFinished);
     }
 
@@ -74,6 +74,7 @@ internal static class RunSession
         if (configFile is not null || overrides.Count > 0)
         {
             var requested = (configFile is null ? saved : RunConfig.FromJson(File.ReadAllText(configFile), configFile)).WithOverrides(overrides);
+            requested = PrecisionPolicy.Resolve(requested);   // the checkpoint holds the resolved precision
             var differences = saved.Differences(requested);
             if (differences.Count > 0)
                 throw ContinualMoEException.ForFile(checkpointPath, $"--resume with a different config; differing settings: {string.Join("; ", differences)}");

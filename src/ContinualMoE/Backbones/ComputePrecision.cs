@@ -14,6 +14,9 @@ public static class ComputePrecision
     public const string Fp32 = "fp32";
     public const string Bf16 = "bf16";
     public const string Fp16 = "fp16";
+    /// <summary>Per method: bf16 where the method is declared bf16-safe and the CPU has native bf16, else fp32
+    /// (<see cref="Experiments.PrecisionPolicy"/>). A run records what it resolved to.</summary>
+    public const string Auto = "auto";
 
     /// <summary>The backbone's number format for <paramref name="precision"/> on <paramref name="device"/>.</summary>
     public static ScalarType Parse(string precision, Device device) => precision.Trim().ToLowerInvariant() switch
@@ -21,8 +24,9 @@ public static class ComputePrecision
         Fp32 => ScalarType.Float32,
         Bf16 => ScalarType.BFloat16,
         Fp16 when device.type == DeviceType.CUDA => ScalarType.Float16,
+        Auto => throw new ContinualMoEException("precision auto must be resolved per method before the backbone is built (Experiments.PrecisionPolicy.Resolve)"),
         Fp16 => throw new ContinualMoEException($"precision fp16 needs a CUDA device (device is {device.type.ToString().ToLowerInvariant()}): CPU kernels for fp16 are slow; use bf16 on a CPU"),
-        _ => throw new ContinualMoEException($"unknown precision '{precision}': use fp32, bf16 or fp16 (CUDA only)"),
+        _ => throw new ContinualMoEException($"unknown precision '{precision}': use fp32, bf16, auto or fp16 (CUDA only)"),
     };
 
     /// <summary>The setting's name of a number format.</summary>

@@ -71,7 +71,8 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>, ITransformerBack
 
     public VitConfig Config { get; }
 
-    public VisionTransformer(VitConfig config, int? seed = null) : base(nameof(VisionTransformer))
+    public VisionTransformer(VitConfig config, int? seed = null, VitInitialisation initialisation = VitInitialisation.Timm)
+        : base(nameof(VisionTransformer))
     {
         Config = config.Validated();
         // A seed makes initialisation (only relevant when pretraining from scratch) reproducible.
@@ -88,7 +89,7 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>, ITransformerBack
         register_module("blocks", blocks);
         register_module("norm", norm);
         register_module("head", head);
-        InitialiseLikeTimm();
+        Initialise(initialisation);
         SetFrozen(true);
     }
 
@@ -211,20 +212,42 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>, ITransformerBack
         return torch.cat([prefix, flat], dim: 1).MoveToOuterDisposeScope();
     }
 
-    /// <summary>timm's default init: trunc-normal(0.02) for linear weights and position embedding, tiny class token,
-    /// zero biases, unit LayerNorms. Only matters for training from scratch (pretraining).</summary>
-    private void InitialiseLikeTimm()
+    /// <summary>timm's default init (<c>VisionTransformer.init_weights</c>, mode 'timm'): trunc-normal(0.02) for linear
+    /// weights and the position embedding, tiny class token, zero biases, unit LayerNorms; the patch convolution keeps
+    /// PyTorch's default. Only matters without pretrained weights (pretraining from scratch, random-weight benchmarks).</summary>
+    private void Initialise(VitInitialisation initialisation)
     {
         using var noGrad = torch.no_grad();
-        init.trunc_normal_(pos_embed, std: 0.02);
+        Action<Tensor> truncatedNormal = initialisation switch
+        {
+            VitInitialisation.Timm => t => TruncatedNormal.Fill_(t, std: 0.02),
+            // The faulty TorchSharp call itself, so that the RNG is consumed exactly as when the v3 backbone was made.
+            VitInitialisation.TorchSharp0107Constant => t => init.trunc_normal_(t, std: 0.02),
+            _ => throw new ArgumentOutOfRangeException(nameof(initialisation)),
+        };
+        truncatedNormal(pos_embed);
         init.normal_(cls_token, std: 1e-6);
         foreach (var (name, p) in named_parameters())
         {
             if (name.StartsWith("blocks.") || name.StartsWith("head."))
             {
-                if (name.EndsWith(".weight") && p.dim() == 2) init.trunc_normal_(p, std: 0.02);
+                if (name.EndsWith(".weight") && p.dim() == 2) truncatedNormal(p);
                 else if (name.EndsWith(".bias") && !name.Contains("norm")) init.zeros_(p);
             }
         }
     }
+}
+
+/// <summary>How a ViT built without weights is initialised.</summary>
+public enum VitInitialisation
+{
+    /// <summary>timm's init with a correct truncated normal (<see cref="TruncatedNormal"/>): the default.</summary>
+    Timm,
+
+    /// <summary>What every randomly initialised ViT here got before the fix: TorchSharp 0.107's faulty
+    /// <c>trunc_normal_</c>, i.e. every block weight, head weight and position-embedding entry exactly 0.02, with NaN
+    /// where a uniform draw is exactly -1 (about 2^-24 per entry: a handful in ViT-B/16's 85 million, none in small ViTs). Kept only for
+    /// the embedded default backbone's v3 pretraining recipe (<see cref="Experiments.DefaultBackbone"/>), so that a
+    /// fresh machine builds the same backbone every measured figure was computed on.</summary>
+    TorchSharp0107Constant,
 }

@@ -42,6 +42,7 @@ public sealed class DeployedModel : IDisposable
         if (config.ClassCapacity is not int classes || config.TaskCapacity is not int tasks)
             throw new ContinualMoEException("a new model package needs class_capacity and task_capacity (e.g. --set class_capacity=100 --set task_capacity=10): heads and expert pools are sized by them");
         MethodRegistry.EnsureKnown(config.Method);
+        config = PrecisionPolicy.Resolve(config);   // the manifest records what auto became
         var (backbone, device) = LoadBackbone(config, weightsPath);
         var learner = MethodRegistry.Create(config.Method, Experiment.MethodContextFor(config, backbone, classes, device));
         var manifest = new PackageManifest
@@ -128,7 +129,7 @@ public sealed class DeployedModel : IDisposable
         var device = ComputeDevice.Parse(config.Device);
         var (backbone, _) = BackboneFactory.Create(config.Backbone, weights, config.Seed);
         backbone.to(device);
-        backbone.UseComputeType(ComputePrecision.Parse(config.Precision, device));
+        backbone.UseComputeType(ComputePrecision.Parse(PrecisionPolicy.Resolve(config).Precision, device));
         backbone.eval();
         return (backbone, device);
     }

@@ -10,7 +10,7 @@ namespace ContinualMoE.Experiments;
 
 /// <summary>Settings of supervised pretraining from scratch.</summary>
 public sealed record PretrainSettings(int Epochs = 12, int BatchSize = 128, double LearningRate = 1e-3, double WeightDecay = 0.05,
-    double LabelSmoothing = 0.1, int Seed = 0, double CropScaleMin = 0.08);
+    double LabelSmoothing = 0.1, int Seed = 0, double CropScaleMin = 0.08, VitInitialisation Initialisation = VitInitialisation.Timm);
 
 /// <summary>Progress of pretraining, one report per batch.</summary>
 public sealed record PretrainProgress(int Epoch, int Epochs, int Batch, int Batches, double Loss, double Accuracy, double ImagesPerSecond);
@@ -26,7 +26,7 @@ public static class BackbonePretraining
         IProgress<PretrainProgress>? progress = null, CancellationToken cancellation = default)
     {
         torch.random.manual_seed(settings.Seed);
-        var model = new VisionTransformer(config with { ClassCount = data.Train.ClassNames.Count }, settings.Seed);
+        var model = new VisionTransformer(config with { ClassCount = data.Train.ClassNames.Count }, settings.Seed, settings.Initialisation);
         model.to(device);
         model.SetFrozen(false);
         model.train();

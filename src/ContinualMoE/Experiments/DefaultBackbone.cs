@@ -1,3 +1,4 @@
+using ContinualMoE.Backbones;
 using ContinualMoE.Data.Generated;
 
 namespace ContinualMoE.Experiments;
@@ -13,7 +14,11 @@ public static class DefaultBackbone
     public const int TrainPerClass = 120;
     public const int TestPerClass = 25;
     public const int DataSeed = 7;
-    public static readonly PretrainSettings Settings = new(Epochs: 8, BatchSize: 128, LearningRate: 1e-3, WeightDecay: 0.05, LabelSmoothing: 0.1, Seed: 0);
+    /// <summary>The v3 recipe. It starts from <see cref="VitInitialisation.TorchSharp0107Constant"/> (the faulty init every
+    /// random ViT had when v3 was made), so that the cached backbone and every figure measured on it stay reproducible;
+    /// a v4 backbone should start from timm's init.</summary>
+    public static readonly PretrainSettings Settings = new(Epochs: 8, BatchSize: 128, LearningRate: 1e-3, WeightDecay: 0.05, LabelSmoothing: 0.1, Seed: 0,
+        Initialisation: VitInitialisation.TorchSharp0107Constant);
 
     public static string CachePath(string config) =>
         Path.Combine(CacheDirectory.Sub("backbones"), $"{config}-generated-upstream-v3.safetensors");

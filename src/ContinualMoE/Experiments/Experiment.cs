@@ -37,10 +37,12 @@ public sealed class Experiment : IDisposable
         BackboneDescription = backboneDescription; MethodContext = methodContext;
     }
 
-    /// <summary>Builds the run. <paramref name="backboneWeights"/> is the resolved weights file (null: random init).</summary>
+    /// <summary>Builds the run. <paramref name="backboneWeights"/> is the resolved weights file (null: random init).
+    /// <c>precision: auto</c> is resolved here (<see cref="PrecisionPolicy"/>); <see cref="Config"/> holds the result.</summary>
     public static Experiment Build(RunConfig config, string? backboneWeights, DatasetSplits? data = null)
     {
         if (TextStreams.IsText(config.Dataset)) return BuildText(config, TextStreams.Load(config));
+        config = PrecisionPolicy.Resolve(config);   // Config (and so config.json and checkpoints) records what auto became
         var device = ComputeDevice.Parse(config.Device);
         var scenario = BuildScenario(config, data);
         var (backbone, report) = BackboneFactory.Create(config.Backbone, backboneWeights, config.Seed);
@@ -86,6 +88,7 @@ public sealed class Experiment : IDisposable
         IReadOnlyDictionary<string, Data.Text.TextAnswerMetric>? metrics = null)
     {
         MethodRegistry.EnsureSupports(config.Method, InputModality.Text);
+        if (config.Precision == ComputePrecision.Auto) config = config with { Precision = ComputePrecision.Fp32 };   // text.dtype decides
         if (config.Precision != ComputePrecision.Fp32)
             throw new ContinualMoEException($"precision {config.Precision} applies to image backbones; a text run sets the language model's number format with text.dtype in its config (\"text\": {{\"dtype\": \"bfloat16\"}})");
         var device = ComputeDevice.Parse(config.Device);

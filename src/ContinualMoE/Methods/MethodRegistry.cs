@@ -17,6 +17,10 @@ public sealed class ContinualMethodAttribute(string name, string summary) : Attr
     /// <summary>The inputs the method runs on (Mammoth's COMPATIBILITY): images only unless it says so. A method that
     /// lists text uses only the modality-neutral interfaces (<see cref="AdaptedReadout"/>, <see cref="Data.Batch"/>).</summary>
     public Data.InputModality Modalities { get; init; } = Data.InputModality.Image;
+    /// <summary>Measured to stay within 0.3 points of fp32 final accuracy in bf16 on both the embedded default and split
+    /// Fashion-MNIST (issue 16 §1; the figures are in docs/methods/precision.md): <c>precision: auto</c> then runs its
+    /// backbone in bf16 on a CPU with native bf16. False (the default) keeps fp32 under auto.</summary>
+    public bool Bf16Safe { get; init; }
 }
 
 /// <summary>What every method is built from. <see cref="Backbone"/> is the ViT of an image run; a text run has none
@@ -124,6 +128,9 @@ public static class MethodRegistry
         Methods.Value.TryGetValue(name, out var entry)
             ? entry
             : throw new ContinualMoEException($"unknown method '{name}'; available: {string.Join(", ", Names)}");
+
+    /// <summary>Whether method <paramref name="name"/> is declared bf16-safe (<see cref="ContinualMethodAttribute.Bf16Safe"/>).</summary>
+    public static bool IsBf16Safe(string name) => Entry(name).Info.Bf16Safe;
 
     /// <summary>The inputs method <paramref name="name"/> runs on.</summary>
     public static Data.InputModality Modalities(string name) => Entry(name).Info.Modalities;

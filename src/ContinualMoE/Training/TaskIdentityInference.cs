@@ -43,7 +43,7 @@ public sealed class TaskIdentityInference : nn.Module
     public static void TimmInit(Linear layer)
     {
         using var noGrad = no_grad();
-        nn.init.trunc_normal_(layer.weight, std: 0.02);
+        TruncatedNormal.Fill_(layer.weight, std: 0.02);
         if (layer.bias is { } bias) bias.zero_();
     }
 

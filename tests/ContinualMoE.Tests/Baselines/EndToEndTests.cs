@@ -21,7 +21,10 @@ public class EndToEndTests(Xunit.Abstractions.ITestOutputHelper output)
             "coda-prompt" => new Dictionary<string, object> { ["components"] = 10 },
             _ => null,
         };
-        using var learner = MethodRegistry.Create(method, BaselineFixture.Context(settings: settings, epochs: 3, rate: 0.01));
+        // L2P trains only a few prompt tokens and a head: it needs more epochs on this random backbone (33 % at 3 epochs
+        // once the position embedding got timm's init instead of TorchSharp's constant 0.02).
+        var epochs = method == "l2p" ? 5 : 3;
+        using var learner = MethodRegistry.Create(method, BaselineFixture.Context(settings: settings, epochs: epochs, rate: 0.01));
         var accuracy = BaselineFixture.RunTwoTasks(learner);
         output.WriteLine($"{method}: {accuracy:F1}%");
         Assert.True(accuracy > 35, $"{method} final average accuracy {accuracy:F1}% is not above chance (25%)");
