@@ -54,8 +54,10 @@ public sealed record RunConfig
     public double LearningRate { get; init; } = 0.005;
     public int Seed { get; init; } = 1993;
     public string Device { get; init; } = "cpu";
-    /// <summary>Number format of the frozen backbone: fp32, bf16, or fp16 on CUDA (<see cref="Backbones.ComputePrecision"/>).
-    /// Methods' own parameters, statistics and losses stay fp32. Image runs; text runs set text.dtype instead.</summary>
+    /// <summary>Number format of the frozen backbone: fp32, bf16, or fp16 on CUDA (<see cref="Backbones.ComputePrecision"/>),
+    /// or auto: bf16 for a method declared bf16-safe on a CPU with native bf16, else fp32 (<see cref="PrecisionPolicy"/>;
+    /// the run records the resolved value). Methods' own parameters, statistics and losses stay fp32. Image runs; text
+    /// runs set text.dtype instead.</summary>
     public string Precision { get; init; } = Backbones.ComputePrecision.Fp32;
     public int? Workers { get; init; }
     /// <summary>Smallest area fraction of RandomResizedCrop during training. 0.08 (torchvision, the papers at 224 px)
