@@ -18,6 +18,9 @@ public static class ComputePrecision
     /// (<see cref="Experiments.PrecisionPolicy"/>). A run records what it resolved to.</summary>
     public const string Auto = "auto";
 
+    /// <summary>Whether a precision setting says auto (any case and spacing, as <see cref="Parse"/> reads names).</summary>
+    public static bool IsAuto(string precision) => precision.Trim().ToLowerInvariant() == Auto;
+
     /// <summary>The backbone's number format for <paramref name="precision"/> on <paramref name="device"/>.</summary>
     public static ScalarType Parse(string precision, Device device) => precision.Trim().ToLowerInvariant() switch
     {

@@ -88,7 +88,7 @@ public sealed class Experiment : IDisposable
         IReadOnlyDictionary<string, Data.Text.TextAnswerMetric>? metrics = null)
     {
         MethodRegistry.EnsureSupports(config.Method, InputModality.Text);
-        if (config.Precision == ComputePrecision.Auto) config = config with { Precision = ComputePrecision.Fp32 };   // text.dtype decides
+        if (ComputePrecision.IsAuto(config.Precision)) config = config with { Precision = ComputePrecision.Fp32 };   // text.dtype decides
         if (config.Precision != ComputePrecision.Fp32)
             throw new ContinualMoEException($"precision {config.Precision} applies to image backbones; a text run sets the language model's number format with text.dtype in its config (\"text\": {{\"dtype\": \"bfloat16\"}})");
         var device = ComputeDevice.Parse(config.Device);

@@ -14,7 +14,7 @@ public static class PrecisionPolicy
 {
     /// <summary>The config with its precision resolved (unchanged unless it says auto).</summary>
     public static RunConfig Resolve(RunConfig config) =>
-        config.Precision.Trim().ToLowerInvariant() == ComputePrecision.Auto
+        ComputePrecision.IsAuto(config.Precision)
             ? config with { Precision = Resolve(config.Method, ComputeDevice.Parse(config.Device), CpuFeatures.HasNativeBf16) }
             : config;
 
