@@ -188,20 +188,30 @@ public class ModelServiceTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task TheBoundedLoadTestReportsThroughputAndLatencies()
+    public async Task TheBoundedLoadTestAlternatesOfflineAndServicePhasesAndReportsEachRound()
     {
         var images = Directory.GetFiles(Path.Combine(ImageFolderFixture.Data(), "test", "c0")).Take(3).ToList();
-        var result = await ContinualMoE.Cli.Commands.LoadTestCommand.Run(client.BaseAddress!, images, requests: 12, concurrency: 4, package, Token, CancellationToken.None);
-        Assert.Equal(0, result.Failures);
-        Assert.True(result.PredictionsPerSecond > 0 && result.OfflinePredictionsPerSecond > 0);
-        Assert.InRange(result.P50Milliseconds, 0.001, result.P99Milliseconds);
-        Assert.InRange(result.MeanBatchImages!.Value, 1, 4);   // 4 concurrent single-image clients
-        // The service reports how busy its model was and its CPU time; the clients' CPU time is this process's.
-        Assert.InRange(result.ModelBusy!.Value, 1e-6, 1.01);
-        Assert.True(result.ServiceCpuCores > 0 && result.LoadGeneratorCpuCores > 0 && result.OfflineCpuCores > 0);
-        Assert.True(result.ServiceCpuMillisecondsPerPrediction > 0 && result.OfflineCpuMillisecondsPerPrediction > 0);
+        var report = await ContinualMoE.Cli.Commands.LoadTestCommand.Run(client.BaseAddress!, images, requests: 12, concurrency: 4, package, Token,
+            CancellationToken.None, rounds: 2);
+        Assert.Equal(0, report.Failures);
+        Assert.Equal(2, report.Service.Count);
+        Assert.Equal(3, report.Offline.Count);   // offline, service, offline, service, offline
+        Assert.All(report.Offline, o => Assert.True(o.Predictions == 12 && o.PredictionsPerSecond > 0 && o.CpuCores > 0));
+        foreach (var phase in report.Service)
+        {
+            Assert.Equal(12, phase.LatencyMilliseconds.Count);
+            Assert.InRange(phase.P50Milliseconds, 0.001, phase.P99Milliseconds);
+            Assert.InRange(phase.MeanBatchImages!.Value, 1, 4);   // 4 concurrent single-image clients
+            // The service reports how busy its model was and its CPU time; the clients' CPU time is this process's.
+            Assert.InRange(phase.ModelBusy!.Value, 1e-6, 1.01);
+            Assert.True(phase.ServiceCpuCores > 0 && phase.LoadGeneratorCpuCores > 0 && phase.CpuMillisecondsPerPrediction > 0);
+        }
+        Assert.Equal(2, report.Rounds.Count);
+        Assert.Equal(report.Service[1].PredictionsPerSecond / ((report.Offline[1].PredictionsPerSecond + report.Offline[2].PredictionsPerSecond) / 2),
+            report.Rounds[1].Ratio, 9);
+        Assert.InRange(report.Ratio!.Value.Median, report.Ratio.Value.Min, report.Ratio.Value.Max);
         var health = JsonNode.Parse(await client.GetStringAsync("/health"))!;
-        Assert.True((long)health["predicted_images"]! >= 16 && (double)health["compute_seconds"]! > 0);   // 4 warm-up and 12 timed requests
+        Assert.True((long)health["predicted_images"]! >= 28 && (double)health["compute_seconds"]! > 0);   // 4 warm-up and 2 × 12 timed requests
     }
 
     public async Task DisposeAsync()
