@@ -31,7 +31,7 @@ for i in range(256):
 PY
 fi
 [ "${PREPARE_ONLY:-0}" = 1 ] && exit 0
-"${cli[@]}" serve -m "$work/model" --port "$port" ${SERVE_ARGS:-} > "$work/serve.log" 2>&1 &
+env ${SERVE_ENV:-} "${cli[@]}" serve -m "$work/model" --port "$port" ${SERVE_ARGS:-} > "$work/serve.log" 2>&1 &
 serve=$!
 trap 'kill $serve 2>/dev/null || true' EXIT
 for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$port/health" > /dev/null && break; sleep 1; done

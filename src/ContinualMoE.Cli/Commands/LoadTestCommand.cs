@@ -123,7 +123,7 @@ internal static class LoadTestCommand
             if (before is { } b && after is { } a && a.Batches > b.Batches)
             {
                 meanBatch = (double)(a.Images - b.Images) / (a.Batches - b.Batches);
-                if (a.ComputeSeconds is { } computeAfter && b.ComputeSeconds is { } computeBefore) busy = (computeAfter - computeBefore) / seconds;
+                if (a.ComputeSeconds is { } computeAfter && b.ComputeSeconds is { } computeBefore) busy = (computeAfter - computeBefore) / seconds / a.Workers;
                 if (a.CpuSeconds is { } cpuAfter && b.CpuSeconds is { } cpuBeforeService) serviceCores = (cpuAfter - cpuBeforeService) / seconds;
             }
             return new ServicePhase(requests, seconds, latencies, failures, meanBatch, busy, serviceCores, loadGeneratorCores);
@@ -176,13 +176,13 @@ internal static class LoadTestCommand
     }
 
     /// <summary>The service's counters (GET /health), or null when it does not report them.</summary>
-    private static async Task<(long Batches, long Images, double? ComputeSeconds, double? CpuSeconds)?> Counts(HttpClient client, CancellationToken cancellation)
+    private static async Task<(long Batches, long Images, double? ComputeSeconds, double? CpuSeconds, int Workers)?> Counts(HttpClient client, CancellationToken cancellation)
     {
         try
         {
             var health = System.Text.Json.Nodes.JsonNode.Parse(await client.GetStringAsync("/health", cancellation));
             return health?["batches"] is { } batches && health["predicted_images"] is { } images
-                ? ((long)batches, (long)images, (double?)health["compute_seconds"], (double?)health["cpu_seconds"])
+                ? ((long)batches, (long)images, (double?)health["compute_seconds"], (double?)health["cpu_seconds"], (int?)health["workers"] ?? 1)
                 : null;
         }
         catch (HttpRequestException) { return null; }

@@ -2,7 +2,8 @@ namespace ContinualMoE.Cli.Reporting;
 
 /// <summary>One timed service phase of <c>loadtest</c>: <see cref="Requests"/> single-image requests in
 /// <see cref="Seconds"/>, their latencies, and what the service reported about itself over the phase (null when its
-/// /health gave no counters). <see cref="ServiceCpuCores"/> and <see cref="LoadGeneratorCpuCores"/> are CPU time per
+/// /health gave no counters): images per batch and <see cref="ModelBusy"/>, the share of the phase its inference workers
+/// spent computing (mean over workers). <see cref="ServiceCpuCores"/> and <see cref="LoadGeneratorCpuCores"/> are CPU time per
 /// second of the phase, in cores, of the service and of the clients (on one machine the clients' share is CPU the
 /// offline figure does not pay).</summary>
 internal sealed record ServicePhase(int Requests, double Seconds, IReadOnlyList<double> LatencyMilliseconds, int Failures,

@@ -28,8 +28,10 @@ public class ModelServiceTests : IAsyncLifetime
             model.Learn(TaskSource.FromFolder(ImageFolderFixture.Write(Path.Combine(dataRoot, "first"), 0, 1)));
             model.Save(package);
         }
+        // Two inference workers (model replicas), as serve runs on 2 cores: every test also checks that they answer alike
+        // and switch versions together.
         app = ModelService.Build(new ServiceOptions(package, [dataRoot], Token, MaxRequestBytes: 1 << 20, MaxImagesPerRequest: 8,
-            Urls: "http://127.0.0.1:0"), DeployedModel.Load(package));
+            Urls: "http://127.0.0.1:0", Workers: 2), DeployedModel.Load(package));
         await app.StartAsync();
         client = new HttpClient { BaseAddress = new Uri(app.Urls.First()) };
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", Token);
@@ -116,20 +118,20 @@ public class ModelServiceTests : IAsyncLifetime
         var second = await client.PostAsync("/tasks", JsonContent.Create(new { path = Path.Combine(dataRoot, "second") }));
         Assert.Equal(HttpStatusCode.Conflict, second.StatusCode);
 
-        var versionsSeen = new List<int>();
+        var rounds = new List<int[]>();   // versions that answered each round of concurrent requests
         JsonNode job;
         do
         {
             var batch = await Task.WhenAll(Enumerable.Range(0, 6).Select(i => client.PostAsync("/predict", Images(($"{i}.png", Image(i % 4), "image/png")))));
-            foreach (var response in batch)
-            {
-                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-                versionsSeen.Add((int)JsonNode.Parse(await response.Content.ReadAsStringAsync())!["version"]!);
-            }
+            Assert.All(batch, response => Assert.Equal(HttpStatusCode.OK, response.StatusCode));
+            rounds.Add(await Task.WhenAll(batch.Select(async r => (int)JsonNode.Parse(await r.Content.ReadAsStringAsync())!["version"]!)));
             job = JsonNode.Parse(await client.GetStringAsync($"/jobs/{id}"))!;
         } while ((string)job["state"]! == "running");
         Assert.Equal("succeeded", (string)job["state"]!);
-        Assert.Contains(1, versionsSeen);
+        Assert.Contains(1, rounds.SelectMany(r => r));
+        // Both workers switch together: once a round saw version 2, no later round is answered by version 1.
+        var firstNew = rounds.FindIndex(r => r.Contains(2));
+        if (firstNew >= 0) Assert.All(rounds.Skip(firstNew + 1), r => Assert.All(r, v => Assert.Equal(2, v)));
         Assert.Equal(2, (int)job["version"]!);
         var model = JsonNode.Parse(await client.GetStringAsync("/model"))!;
         Assert.Equal(2, (int)model["version"]!);
