@@ -9,8 +9,9 @@ namespace ContinualMoE.Cli.Service;
 /// <summary>
 /// The one place the service predicts. <see cref="IContinualLearner.Predict"/> mutates learner state (routing flags,
 /// per-sample prompts), so a model never runs two batches at once: each worker thread owns one replica of the served
-/// version, takes the waiting requests, merges them into batches of up to <see cref="MaxBatchImages"/> images, predicts,
-/// and answers each. Concurrent requests thus share batches (throughput) instead of queueing on a lock.
+/// version. Whenever a worker is free, a batcher thread merges the waiting requests into a batch of up to
+/// <see cref="MaxBatchImages"/> images for it; the worker predicts and answers each. Concurrent requests thus share
+/// batches (throughput) instead of queueing on a lock.
 /// <para>Several workers with few libtorch threads each use the cores better than one worker with many: the micro
 /// models' small matrices leave intra-op threads waiting on each other at every operator, and on a shared machine an
 /// OpenMP thread that loses its core stalls its partner (measured on 2 cores: one thread per worker costs 4.5–5 CPU ms per
@@ -25,6 +26,10 @@ internal sealed class InferenceQueue : IDisposable
 
     private readonly Channel<Request> requests = Channel.CreateUnbounded<Request>(new UnboundedChannelOptions { SingleReader = false });
     private readonly Thread[] workers;
+    private readonly Thread batcher;
+    /// <summary>Batches formed by the batcher, taken by whichever worker is free.</summary>
+    private readonly Channel<(List<Request> Requests, int Images)> formedBatches = Channel.CreateUnbounded<(List<Request>, int)>();
+    private readonly SemaphoreSlim freeWorkers;
     private DeployedModel[] replicas;
     /// <summary>Workers hold it (read) while they compute a batch; a swap takes it (write) to replace every replica at once.</summary>
     private readonly ReaderWriterLockSlim switching = new(LockRecursionPolicy.NoRecursion);
@@ -52,8 +57,11 @@ internal sealed class InferenceQueue : IDisposable
         MaxBatchImages = maxBatchImages;
         MaxBatchDelay = maxBatchDelay ?? TimeSpan.FromMilliseconds(10);
         ThreadsPerWorker = threadsPerWorker ?? Math.Max(1, ComputeDevice.ConfiguredThreads() / replicas.Count);
+        freeWorkers = new SemaphoreSlim(replicas.Count);
         workers = Enumerable.Range(0, replicas.Count).Select(i => new Thread(() => Work(i)) { IsBackground = true, Name = $"inference {i}" }).ToArray();
         foreach (var worker in workers) worker.Start();
+        batcher = new Thread(Batch) { IsBackground = true, Name = "batcher" };
+        batcher.Start();
     }
 
     public int Workers => workers.Length;
@@ -103,53 +111,75 @@ internal sealed class InferenceQueue : IDisposable
 
     private readonly System.Collections.Concurrent.ConcurrentQueue<Action<DeployedModel>> pendingWork = new();
 
+    /// <summary>Forms batches, one whenever a worker is free: while every worker computes, requests wait in the queue,
+    /// so the next batch takes all of them (with one worker this is the single-worker queue it was).</summary>
+    private void Batch()
+    {
+        var reader = requests.Reader;
+        var lastBatchRequests = 0;
+        try
+        {
+            while (true)
+            {
+                freeWorkers.Wait();
+                if (!reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult()) break;
+                var batch = new List<Request>();
+                var images = 0;
+                bool Take()
+                {
+                    var took = false;
+                    while (images < MaxBatchImages && reader.TryRead(out var request))
+                    {
+                        if (request.Images.Length == 0) { request.Done.TrySetResult(new ServedPredictions(0, [])); continue; }
+                        batch.Add(request);
+                        images += request.Images.Length;
+                        took = true;
+                    }
+                    return took;
+                }
+                Take();
+                // Under concurrent load the clients answered by the last batch send their next requests a moment later:
+                // without waiting for them, batches shrink to the one or two requests that came first. So while the last
+                // batch held several requests, keep collecting as long as requests keep arriving (gaps under BatchGap), up
+                // to MaxBatchDelay. A lone client (last batch of one request) is answered without delay.
+                if (batch.Count > 0 && lastBatchRequests > 1 && MaxBatchDelay > TimeSpan.Zero)
+                {
+                    var start = Stopwatch.GetTimestamp();
+                    var lastArrival = start;
+                    while (images < MaxBatchImages && Stopwatch.GetElapsedTime(start) < MaxBatchDelay)
+                    {
+                        if (Take()) lastArrival = Stopwatch.GetTimestamp();
+                        else if (Stopwatch.GetElapsedTime(lastArrival) > BatchGap) break;
+                        else Thread.Sleep(1);
+                    }
+                }
+                if (batch.Count > 0) lastBatchRequests = batch.Count;
+                if (batch.Count == 0 && pendingWork.IsEmpty) { freeWorkers.Release(); continue; }
+                formedBatches.Writer.TryWrite((batch, images));   // an empty batch runs the pending work
+            }
+        }
+        finally { formedBatches.Writer.TryComplete(); }
+    }
+
     private void Work(int index)
     {
         ComputeDevice.ConfigureThreads(ThreadsPerWorker);   // per thread in libtorch's OpenMP build
-        var reader = requests.Reader;
-        var lastBatchRequests = 0;
+        var reader = formedBatches.Reader;
         while (reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
         {
-            var batch = new List<Request>();
-            var images = 0;
-            bool Take()
-            {
-                var took = false;
-                while (images < MaxBatchImages && reader.TryRead(out var request))
-                {
-                    if (request.Images.Length == 0) { request.Done.TrySetResult(new ServedPredictions(0, [])); continue; }
-                    batch.Add(request);
-                    images += request.Images.Length;
-                    took = true;
-                }
-                return took;
-            }
-            Take();
-            if (batch.Count == 0 && pendingWork.IsEmpty) continue;
-            // Under concurrent load the clients answered by the last batch send their next requests a moment later:
-            // without waiting for them, batches shrink to the one or two requests that came first. So while the last
-            // batch held several requests, keep collecting as long as requests keep arriving (gaps under BatchGap), up
-            // to MaxBatchDelay. A lone client (last batch of one request) is answered without delay.
-            if (batch.Count > 0 && lastBatchRequests > 1 && MaxBatchDelay > TimeSpan.Zero)
-            {
-                var start = Stopwatch.GetTimestamp();
-                var lastArrival = start;
-                while (images < MaxBatchImages && Stopwatch.GetElapsedTime(start) < MaxBatchDelay)
-                {
-                    if (Take()) lastArrival = Stopwatch.GetTimestamp();
-                    else if (Stopwatch.GetElapsedTime(lastArrival) > BatchGap) break;
-                    else Thread.Sleep(1);
-                }
-            }
-            lastBatchRequests = batch.Count;
+            if (!reader.TryRead(out var next)) continue;
             switching.EnterReadLock();
             try
             {
                 var model = replicas[index];
                 while (pendingWork.TryDequeue(out var action)) action(model);
-                if (batch.Count > 0) Compute(model, batch, images);
+                if (next.Requests.Count > 0) Compute(model, next.Requests, next.Images);
             }
-            finally { switching.ExitReadLock(); }
+            finally
+            {
+                switching.ExitReadLock();
+                freeWorkers.Release();
+            }
         }
     }
 
@@ -184,9 +214,11 @@ internal sealed class InferenceQueue : IDisposable
     public void Dispose()
     {
         requests.Writer.TryComplete();
+        batcher.Join();
         foreach (var worker in workers) worker.Join();
         foreach (var model in replicas) model.Dispose();
         switching.Dispose();
+        freeWorkers.Dispose();
     }
 }
 
