@@ -21,8 +21,8 @@ internal static class ServeCommand
         var delay = new Option<double>("--max-batch-delay-ms") { Description = "under concurrent load, how long a batch may wait for more requests (0: never)", DefaultValueFactory = _ => 10 };
         var workers = new Option<int>("--workers")
         {
-            Description = "model replicas predicting batches in parallel, each with its share of the libtorch threads (default: 2 on 2 or more cores; each holds a copy of the model)",
-            DefaultValueFactory = _ => Math.Min(2, Environment.ProcessorCount),
+            Description = "model replicas predicting batches in parallel, each with its share of the libtorch threads (each holds a copy of the model)",
+            DefaultValueFactory = _ => 1,
         };
         var command = new Command("serve", "serve a model package over HTTP: predictions, learning jobs, a web page") { model, port, host, roots, token, maxMb, batch, delay, workers };
         command.SetAction(async (parse, cancellation) =>

@@ -12,11 +12,11 @@ namespace ContinualMoE.Cli.Service;
 /// version. Whenever a worker is free, a batcher thread merges the waiting requests into a batch of up to
 /// <see cref="MaxBatchImages"/> images for it; the worker predicts and answers each. Concurrent requests thus share
 /// batches (throughput) instead of queueing on a lock.
-/// <para>Several workers with few libtorch threads each use the cores better than one worker with many: the micro
-/// models' small matrices leave intra-op threads waiting on each other at every operator, and on a shared machine an
-/// OpenMP thread that loses its core stalls its partner (measured on 2 cores: one thread per worker costs 4.5–5 CPU ms per
-/// image, two threads in one worker 5–9 ms). Workers also overlap one batch's compute with the next batch's
-/// collection.</para>
+/// <para>Several workers with fewer libtorch threads each avoid intra-op threads waiting on each other (on a shared
+/// machine an OpenMP thread that loses its core stalls its partner: in isolation on 2 busy cores, one thread per replica
+/// cost 4.8–5.4 CPU ms per micro-ViT image, two threads in one model 4.6–8.9 ms), but they split the waiting requests
+/// into smaller batches; in the service under load on the shared 2-core VM two workers were not faster than one, so one
+/// is the default.</para>
 /// <para>A new version is swapped in for every worker at once, between batches (no answer of the old version follows
 /// one of the new).</para>
 /// </summary>
