@@ -24,7 +24,7 @@ internal sealed class InferenceQueue : IDisposable
 {
     private sealed record Request(ImageBuffer[] Images, string[] Sources, int TopK, TaskCompletionSource<ServedPredictions> Done);
 
-    private readonly Channel<Request> requests = Channel.CreateUnbounded<Request>(new UnboundedChannelOptions { SingleReader = false });
+    private readonly Channel<Request> requests = Channel.CreateUnbounded<Request>(new UnboundedChannelOptions { SingleReader = true });   // read by the batcher alone
     private readonly Thread[] workers;
     private readonly Thread batcher;
     /// <summary>Batches formed by the batcher, taken by whichever worker is free.</summary>
