@@ -10,8 +10,9 @@ internal sealed record JobStatus(string Id, string State, string Source, double 
 
 /// <summary>
 /// Learning jobs of the service, one at a time: each loads its own copy of the latest package version (the served copy
-/// keeps answering), learns the task, writes the next version atomically, then hands the learned model to the
-/// <see cref="InferenceQueue"/>, which switches to it between batches.
+/// keeps answering), learns the task, writes the next version atomically, then hands the learned model (and a replica
+/// loaded from the new version for every further worker) to the <see cref="InferenceQueue"/>, which switches to them
+/// between batches.
 /// </summary>
 internal sealed class LearningJobs(string packageFolder, InferenceQueue queue)
 {
@@ -42,8 +43,11 @@ internal sealed class LearningJobs(string packageFolder, InferenceQueue queue)
     {
         DeployedModel? model = null;
         PackageWriter? writer = null;
+        var replicas = new List<DeployedModel>();
         try
         {
+            // All cores for training: a thread takes libtorch's thread count from the last setting, here the workers' own.
+            ComputeDevice.ConfigureThreads();
             // The package's write lock first (a `learn` on the same package meanwhile is refused, and vice versa).
             writer = ModelPackage.BeginVersion(packageFolder);
             model = DeployedModel.Load(packageFolder);
@@ -51,8 +55,11 @@ internal sealed class LearningJobs(string packageFolder, InferenceQueue queue)
             Update(id, s => s with { Stage = "writing the new version", Progress = 0.99 });
             model.Save(writer);
             var version = model.Manifest.Version;
-            var switched = queue.Swap(model);
+            replicas.Add(model);
             model = null;
+            while (replicas.Count < queue.Workers) replicas.Add(DeployedModel.Load(packageFolder, version));
+            var switched = queue.Swap(replicas);
+            replicas.Clear();
             switched.Wait(stopping);
             Update(id, s => s with { State = "succeeded", Progress = 1, Stage = "done", Finished = DateTimeOffset.UtcNow, Version = version, TaskAccuracy = evaluation.Accuracy });
         }
@@ -61,7 +68,7 @@ internal sealed class LearningJobs(string packageFolder, InferenceQueue queue)
             var message = e is ContinualMoEException or OperationCanceledException ? e.Message : $"{e.GetType().Name}: {e.Message.Split('\n')[0]}";
             Update(id, s => s with { State = "failed", Finished = DateTimeOffset.UtcNow, Error = message });
         }
-        finally { model?.Dispose(); writer?.Dispose(); }
+        finally { model?.Dispose(); foreach (var replica in replicas) replica.Dispose(); writer?.Dispose(); }
     }
 
     private void Update(string id, Func<JobStatus, JobStatus> change) => jobs.AddOrUpdate(id, _ => throw new KeyNotFoundException(id), (_, s) => change(s));

@@ -17,10 +17,11 @@ using Microsoft.Extensions.Logging;
 
 namespace ContinualMoE.Cli.Service;
 
-/// <summary>What <c>serve</c> is given: the package, where learning data may be read from, limits, and the optional token.</summary>
+/// <summary>What <c>serve</c> is given: the package, where learning data may be read from, limits, the optional token, and
+/// the inference queue's batching and <see cref="Workers"/> (model replicas predicting in parallel, <see cref="InferenceQueue"/>).</summary>
 internal sealed record ServiceOptions(string PackageFolder, IReadOnlyList<string> DataRoots, string? BearerToken = null,
     long MaxRequestBytes = 64L << 20, int MaxImagesPerRequest = 256, long MaxUnzippedBytes = 1L << 30, string Urls = "http://127.0.0.1:5000",
-    int MaxBatchImages = 64, double MaxBatchDelayMilliseconds = 10);
+    int MaxBatchImages = 64, double MaxBatchDelayMilliseconds = 10, int Workers = 1);
 
 /// <summary>
 /// The model service (ASP.NET Core minimal API): predictions through one batching <see cref="InferenceQueue"/>,
@@ -31,8 +32,10 @@ internal static class ModelService
 {
     private static readonly string[] PublicPaths = ["/", "/health", "/index.html"];
 
+    /// <param name="model">The served version; the other workers' replicas are loaded from the package.</param>
     public static WebApplication Build(ServiceOptions options, DeployedModel model)
     {
+        if (options.Workers < 1) throw new ContinualMoEException($"workers {options.Workers}: give at least 1");
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls(options.Urls);
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = options.MaxRequestBytes);
@@ -45,7 +48,8 @@ internal static class ModelService
         });
         builder.Services.AddOpenApi();
         var app = builder.Build();
-        var queue = new InferenceQueue(model, options.MaxBatchImages, TimeSpan.FromMilliseconds(options.MaxBatchDelayMilliseconds));
+        DeployedModel[] replicas = [model, .. Enumerable.Range(1, options.Workers - 1).Select(_ => DeployedModel.Load(options.PackageFolder, model.Manifest.Version))];
+        var queue = new InferenceQueue(replicas, options.MaxBatchImages, TimeSpan.FromMilliseconds(options.MaxBatchDelayMilliseconds));
         var jobs = new LearningJobs(options.PackageFolder, queue);
         var roots = options.DataRoots.Select(r => Path.TrimEndingDirectorySeparator(Path.GetFullPath(r))).ToList();
         app.Lifetime.ApplicationStopped.Register(() => { jobs.Idle.Wait(TimeSpan.FromSeconds(30)); queue.Dispose(); });
@@ -79,7 +83,7 @@ internal static class ModelService
             {
                 var counts = queue.Counts;
                 return Results.Ok(new HealthBody("ok", queue.Manifest.Version, queue.Manifest.Tasks.Count, counts.Images, counts.Batches,
-                    counts.ComputeSeconds, Environment.CpuUsage.TotalTime.TotalSeconds));
+                    counts.ComputeSeconds, Environment.CpuUsage.TotalTime.TotalSeconds, counts.Workers));
             })
             .WithSummary("liveness and the served version");
         app.MapGet("/model", () => Results.Ok(Describe(queue.Manifest)))
@@ -107,8 +111,8 @@ internal static class ModelService
                 // thread, overlaps them with the model computing the previous batch.
                 images[i] = queue.Prepare(ImageDecoder.Decode(bytes, names[i]));
             }
-            var predictions = await queue.Predict(images, names, Math.Clamp(top_k ?? 3, 1, 100));
-            return Results.Ok(new PredictBody(queue.Manifest.Version, predictions));
+            var served = await queue.Predict(images, names, Math.Clamp(top_k ?? 3, 1, 100));
+            return Results.Ok(new PredictBody(served.Version, served.Predictions));
         }).WithSummary("top-k classes of uploaded images (multipart/form-data)").Accepts<IFormFileCollection>("multipart/form-data")
           .Produces<PredictBody>().Produces<ErrorBody>(400).Produces<ErrorBody>(415).Produces<ErrorBody>(413);
 
@@ -230,9 +234,9 @@ internal static class ModelService
 
 internal sealed record ErrorBody(string Error);
 /// <summary>GET /health: the served version and the inference queue's counters since the start; <see cref="ComputeSeconds"/>
-/// is the time the model spent predicting and <see cref="CpuSeconds"/> the service process's CPU time (the load test
-/// reports how busy the model was and what the service cost in CPU from them).</summary>
-internal sealed record HealthBody(string Status, int Version, int Tasks, long PredictedImages, long Batches, double ComputeSeconds, double CpuSeconds);
+/// is the time the <see cref="Workers"/> spent predicting (summed) and <see cref="CpuSeconds"/> the service process's CPU
+/// time (the load test reports how busy the workers were and what the service cost in CPU from them).</summary>
+internal sealed record HealthBody(string Status, int Version, int Tasks, long PredictedImages, long Batches, double ComputeSeconds, double CpuSeconds, int Workers);
 internal sealed record PredictBody(int Version, IReadOnlyList<ImagePrediction> Predictions);
 internal sealed record TaskRequest(string? Path);
 internal sealed record ModelBody(int Version, string Method, string Backbone, PackageCapacity Capacity, IReadOnlyList<string> Classes,

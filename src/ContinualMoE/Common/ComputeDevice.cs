@@ -29,9 +29,12 @@ public static class ComputeDevice
     /// task given some of a node's cores, sets it so that the runs do not oversubscribe the cores.</summary>
     public static void ConfigureThreads(int? threads = null)
     {
-        var count = threads ?? ThreadsFromEnvironment() ?? Environment.ProcessorCount;
+        var count = threads ?? ConfiguredThreads();
         if (count > 0) torch.set_num_threads(count);
     }
+
+    /// <summary>The threads <see cref="ConfigureThreads"/> uses without an explicit count: OMP_NUM_THREADS, else every core.</summary>
+    public static int ConfiguredThreads() => ThreadsFromEnvironment() ?? Environment.ProcessorCount;
 
     private static int? ThreadsFromEnvironment() =>
         int.TryParse(Environment.GetEnvironmentVariable("OMP_NUM_THREADS"), out var n) && n > 0 ? n : null;

@@ -28,8 +28,10 @@ public class ModelServiceTests : IAsyncLifetime
             model.Learn(TaskSource.FromFolder(ImageFolderFixture.Write(Path.Combine(dataRoot, "first"), 0, 1)));
             model.Save(package);
         }
+        // Two inference workers (model replicas), as serve runs on 2 cores: every test also checks that they answer alike
+        // and switch versions together.
         app = ModelService.Build(new ServiceOptions(package, [dataRoot], Token, MaxRequestBytes: 1 << 20, MaxImagesPerRequest: 8,
-            Urls: "http://127.0.0.1:0"), DeployedModel.Load(package));
+            Urls: "http://127.0.0.1:0", Workers: 2), DeployedModel.Load(package));
         await app.StartAsync();
         client = new HttpClient { BaseAddress = new Uri(app.Urls.First()) };
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", Token);
@@ -116,20 +118,20 @@ public class ModelServiceTests : IAsyncLifetime
         var second = await client.PostAsync("/tasks", JsonContent.Create(new { path = Path.Combine(dataRoot, "second") }));
         Assert.Equal(HttpStatusCode.Conflict, second.StatusCode);
 
-        var versionsSeen = new List<int>();
+        var rounds = new List<int[]>();   // versions that answered each round of concurrent requests
         JsonNode job;
         do
         {
             var batch = await Task.WhenAll(Enumerable.Range(0, 6).Select(i => client.PostAsync("/predict", Images(($"{i}.png", Image(i % 4), "image/png")))));
-            foreach (var response in batch)
-            {
-                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-                versionsSeen.Add((int)JsonNode.Parse(await response.Content.ReadAsStringAsync())!["version"]!);
-            }
+            Assert.All(batch, response => Assert.Equal(HttpStatusCode.OK, response.StatusCode));
+            rounds.Add(await Task.WhenAll(batch.Select(async r => (int)JsonNode.Parse(await r.Content.ReadAsStringAsync())!["version"]!)));
             job = JsonNode.Parse(await client.GetStringAsync($"/jobs/{id}"))!;
         } while ((string)job["state"]! == "running");
         Assert.Equal("succeeded", (string)job["state"]!);
-        Assert.Contains(1, versionsSeen);
+        Assert.Contains(1, rounds.SelectMany(r => r));
+        // Both workers switch together: once a round saw version 2, no later round is answered by version 1.
+        var firstNew = rounds.FindIndex(r => r.Contains(2));
+        if (firstNew >= 0) Assert.All(rounds.Skip(firstNew + 1), r => Assert.All(r, v => Assert.Equal(2, v)));
         Assert.Equal(2, (int)job["version"]!);
         var model = JsonNode.Parse(await client.GetStringAsync("/model"))!;
         Assert.Equal(2, (int)model["version"]!);
@@ -188,20 +190,30 @@ public class ModelServiceTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task TheBoundedLoadTestReportsThroughputAndLatencies()
+    public async Task TheBoundedLoadTestAlternatesOfflineAndServicePhasesAndReportsEachRound()
     {
         var images = Directory.GetFiles(Path.Combine(ImageFolderFixture.Data(), "test", "c0")).Take(3).ToList();
-        var result = await ContinualMoE.Cli.Commands.LoadTestCommand.Run(client.BaseAddress!, images, requests: 12, concurrency: 4, package, Token, CancellationToken.None);
-        Assert.Equal(0, result.Failures);
-        Assert.True(result.PredictionsPerSecond > 0 && result.OfflinePredictionsPerSecond > 0);
-        Assert.InRange(result.P50Milliseconds, 0.001, result.P99Milliseconds);
-        Assert.InRange(result.MeanBatchImages!.Value, 1, 4);   // 4 concurrent single-image clients
-        // The service reports how busy its model was and its CPU time; the clients' CPU time is this process's.
-        Assert.InRange(result.ModelBusy!.Value, 1e-6, 1.01);
-        Assert.True(result.ServiceCpuCores > 0 && result.LoadGeneratorCpuCores > 0 && result.OfflineCpuCores > 0);
-        Assert.True(result.ServiceCpuMillisecondsPerPrediction > 0 && result.OfflineCpuMillisecondsPerPrediction > 0);
+        var report = await ContinualMoE.Cli.Commands.LoadTestCommand.Run(client.BaseAddress!, images, requests: 12, concurrency: 4, package, Token,
+            CancellationToken.None, rounds: 2);
+        Assert.Equal(0, report.Failures);
+        Assert.Equal(2, report.Service.Count);
+        Assert.Equal(3, report.Offline.Count);   // offline, service, offline, service, offline
+        Assert.All(report.Offline, o => Assert.True(o.Predictions == 12 && o.PredictionsPerSecond > 0 && o.CpuCores > 0));
+        foreach (var phase in report.Service)
+        {
+            Assert.Equal(12, phase.LatencyMilliseconds.Count);
+            Assert.InRange(phase.P50Milliseconds, 0.001, phase.P99Milliseconds);
+            Assert.InRange(phase.MeanBatchImages!.Value, 1, 4);   // 4 concurrent single-image clients
+            // The service reports how busy its model was and its CPU time; the clients' CPU time is this process's.
+            Assert.InRange(phase.ModelBusy!.Value, 1e-6, 1.01);
+            Assert.True(phase.ServiceCpuCores > 0 && phase.LoadGeneratorCpuCores > 0 && phase.CpuMillisecondsPerPrediction > 0);
+        }
+        Assert.Equal(2, report.Rounds.Count);
+        Assert.Equal(report.Service[1].PredictionsPerSecond / ((report.Offline[1].PredictionsPerSecond + report.Offline[2].PredictionsPerSecond) / 2),
+            report.Rounds[1].Ratio, 9);
+        Assert.InRange(report.Ratio!.Value.Median, report.Ratio.Value.Min, report.Ratio.Value.Max);
         var health = JsonNode.Parse(await client.GetStringAsync("/health"))!;
-        Assert.True((long)health["predicted_images"]! >= 16 && (double)health["compute_seconds"]! > 0);   // 4 warm-up and 12 timed requests
+        Assert.True((long)health["predicted_images"]! >= 36 && (double)health["compute_seconds"]! > 0);   // 12 warm-up and 2 × 12 timed requests
     }
 
     public async Task DisposeAsync()
