@@ -20,12 +20,14 @@ public static class NativeHeap
     /// <summary>Up to 512 MB of free memory at the top of a heap stays with the process between steps.</summary>
     public const int TrimThresholdBytes = 512 << 20;
 
-    private static int configured;
+    private static readonly Lazy<bool> Configured = new(Configure);
 
-    /// <summary>Sets the two thresholds once per process (Linux with glibc; elsewhere nothing). Returns whether both took effect.</summary>
-    public static bool KeepFreedMemory()
+    /// <summary>Sets the two thresholds once per process (Linux with glibc; elsewhere nothing). Returns whether glibc took both.</summary>
+    public static bool KeepFreedMemory() => Configured.Value;
+
+    private static bool Configure()
     {
-        if (Interlocked.Exchange(ref configured, 1) == 1 || !OperatingSystem.IsLinux()) return false;
+        if (!OperatingSystem.IsLinux()) return false;
         try
         {
             return mallopt(MapThresholdOption, MapThresholdBytes) == 1 & mallopt(TrimThresholdOption, TrimThresholdBytes) == 1;
