@@ -5,7 +5,9 @@ An independent GPT-2 and LLaMA (also Mistral and Qwen2) written here in plain Py
 it reads config.json and the safetensors of a Hugging Face folder (the layout tools/make_lm_parity_fixture.py writes and
 the project's default language model uses) and measures, in tokens/s,
   - training: forward, next-token cross-entropy, backward, AdamW step (lr 1e-4, weight decay 0.01), either LoRA on the
-    query and value projections (rank 8, alpha 16: A random, B zero) or every weight;
+    query and value projections (rank 8, alpha 16: A random, B zero) or every weight. LoRA weights stay float32 in a
+    bf16 model, the layer input is cast to float32 and the delta back, as peft does by default (autocast_adapter_dtype)
+    and as the C# side does (what a method trains stays fp32, docs/methods/precision.md);
   - generation: greedy decoding of a batch with a key/value cache (keys/values concatenated per step, as the C# side does).
 Attention is written out (softmax(q k^T / sqrt(d)) v with a causal mask): torch 1.13 has no scaled_dot_product_attention.
 LLaMA: RMSNorm computed in float32 and cast back (as transformers' LlamaRMSNorm), rotary embeddings with rope_theta and
@@ -43,6 +45,11 @@ def read_safetensors(path):
     return tensors
 
 
+def lora_delta(h, a, b, scaling):
+    """scaling * B A h in the adapter's dtype (float32), cast back to the layer's."""
+    return ((h.to(a.dtype) @ a.t() @ b.t()) * scaling).to(h.dtype)
+
+
 def gelu_tanh(x):
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
 
@@ -62,14 +69,13 @@ class Gpt2(torch.nn.Module):
 
     def add_lora(self, rank, alpha):
         torch.manual_seed(0)
-        dtype = self.p("wte.weight").dtype
         self.lora = torch.nn.ParameterList()
         for _ in range(self.layers):
             for _ in ("q", "v"):
                 a = torch.empty(rank, self.width)
                 torch.nn.init.kaiming_uniform_(a, a=math.sqrt(5))  # as nn.Linear's weight, LoRA's A
-                self.lora.append(torch.nn.Parameter(a.to(dtype)))
-                self.lora.append(torch.nn.Parameter(torch.zeros(self.width, rank, dtype=dtype)))
+                self.lora.append(torch.nn.Parameter(a))
+                self.lora.append(torch.nn.Parameter(torch.zeros(self.width, rank)))
         self.lora_scaling = alpha / rank
 
     def forward(self, ids, cache=None, last_only=False):
@@ -84,8 +90,8 @@ class Gpt2(torch.nn.Module):
             q, k, v = qkv.split(self.width, dim=-1)
             if self.lora is not None:
                 aq, bq, av, bv = self.lora[4 * i:4 * i + 4]
-                q = q + (h @ aq.t() @ bq.t()) * self.lora_scaling
-                v = v + (h @ av.t() @ bv.t()) * self.lora_scaling
+                q = q + lora_delta(h, aq, bq, self.lora_scaling)
+                v = v + lora_delta(h, av, bv, self.lora_scaling)
             q, k, v = (z.view(b, t, self.heads, hd).transpose(1, 2) for z in (q, k, v))
             if cache is not None:
                 if cache[i] is not None:
@@ -145,14 +151,13 @@ class Llama(torch.nn.Module):
 
     def add_lora(self, rank, alpha):
         torch.manual_seed(0)
-        dtype = self.p("model.embed_tokens.weight").dtype
         self.lora = torch.nn.ParameterList()
         for _ in range(self.layers):
             for out in (self.heads * self.head_dim, self.kv_heads * self.head_dim):
                 a = torch.empty(rank, self.width)
                 torch.nn.init.kaiming_uniform_(a, a=math.sqrt(5))
-                self.lora.append(torch.nn.Parameter(a.to(dtype)))
-                self.lora.append(torch.nn.Parameter(torch.zeros(out, rank, dtype=dtype)))
+                self.lora.append(torch.nn.Parameter(a))
+                self.lora.append(torch.nn.Parameter(torch.zeros(out, rank)))
         self.lora_scaling = alpha / rank
 
     def norm(self, x, name):
@@ -184,8 +189,8 @@ class Llama(torch.nn.Module):
             v = self.linear(pre + "self_attn.v_proj", h)
             if self.lora is not None:
                 aq, bq, av, bv = self.lora[4 * i:4 * i + 4]
-                q = q + (h @ aq.t() @ bq.t()) * self.lora_scaling
-                v = v + (h @ av.t() @ bv.t()) * self.lora_scaling
+                q = q + lora_delta(h, aq, bq, self.lora_scaling)
+                v = v + lora_delta(h, av, bv, self.lora_scaling)
             q = rotate(q.view(b, t, self.heads, hd).transpose(1, 2))
             k = rotate(k.view(b, t, self.kv_heads, hd).transpose(1, 2))
             v = v.view(b, t, self.kv_heads, hd).transpose(1, 2)
@@ -243,7 +248,6 @@ def measure(folder, dtype, training, args):
     else:
         model.requires_grad_(False)
         model.add_lora(8, 16.0)
-        model.lora.to(dtype)
         trainable = list(model.lora.parameters())
     optimizer = torch.optim.AdamW(trainable, lr=1e-4, weight_decay=0.01)
     inputs, targets = ids[:, :-1], ids[:, 1:].reshape(-1)

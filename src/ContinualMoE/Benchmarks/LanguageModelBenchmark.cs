@@ -40,9 +40,9 @@ public static class LanguageModelBenchmark
         using var ids = randint(0, vocabulary, [batchSize, sequenceLength + 1], dtype: ScalarType.Int64, generator: generator);
         using var prompts = randint(0, vocabulary, [batchSize, promptTokens], dtype: ScalarType.Int64, generator: generator);
 
+        // float32 experts whatever the model's precision, as in a run: the model casts at its boundary (PrecisionBoundary).
         using var experts = LowRankExperts.Uniform(LowRankSites.Select(model, ["qv"], null, "bench"), 1, LoraRank, LoraAlpha);
         experts.Activate(0);
-        experts.to(dtype);
         IReadOnlyList<TorchSharp.Modules.Parameter> trainable;
         ILinearAdapterProvider? adapters = null;
         if (mode == LanguageModelTrainingMode.Full)

@@ -114,7 +114,8 @@ public sealed class LowRankExperts : nn.Module, ILinearAdapterProvider
         if (used.Count > 0)
         {
             var downs = used.Select(e => experts[e].Down(s) * experts[e].SlotMask[s].mul(Scalars.Of(experts[e].Scaling)).unsqueeze(1)).ToArray();
-            var hidden = input.matmul(torch.cat(downs, 0).t());                     // [..., R]
+            // One expert (plain LoRA) skips the concatenations: the same contiguous [R, in] and [out, R] operands, one copy fewer each.
+            var hidden = input.matmul((downs.Length == 1 ? downs[0] : torch.cat(downs, 0)).t());   // [..., R]
             if (energyExpert >= 0) RecordEnergy(s, input, used);
             if (SampleWeights is { } weights)
             {
@@ -125,7 +126,8 @@ public sealed class LowRankExperts : nn.Module, ILinearAdapterProvider
                 shape[^1] = columns.shape[1];
                 hidden = hidden * columns.reshape(shape);
             }
-            delta = hidden.matmul(torch.cat(used.Select(e => (Tensor)experts[e].Up(s)).ToArray(), 1).t());
+            var ups = used.Count == 1 ? experts[used[0]].Up(s) : torch.cat(used.Select(e => (Tensor)experts[e].Up(s)).ToArray(), 1);
+            delta = hidden.matmul(ups.t());
         }
         if (Mergeable)
         {

@@ -46,18 +46,29 @@ internal static class CausalAttention
     }
 
     /// <summary>
-    /// libtorch's fused attention; bf16/fp16 inputs on the CPU are attended in float32 and cast back. libtorch 2.10's CPU
-    /// attention kernels in bf16 were measured 4x slower than in float32 for forward + backward at head width 24
-    /// (7.3 ms against 1.7 ms for 8 x 4 heads x 64 tokens, one thread) and slower in the forward pass alone, and were
-    /// most of the gap of bf16 training to PyTorch 1.13. Softmax in float32 is also what transformers' eager attention
-    /// does for half-precision models.
+    /// float32 on the CPU: libtorch's fused attention. bf16/fp16 on the CPU: the same attention written out in float32,
+    /// softmax(q k^T / sqrt(d) + mask) v, on float32 copies of q, k and v, cast back. Both of libtorch 2.10's fused CPU
+    /// kernels lose here: in bf16 they were 4x slower than in float32 for forward + backward at head width 24, and the
+    /// float32 flash kernel runs slower with two threads than with one at this size (forward + backward of 8 x 4 heads x
+    /// 64 tokens x 24: 2.1 ms with two threads, 1.0 ms with one; written out: 0.7 and 1.0 ms), which was most of the gap
+    /// of bf16 training to PyTorch 1.13. float32 keeps the fused kernel, so its results do not change. Softmax in float32
+    /// is also what transformers' eager attention does for half-precision models.
     /// </summary>
-    private static Tensor ScaledDotProduct(Tensor q, Tensor k, Tensor v, Tensor? allowed, bool causal = false)
+    internal static Tensor ScaledDotProduct(Tensor q, Tensor k, Tensor v, Tensor? allowed, bool causal = false)
     {
         if (q.device_type != DeviceType.CPU || q.dtype is not (ScalarType.BFloat16 or ScalarType.Float16))
             return functional.scaled_dot_product_attention(q, k, v, allowed, 0.0, causal);
+        using var scope = NewDisposeScope();
         var dtype = q.dtype;
-        return functional.scaled_dot_product_attention(q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32), allowed, 0.0, causal).to(dtype);
+        long tokens = q.shape[2], keys = k.shape[2];
+        var scores = q.to(ScalarType.Float32).matmul(k.to(ScalarType.Float32).transpose(-1, -2))
+            .mul(Scalars.Of(1.0 / Math.Sqrt(q.shape[^1])));                                      // [B, H, T, L]
+        var blocked = causal
+            ? torch.ones(tokens, keys, dtype: ScalarType.Bool).triu(1)                           // top-left aligned, as is_causal
+            : allowed?.logical_not();
+        // An additive mask: add's backward passes the gradient through, where masked_fill's copies it once more.
+        if (blocked is not null) scores = scores.Plus(torch.zeros(blocked.shape, dtype: ScalarType.Float32).masked_fill_(blocked, Scalars.NegativeInfinity));
+        return scores.softmax(-1).matmul(v.to(ScalarType.Float32)).to(dtype).MoveToOuterDisposeScope();
     }
 
     /// <summary>

@@ -66,6 +66,12 @@ public abstract class DecoderLanguageModel : Module<Tensor, Tensor>, ITransforme
                     $"{Name}: token ids must lie in [0, {Config.VocabSize}) but range over [{lowest}, {highest}] (does the tokenizer belong to this model?)");
         }
         var positions = PositionIds(inputIds, past, options);
+        if (DType != ScalarType.Float32 && (options.Adapters is not null || options.Prefixes is not null))
+        {
+            // As the ViT (issue 16 §1): what a method trains stays fp32; its hooks see fp32 and return fp32, cast here.
+            var boundary = new PrecisionBoundary(DType, options.Prefixes, options.Adapters);
+            options = options with { Prefixes = boundary.Prefixes, Adapters = boundary.Adapters };
+        }
         var hidden = ForwardHidden(inputIds, past, positions, options);
         options.Cache?.Advance(inputIds.shape[1]);
         var tokens = inputIds.shape[1];

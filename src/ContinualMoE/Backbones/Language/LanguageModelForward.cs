@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 namespace ContinualMoE.Backbones.Language;
 
 /// <summary>What one forward pass of a decoder language model should do beyond the plain model.</summary>
-public sealed class LmForwardOptions
+public sealed record LmForwardOptions
 {
     /// <summary>Low-rank and other linear adapters: every adaptable layer adds the provider's delta (see
     /// <see cref="ILinearAdapterProvider"/>). Null: the plain model.</summary>
