@@ -36,7 +36,7 @@ internal sealed class RunOptions
         Setting<double?>("--lr", "learning_rate", "base learning rate", v => v!.Value.ToString(CultureInfo.InvariantCulture));
         Setting<int?>("--seed", "seed", "random seed (class order, initialisation, data order)", Number);
         Setting<string?>("--device", "device", "cpu, cuda or cuda:N", Json);
-        Setting<string?>("--precision", "precision", "frozen backbone's number format: fp32 (default), bf16, or fp16 (CUDA only)", Json);
+        Setting<string?>("--precision", "precision", "frozen backbone's number format: fp32 (default), bf16, fp16 (CUDA only), or auto (bf16 for the methods measured bf16-safe, on a CPU with native bf16)", Json);
         var set = new Option<string[]>("--set") { Description = "override any setting: key=value, or method.key=value for a method setting", AllowMultipleArgumentsPerToken = true };
         options.Add(set);
         overrides.Add(parse => parse.GetValue(set) is { Length: > 0 } values ? string.Join('\n', values) : null);
