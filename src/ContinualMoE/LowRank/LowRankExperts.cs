@@ -166,7 +166,7 @@ public sealed class LowRankExperts : nn.Module, ILinearAdapterProvider
 
     /// <summary>Until the result is disposed, and while no gradient is recorded, <see cref="Delta"/> reuses each site's
     /// masked and scaled factors (and the per-rank sample weights of one <see cref="SampleWeights"/> tensor) instead of
-    /// building them for every call: a generation's one-token steps called that about 10 times per site. The factors are
+    /// building them at every call (about ten small libtorch operations per site, per one-token step of a generation). The factors are
     /// the same tensors as without, so the deltas are the same numbers. Activating, freezing or merging an expert drops
     /// them; nothing else may change the experts meanwhile (a generation does not).</summary>
     public IDisposable BeginInference()
