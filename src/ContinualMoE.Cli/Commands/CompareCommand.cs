@@ -50,11 +50,13 @@ internal static class CompareCommand
         IReadOnlyList<(string Title, string Subfolder, RunConfig Config)> runs, bool force, CancellationToken cancellation)
     {
         var summaries = new List<RunSummary>();
+        // Methods whose task-alone runs are the same learner (seq-lora, ewc-lora, o-lora) share their forward-transfer reference.
+        var references = new TaskAloneReferences();
         foreach (var (title, subfolder, config) in runs)
         {
             AnsiConsole.Write(new Rule(Markup.Escape(title)));
             var runFolder = Path.Combine(folder.Path, subfolder);
-            var code = RunSession.Start(config, runFolder, force, cancellation);
+            var code = RunSession.Start(config, runFolder, force, cancellation, references: references);
             if (code != 0) return (code, summaries);
             summaries.Add(JsonSerializer.Deserialize<RunSummary>(File.ReadAllText(Path.Combine(runFolder, RunFolder.MetricsFileName)), ReportJson.Indented)!);
         }

@@ -20,15 +20,17 @@ internal static class RunSession
     public const string CheckpointFileName = "checkpoint.safetensors";
     internal const string CheckpointFormat = "continual-moe-checkpoint/1";
 
-    /// <summary>Starts a run. <paramref name="taskFinished"/> is called after each task's checkpoint is saved.</summary>
-    public static int Start(RunConfig config, string folderPath, bool force, CancellationToken cancellation, Action<int>? taskFinished = null)
+    /// <summary>Starts a run. <paramref name="taskFinished"/> is called after each task's checkpoint is saved;
+    /// <paramref name="references"/> holds forward-transfer references computed by earlier runs of a compare.</summary>
+    public static int Start(RunConfig config, string folderPath, bool force, CancellationToken cancellation, Action<int>? taskFinished = null,
+        TaskAloneReferences? references = null)
     {
         Validate(config);
         // Everything that can fail on bad input (names, data, weights) happens before the run folder is made.
         using var experiment = Build(config, cancellation);
         var folder = RunFolder.Create(folderPath, force);
         folder.WriteConfig(experiment.Config);   // precision auto written as what it resolved to
-        return Execute(experiment, folder, startTask: 0, results: null, parametersBefore: [], cancellation, taskFinished);
+        return Execute(experiment, folder, startTask: 0, results: null, parametersBefore: [], cancellation, taskFinished, references);
     }
 
     private static Experiment Build(RunConfig config, CancellationToken cancellation)
@@ -149,7 +151,7 @@ internal static class RunSession
     }
 
     private static int Execute(Experiment experiment, RunFolder folder, int startTask, RunResults? results,
-        List<long>? parametersBefore, CancellationToken cancellation, Action<int>? taskFinished)
+        List<long>? parametersBefore, CancellationToken cancellation, Action<int>? taskFinished, TaskAloneReferences? references = null)
     {
         // Null once a task's count is unknown (a resumed checkpoint without the record): no partial list is reported.
         var parametersAfterTask = parametersBefore;
@@ -191,7 +193,7 @@ internal static class RunSession
         var metrics = ContinualMetrics.Compute(final.Accuracy, experiment.Scenario.Tasks.Select(t => t.Test.Count).ToList(),
             final.HasTaskIdentity ? final.TaskIdentity : null);
         var cost = experiment.Learner.Cost(config.Tasks);
-        var scenarioMetrics = ScenarioMetrics(experiment, final, cancellation);
+        var scenarioMetrics = ScenarioMetrics(experiment, final, cancellation, references);
         var summary = new RunSummary(config.Method, experiment.BackboneDescription, metrics, cost,
             observer.TrainImagesPerSecond, observer.TestImagesPerSecond, clock.Elapsed.TotalSeconds, scenarioMetrics)
         {
@@ -214,12 +216,19 @@ internal static class RunSession
     }
 
     /// <summary>Overlapping / non-overlapping class accuracy and, with forward_transfer, the task-alone reference runs.</summary>
-    private static ScenarioMetrics? ScenarioMetrics(Experiment experiment, RunResults final, CancellationToken cancellation)
+    private static ScenarioMetrics? ScenarioMetrics(Experiment experiment, RunResults final, CancellationToken cancellation,
+        TaskAloneReferences? references)
     {
         if (final.LatestClasses is not { } classes) return null;
         double[]? alone = null;
         if (experiment.Config.ForwardTransfer)
-            alone = experiment.TaskAloneAccuracies(t => AnsiConsole.MarkupLine($"Forward-transfer reference: task {t + 1} of {experiment.Scenario.TaskCount} alone"), cancellation);
+        {
+            var reusedBefore = references?.Reused ?? 0;
+            alone = experiment.TaskAloneAccuracies(t => AnsiConsole.MarkupLine($"Forward-transfer reference: task {t + 1} of {experiment.Scenario.TaskCount} alone"),
+                cancellation, references);
+            if (references is not null && references.Reused > reusedBefore)
+                AnsiConsole.MarkupLine($"Forward-transfer reference: {references.Reused - reusedBefore} of {experiment.Scenario.TaskCount} tasks reused from an earlier run of this compare (the same learner alone)");
+        }
         return Evaluation.ScenarioMetrics.Compute(experiment.Scenario, classes, final.Accuracy, alone);
     }
 

@@ -45,6 +45,17 @@ public interface ILinearAdapterProvider
     /// <summary><paramref name="input"/> is the layer's input [..., InFeatures]; the result is [..., OutFeatures],
     /// or null to leave the layer unchanged. Called inside the block's dispose scope.</summary>
     Tensor? Delta(LinearSite site, Tensor input);
+
+    /// <summary>False when <see cref="Delta"/> returns null for <paramref name="site"/> whatever the input, so that a
+    /// caller can skip preparing the input (a reduced-precision backbone's cast to float32) for layers left alone.</summary>
+    bool Adapts(LinearSite site) => true;
+
+    /// <summary>
+    /// Starts a stretch of forward passes without gradients during which the adapters do not change (a generation):
+    /// the provider may compute once what every <see cref="Delta"/> needs (masked, scaled, concatenated factors) instead
+    /// of per call and per token. The deltas stay the same numbers. Dispose the result to end it; null: nothing to hold.
+    /// </summary>
+    IDisposable? BeginInference() => null;
 }
 
 /// <summary>What every transformer backbone tells a method that adapts its linear layers, whatever its modality.</summary>

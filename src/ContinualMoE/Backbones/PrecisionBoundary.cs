@@ -36,5 +36,27 @@ internal sealed class PrecisionBoundary(ScalarType compute, IAttentionPrefixProv
         };
     }
 
-    public Tensor? Delta(LinearSite site, Tensor input) => adapters!.Delta(site, input.to(ScalarType.Float32))?.to(compute);
+    public Tensor? Delta(LinearSite site, Tensor input) =>
+        adapters!.Adapts(site) ? adapters.Delta(site, Float32(input))?.to(compute) : null;
+
+    public bool Adapts(LinearSite site) => adapters!.Adapts(site);
+
+    public IDisposable? BeginInference() => adapters!.BeginInference();
+
+    private Tensor? lastInput;
+    private Tensor? lastFloat32;
+
+    /// <summary>The layer input in float32. Layers that read the same input (q, k and v; the MLP's in and gate) share one
+    /// copy when no gradient is recorded (generation, evaluation); with gradients each layer casts its own, so that the
+    /// backward pass rounds the input's gradient as it always has.</summary>
+    private Tensor Float32(Tensor input)
+    {
+        if (is_grad_enabled()) return input.to(ScalarType.Float32);
+        if (!ReferenceEquals(input, lastInput) || lastFloat32 is null || lastFloat32.IsInvalid)
+        {
+            lastInput = input;
+            lastFloat32 = input.to(ScalarType.Float32);
+        }
+        return lastFloat32;
+    }
 }

@@ -126,17 +126,35 @@ public sealed class Experiment : IDisposable
     /// settings, on the same frozen backbone, trained on that task alone (a one-task run) and tested on the task's test
     /// set over the task's classes. Costs one more training of every task (about the run's own training time).
     /// </summary>
-    public double[] TaskAloneAccuracies(Action<int>? taskStarted = null, CancellationToken cancellation = default)
+    /// <param name="computed">References computed earlier in this process (a compare): a task whose
+    /// <see cref="TaskAloneKey"/> is there is not trained again, and what is trained is added.</param>
+    public double[] TaskAloneAccuracies(Action<int>? taskStarted = null, CancellationToken cancellation = default, TaskAloneReferences? computed = null)
     {
         var accuracies = new double[Scenario.TaskCount];
         for (var t = 0; t < accuracies.Length; t++)
         {
+            var key = TaskAloneKey(t);
+            if (computed is not null && computed.TryGet(key, out accuracies[t])) continue;
             taskStarted?.Invoke(t);
             using var learner = MethodRegistry.Create(Config.Method, MethodContext with { TaskCount = 1 });
             var results = new ContinualTrainer(Scenario.Alone(t), Data, Config.Seed).Run(learner, cancellation: cancellation);
             accuracies[t] = results.Accuracy[0, 0];
+            computed?.Add(key, accuracies[t]);
         }
         return accuracies;
+    }
+
+    /// <summary>What decides task <paramref name="task"/>'s task-alone accuracy: the learner trained alone (its method and
+    /// settings, or what it declares with <see cref="ITaskAloneEquivalent"/>) and the rest of the run's config (data,
+    /// backbone and weights, precision, seed, scenario, training settings), all of it, so that only runs that would
+    /// train the same reference share one.</summary>
+    public string TaskAloneKey(int task)
+    {
+        var learner = Learner is ITaskAloneEquivalent equivalent
+            ? equivalent.TaskAloneLearner
+            : $"{Config.Method} {System.Text.Json.JsonSerializer.Serialize(Config.MethodSettings)}";
+        var run = (Config with { Method = "", MethodSettings = [], ForwardTransfer = false }).ToJson();
+        return $"{learner}\n{run}\ntask {task}";
     }
 
     /// <summary>The scenario part of a run config.</summary>

@@ -57,6 +57,7 @@ public sealed class LowRankExperts : nn.Module, ILinearAdapterProvider
     {
         base._toEpilog(dtype, device, non_blocking);
         this.RebindBuffers(merged, "merged_");
+        DropHeldFactors();
     }
 
     /// <summary>A bank of <paramref name="count"/> experts of equal rank, scaling alpha / rank (LoRA's convention).</summary>
@@ -71,10 +72,10 @@ public sealed class LowRankExperts : nn.Module, ILinearAdapterProvider
     /// <summary>Per-sample expert weights [B, <see cref="Count"/>] for the next forward passes; null: weight 1 for every active expert.</summary>
     public Tensor? SampleWeights { get; set; }
 
-    public void Activate(int expert, bool on = true) { isActive[expert] = on; SyncFlags(); }
+    public void Activate(int expert, bool on = true) { isActive[expert] = on; SyncFlags(); DropHeldFactors(); }
 
     /// <summary>A frozen expert still acts in the forward pass but is never trained again (requires_grad false).</summary>
-    public void Freeze(int expert, bool on = true) { isFrozen[expert] = on; SyncFlags(); ApplyFreezing(); }
+    public void Freeze(int expert, bool on = true) { isFrozen[expert] = on; SyncFlags(); ApplyFreezing(); DropHeldFactors(); }
 
     /// <summary>Parameters of the active, unfrozen experts (the ones a training phase may change).</summary>
     public IReadOnlyList<Parameter> TrainableParameters(IEnumerable<int>? only = null)
@@ -105,29 +106,24 @@ public sealed class LowRankExperts : nn.Module, ILinearAdapterProvider
 
     public Tensor? MergedDelta(int site) => Mergeable ? merged[site] : null;
 
+    public bool Adapts(LinearSite site) => siteIndex.ContainsKey(site);
+
     public Tensor? Delta(LinearSite site, Tensor input)
     {
         if (!siteIndex.TryGetValue(site, out var s)) return null;
         if (inputSums is not null) RecordInput(s, input);
-        var used = Enumerable.Range(0, Count).Where(e => isActive[e]).ToList();
+        var held = inference is not null && !is_grad_enabled() ? inference : null;
+        var used = held?.Used ?? UsedExperts();
         Tensor? delta = null;
         if (used.Count > 0)
         {
-            var downs = used.Select(e => experts[e].Down(s) * experts[e].SlotMask[s].mul(Scalars.Of(experts[e].Scaling)).unsqueeze(1)).ToArray();
-            // One expert (plain LoRA) skips the concatenations: the same contiguous [R, in] and [out, R] operands, one copy fewer each.
-            var hidden = input.matmul((downs.Length == 1 ? downs[0] : torch.cat(downs, 0)).t());   // [..., R]
+            // A generation step's low-rank products are a few thousand multiply-adds: faster on this thread alone (same bits).
+            using var oneThread = held is not null && input.numel() <= SingleThreadedRows * input.shape[^1] ? MklThreads.OnCallingThread() : default;
+            var (downT, upT) = held?.Factors(s) ?? Factors(s, used);
+            var hidden = input.matmul(downT);                                                      // [..., R]
             if (energyExpert >= 0) RecordEnergy(s, input, used);
-            if (SampleWeights is { } weights)
-            {
-                var columns = torch.cat(used.Select(e => weights.narrow(1, e, 1).expand(-1, experts[e].Rank)).ToArray(), 1);  // [B, R]
-                var shape = new long[input.dim()];
-                Array.Fill(shape, 1L);
-                shape[0] = columns.shape[0];
-                shape[^1] = columns.shape[1];
-                hidden = hidden * columns.reshape(shape);
-            }
-            var ups = used.Count == 1 ? experts[used[0]].Up(s) : torch.cat(used.Select(e => (Tensor)experts[e].Up(s)).ToArray(), 1);
-            delta = hidden.matmul(ups.t());
+            if (SampleWeights is { } weights) hidden = hidden * (held?.Columns(weights, input.dim()) ?? Columns(weights, used, input.dim()));
+            delta = hidden.matmul(upT);
         }
         if (Mergeable)
         {
@@ -135,6 +131,119 @@ public sealed class LowRankExperts : nn.Module, ILinearAdapterProvider
             delta = delta is null ? dense : delta.Plus(dense);
         }
         return delta;
+    }
+
+    private List<int> UsedExperts() => Enumerable.Range(0, Count).Where(e => isActive[e]).ToList();
+
+    /// <summary>The used experts' factors at site <paramref name="s"/> as the matmuls take them: (scaling diag(m) A)^T
+    /// [in, R] and B^T [R, out], R summed over the experts.</summary>
+    private (Tensor DownT, Tensor UpT) Factors(int s, List<int> used)
+    {
+        var downs = used.Select(e => experts[e].Down(s) * experts[e].SlotMask[s].mul(Scalars.Of(experts[e].Scaling)).unsqueeze(1)).ToArray();
+        // One expert (plain LoRA) skips the concatenations: the same contiguous [R, in] and [out, R] operands, one copy fewer each.
+        var down = downs.Length == 1 ? downs[0] : torch.cat(downs, 0);
+        var up = used.Count == 1 ? experts[used[0]].Up(s) : torch.cat(used.Select(e => (Tensor)experts[e].Up(s)).ToArray(), 1);
+        return (down.t(), up.t());
+    }
+
+    /// <summary>Each used expert's sample weight repeated over its rank, [B, 1, ..., R] for an input of <paramref name="dims"/> dimensions.</summary>
+    private Tensor Columns(Tensor weights, List<int> used, long dims)
+    {
+        var columns = torch.cat(used.Select(e => weights.narrow(1, e, 1).expand(-1, experts[e].Rank)).ToArray(), 1);  // [B, R]
+        var shape = new long[dims];
+        Array.Fill(shape, 1L);
+        shape[0] = columns.shape[0];
+        shape[^1] = columns.shape[1];
+        return columns.reshape(shape);
+    }
+
+    /// <summary>Up to this many input rows, held low-rank products run on the calling thread: a 768-wide input at rank 8 was
+    /// faster there up to 256 rows and slower from 512 rows on (two threads).</summary>
+    private const long SingleThreadedRows = 256;
+
+    private HeldFactors? inference;
+    private int inferenceDepth;
+
+    /// <summary>Until the result is disposed, and while no gradient is recorded, <see cref="Delta"/> reuses each site's
+    /// masked and scaled factors (and the per-rank sample weights of one <see cref="SampleWeights"/> tensor) instead of
+    /// building them at every call (about ten small libtorch operations per site, per one-token step of a generation). The factors are
+    /// the same tensors as without, so the deltas are the same numbers. Activating, freezing or merging an expert drops
+    /// them; nothing else may change the experts meanwhile (a generation does not).</summary>
+    public IDisposable BeginInference()
+    {
+        inferenceDepth++;
+        inference ??= new HeldFactors(this);
+        return new InferenceScope(this);
+    }
+
+    private void EndInference()
+    {
+        if (--inferenceDepth > 0) return;
+        DropHeldFactors();
+    }
+
+    private void DropHeldFactors()
+    {
+        inference?.Dispose();
+        inference = inferenceDepth > 0 ? new HeldFactors(this) : null;
+    }
+
+    private sealed class InferenceScope(LowRankExperts bank) : IDisposable
+    {
+        private bool ended;
+
+        public void Dispose()
+        {
+            if (ended) return;
+            ended = true;
+            bank.EndInference();
+        }
+    }
+
+    /// <summary>What <see cref="Delta"/> computes from the experts alone, kept for a stretch of inference (built lazily per site).</summary>
+    private sealed class HeldFactors(LowRankExperts bank) : IDisposable
+    {
+        private readonly (Tensor DownT, Tensor UpT)?[] factors = new (Tensor, Tensor)?[bank.Sites.Count];
+        private Tensor? weightsSource;
+        private Tensor? columns;
+        private long columnDims;
+
+        public List<int> Used { get; } = bank.UsedExperts();
+
+        public (Tensor DownT, Tensor UpT) Factors(int s)
+        {
+            if (factors[s] is { } held) return held;
+            using var noGrad = no_grad();
+            var (downT, upT) = bank.Factors(s, Used);
+            var kept = (downT.detach().DetachFromDisposeScope(), upT.detach().DetachFromDisposeScope());
+            factors[s] = kept;
+            return kept;
+        }
+
+        public Tensor Columns(Tensor weights, long dims)
+        {
+            if (!ReferenceEquals(weights, weightsSource) || columnDims != dims || columns is null || weightsSource!.IsInvalid)
+            {
+                columns?.Dispose();
+                weightsSource = weights;
+                columnDims = dims;
+                using var noGrad = no_grad();
+                columns = bank.Columns(weights, Used, dims).detach().DetachFromDisposeScope();
+            }
+            return columns;
+        }
+
+        public void Dispose()
+        {
+            foreach (var held in factors)
+            {
+                held?.DownT.Dispose();
+                held?.UpT.Dispose();
+            }
+            Array.Clear(factors);
+            columns?.Dispose();
+            columns = null;
+        }
     }
 
     /// <summary>Starts measuring, over the next forward passes, the output energy of each component of
@@ -228,6 +337,7 @@ public sealed class LowRankExperts : nn.Module, ILinearAdapterProvider
         isActive = activeFlags.data<float>().Select(v => v > 0).ToArray();
         isFrozen = frozenFlags.data<float>().Select(v => v > 0).ToArray();
         ApplyFreezing();
+        DropHeldFactors();
     }
 
     private void SyncFlags()

@@ -13,7 +13,7 @@ namespace ContinualMoE.Methods;
 /// Loss = CE + strength * sum Omega (theta - theta*)^2.
 /// </summary>
 [ContinualMethod("ewc-lora", "EWC on the parameters of one LoRA adapter", Modalities = InputModality.Image | InputModality.Text)]
-public sealed class EwcLora : LoraLearner
+public sealed class EwcLora : LoraLearner, ITaskAloneEquivalent
 {
     private readonly ElasticAnchor anchor;
 
@@ -24,6 +24,8 @@ public sealed class EwcLora : LoraLearner
     }
 
     public override string Name => "ewc-lora";
+    /// <summary>A first task has no anchor, and the Fisher pass after it changes no parameter: plain LoRA alone.</summary>
+    public string TaskAloneLearner => PlainLoraAlone;
     public ElasticAnchor Anchor => anchor;
 
     protected override Tensor? AuxiliaryLoss(TaskContext task) =>

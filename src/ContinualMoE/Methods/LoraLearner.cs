@@ -96,6 +96,11 @@ public abstract class LoraLearner : LearnerBase
         },
     ];
 
+    /// <summary>The one-task run of plain LoRA with these options (<see cref="ITaskAloneEquivalent"/>): what a first task
+    /// trains in sequential LoRA, EWC-LoRA (no anchor yet) and O-LoRA without its L2 term (no earlier LoRA to be
+    /// orthogonal to). The anchoring / orthogonality strength and the L2 weight do not enter it.</summary>
+    protected string PlainLoraAlone => "plain LoRA " + System.Text.Json.JsonSerializer.Serialize(Options with { Strength = null, L2 = 0 });
+
     /// <summary>The head's parameter group, when the readout has a head.</summary>
     protected IReadOnlyList<ParameterGroup> HeadGroup => Head is null ? [] : [new ParameterGroup("head", Readout.HeadParameters)];
 

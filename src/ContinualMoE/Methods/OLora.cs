@@ -12,11 +12,13 @@ namespace ContinualMoE.Methods;
 /// <c>strength</c>), plus lambda_2 ||A_t, B_t||^2 (setting <c>l2</c>, default 0). Parameters grow by one LoRA per task.
 /// </summary>
 [ContinualMethod("o-lora", "O-LoRA: a new LoRA per task, orthogonal to the earlier tasks' (EMNLP Findings 2023)", Modalities = Data.InputModality.Image | Data.InputModality.Text)]
-public sealed class OLora : LoraLearner
+public sealed class OLora : LoraLearner, ITaskAloneEquivalent
 {
     public OLora(MethodContext context) : base(context, "o-lora", experts: context.TaskCount) { }
 
     public override string Name => "o-lora";
+    /// <summary>Alone (one task, one LoRA) there is nothing to be orthogonal to: plain LoRA, unless the L2 term changes the loss.</summary>
+    public string TaskAloneLearner => Options.L2 == 0 ? PlainLoraAlone : $"o-lora {System.Text.Json.JsonSerializer.Serialize(Options)}";
     protected override int TrainedExpert(TaskContext task) => task.TaskIndex;
     protected override double DefaultStrength => 0.5;
 

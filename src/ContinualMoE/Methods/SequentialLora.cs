@@ -5,7 +5,8 @@ namespace ContinualMoE.Methods;
 /// forgetting, and a linear head. The lower bound of the LoRA methods.
 /// </summary>
 [ContinualMethod("seq-lora", "sequential LoRA fine-tuning of one adapter across tasks (lower bound of the LoRA methods)", Modalities = Data.InputModality.Image | Data.InputModality.Text)]
-public sealed class SequentialLora(MethodContext context) : LoraLearner(context, "seq-lora", experts: 1)
+public sealed class SequentialLora(MethodContext context) : LoraLearner(context, "seq-lora", experts: 1), Training.ITaskAloneEquivalent
 {
     public override string Name => "seq-lora";
+    public string TaskAloneLearner => PlainLoraAlone;
 }

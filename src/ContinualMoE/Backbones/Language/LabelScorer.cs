@@ -37,6 +37,7 @@ public static class LabelScorer
         var (ids, real) = TextGenerator.LeftPadded(prompts, longest, 0);
         var scores = new double[rows, options.Count];
         using var noGrad = no_grad();
+        using var heldAdapters = forwardOptions?.Adapters?.BeginInference();
         using var scope = NewDisposeScope();
         using var cache = model.NewCache();
         var promptMask = real is null ? null : tensor(real, [rows, longest]);

@@ -53,6 +53,8 @@ public static class TextGenerator
         {
             using var cache = model.NewCache();
             using var noGrad = no_grad();
+            // The adapters stay as they are for the whole generation: let them prepare their factors once, not per token.
+            using var heldAdapters = options?.Adapters?.BeginInference();
             using var outer = NewDisposeScope();
             var mask = real is null ? null : tensor(real, [rows, longest + maxNew]);
             var next = tensor(ids, [rows, longest]);
