@@ -55,7 +55,7 @@ public class ClassifierAlignmentThreadTests
     public void OneThreadTrainsTheSameHeadBitForBit()
     {
         var threads = torch.get_num_threads();
-        torch.set_num_threads(2);
+        ComputeDevice.ConfigureThreads(2);
         try
         {
             var (weight, bias) = AlignedHead(oneThread: false);
@@ -83,7 +83,7 @@ public class ClassifierAlignmentThreadTests
     public void OnOneThreadRunsWithOneThreadAndRestoresTheCount()
     {
         var threads = torch.get_num_threads();
-        torch.set_num_threads(2);
+        ComputeDevice.ConfigureThreads(2);
         try
         {
             var inside = 0;
