@@ -11,6 +11,11 @@ public sealed record AlignmentSettings(int Epochs, int SamplesPerClass, int Batc
     /// (trainer.py, train_task_adaptive_prediction) and HiDe-Prompt's run as many steps as there are classes in the
     /// earlier tasks, so most of each epoch's samples are never used. Capped at the number of batches drawn.</summary>
     public int? IterationsPerEpoch { get; init; }
+
+    /// <summary>Run a small head's loop (<see cref="ClassifierAlignment.OneThreadLimit"/>) on one thread, where its tiny
+    /// ops are faster. Opt-in per method, where bit-identity with the process's threads was checked: SMoPE's embedded
+    /// default (checkpoint identical). SETA's tiny test run changed in the last bits on one thread, so it is not general.</summary>
+    public bool OneThreadWhenSmall { get; init; }
 }
 
 /// <summary>
@@ -42,7 +47,7 @@ public static class ClassifierAlignment
         AlignmentSettings settings, Func<int, (Tensor Features, Tensor Labels)> drawEpoch)
     {
         var multiplyAdds = settings.BatchSize * parameters.Sum(g => g.Parameters.Sum(p => p.numel()));
-        Run(classifier, parameters, logitMask, settings, drawEpoch, oneThread: multiplyAdds <= OneThreadLimit);
+        Run(classifier, parameters, logitMask, settings, drawEpoch, oneThread: settings.OneThreadWhenSmall && multiplyAdds <= OneThreadLimit);
     }
 
     /// <summary>The loop on one thread or on the process's threads (tests compare the two).</summary>

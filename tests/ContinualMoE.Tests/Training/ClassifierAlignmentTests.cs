@@ -30,7 +30,7 @@ public class ClassifierAlignmentTests
     }
 }
 
-/// <summary>Small alignments run on one thread for speed (ClassifierAlignment.OneThreadLimit); the head they train must be
+/// <summary>Small alignments that opt in (SMoPE) run on one thread for speed (ClassifierAlignment.OneThreadLimit); the head must be
 /// bit for bit the head the process's threads train.</summary>
 public class ClassifierAlignmentThreadTests
 {
