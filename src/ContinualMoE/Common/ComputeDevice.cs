@@ -32,7 +32,29 @@ public static class ComputeDevice
     {
         NativeHeap.KeepFreedMemory();
         var count = threads ?? ConfiguredThreads();
-        if (count > 0) torch.set_num_threads(count);
+        if (count > 0)
+        {
+            torch.set_num_threads(count);
+            threadsConfigured = true;
+        }
+    }
+
+    // libtorch's set_num_threads also turns off MKL's dynamic thread choice, which changes the summation of small
+    // matrix products; so the thread count is only switched in processes that have already set it.
+    private static bool threadsConfigured;
+
+    /// <summary>Runs <paramref name="action"/> with libtorch on one intra-op thread, then restores the thread count, in a
+    /// process that set its threads (<see cref="ConfigureThreads"/>: every CLI command that computes); elsewhere it just
+    /// runs <paramref name="action"/>. For loops of tiny ops only: each op on two threads pays an OpenMP fork and join that
+    /// costs more than the op (classifier alignment on the embedded default: 0.21 ms per step on two threads, 0.12 ms on
+    /// one). Whether results stay bit for bit is up to the caller to check (ClassifierAlignmentThreadTests).</summary>
+    public static void OnOneThread(Action action)
+    {
+        var threads = torch.get_num_threads();
+        if (threads <= 1 || !threadsConfigured) { action(); return; }
+        torch.set_num_threads(1);
+        try { action(); }
+        finally { torch.set_num_threads(threads); }
     }
 
     /// <summary>The threads <see cref="ConfigureThreads"/> uses without an explicit count: OMP_NUM_THREADS, else every core.</summary>

@@ -251,7 +251,7 @@ public sealed class Smope : LearnerBase, IExpertUsage
     {
         if (!OfficialAlignment)
             return new AlignmentSettings(options.AlignmentEpochs, options.AlignmentSamplesPerClass ?? 256, Context.Training.BatchSize,
-                ClassifierAlignment.SgdCosine(options.AlignmentLearningRate ?? 0.01));
+                ClassifierAlignment.SgdCosine(options.AlignmentLearningRate ?? 0.01)) { OneThreadWhenSmall = true };
         var perClass = options.AlignmentSamplesPerClass ?? Context.Training.BatchSize;
         return new AlignmentSettings(options.AlignmentEpochs, perClass, perClass,
             new OptimizerSettings
@@ -259,7 +259,7 @@ public sealed class Smope : LearnerBase, IExpertUsage
                 Kind = OptimizerKind.AdamW, LearningRate = options.AlignmentLearningRate ?? 1e-4, WeightDecay = options.AlignmentWeightDecay,
                 Schedule = ScheduleKind.IterationCosine, CosineStartFactor = 0.1, FinalRate = 1e-6,
             })
-        { IterationsPerEpoch = task.EarlierClassCount };
+        { IterationsPerEpoch = task.EarlierClassCount, OneThreadWhenSmall = true };
     }
 
     public override Prediction Predict(Tensor images, EvaluationContext context)

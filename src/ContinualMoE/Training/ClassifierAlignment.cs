@@ -11,6 +11,11 @@ public sealed record AlignmentSettings(int Epochs, int SamplesPerClass, int Batc
     /// (trainer.py, train_task_adaptive_prediction) and HiDe-Prompt's run as many steps as there are classes in the
     /// earlier tasks, so most of each epoch's samples are never used. Capped at the number of batches drawn.</summary>
     public int? IterationsPerEpoch { get; init; }
+
+    /// <summary>Run a small head's loop (<see cref="ClassifierAlignment.OneThreadLimit"/>) on one thread, where its tiny
+    /// ops are faster. Opt-in per method, where bit-identity with the process's threads was checked: SMoPE's embedded
+    /// default (checkpoint identical). SETA's tiny test run changed in the last bits on one thread, so it is not general.</summary>
+    public bool OneThreadWhenSmall { get; init; }
 }
 
 /// <summary>
@@ -41,8 +46,29 @@ public static class ClassifierAlignment
     public static void Run(Func<Tensor, Tensor> classifier, IReadOnlyList<ParameterGroup> parameters, bool[] logitMask,
         AlignmentSettings settings, Func<int, (Tensor Features, Tensor Labels)> drawEpoch)
     {
+        var multiplyAdds = settings.BatchSize * parameters.Sum(g => g.Parameters.Sum(p => p.numel()));
+        Run(classifier, parameters, logitMask, settings, drawEpoch, oneThread: settings.OneThreadWhenSmall && multiplyAdds <= OneThreadLimit);
+    }
+
+    /// <summary>The loop on one thread or on the process's threads (tests compare the two).</summary>
+    internal static void Run(Func<Tensor, Tensor> classifier, IReadOnlyList<ParameterGroup> parameters, bool[] logitMask,
+        AlignmentSettings settings, Func<int, (Tensor Features, Tensor Labels)> drawEpoch, bool oneThread)
+    {
         if (settings.BatchSize < 1) throw new ContinualMoEException($"classifier alignment batch size must be positive, got {settings.BatchSize}");
+        if (oneThread) ComputeDevice.OnOneThread(() => Train(classifier, parameters, logitMask, settings, drawEpoch));
+        else Train(classifier, parameters, logitMask, settings, drawEpoch);
+    }
+
+    /// <summary>Alignments whose batch costs at most this many multiply-adds (batch x trained parameters; the embedded
+    /// default's linear head: 64 x 2,580) run on one thread, where their tiny ops are faster
+    /// (<see cref="ComputeDevice.OnOneThread"/>); a ViT-B head over 100 classes (64 x 76,900) keeps every thread.</summary>
+    internal const long OneThreadLimit = 1L << 20;
+
+    private static void Train(Func<Tensor, Tensor> classifier, IReadOnlyList<ParameterGroup> parameters, bool[] logitMask,
+        AlignmentSettings settings, Func<int, (Tensor Features, Tensor Labels)> drawEpoch)
+    {
         using var optimizer = Optimizers.Create(parameters, settings.Optimizer);
+        using var excluded = Losses.ExcludedClasses(logitMask);   // made once, not per step
         long iteration = 0;
         for (var epoch = 0; epoch < settings.Epochs; epoch++)
         {
@@ -58,7 +84,7 @@ public static class ClassifierAlignment
                 long start = (long)step * settings.BatchSize;
                 var length = Math.Min(settings.BatchSize, count - start);
                 optimizer.zero_grad();
-                var loss = Losses.MaskedCrossEntropy(classifier(features.narrow(0, start, length)), labels.narrow(0, start, length), logitMask);
+                var loss = Losses.MaskedCrossEntropy(classifier(features.narrow(0, start, length)), labels.narrow(0, start, length), excluded);
                 if (!float.IsFinite(loss.item<float>()))
                     throw new ContinualMoEException($"classifier alignment loss is not finite at epoch {epoch + 1}: lower the alignment learning rate");
                 loss.backward();
