@@ -47,7 +47,9 @@ public static class ComputeDevice
     /// process that set its threads (<see cref="ConfigureThreads"/>: every CLI command that computes); elsewhere it just
     /// runs <paramref name="action"/>. For loops of tiny ops only: each op on two threads pays an OpenMP fork and join that
     /// costs more than the op (classifier alignment on the embedded default: 0.21 ms per step on two threads, 0.12 ms on
-    /// one). Whether results stay bit for bit is up to the caller to check (ClassifierAlignmentThreadTests).</summary>
+    /// one). Whether results stay bit for bit is up to the caller to check (ClassifierAlignmentThreadTests). For single small
+    /// matrix products inside multi-threaded work, <see cref="MklThreads.OnCallingThread"/> keeps libtorch's count and
+    /// MKL's dynamic choice as they are.</summary>
     public static void OnOneThread(Action action)
     {
         var threads = torch.get_num_threads();
