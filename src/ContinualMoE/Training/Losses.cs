@@ -26,8 +26,8 @@ public static class Losses
     /// as L2P-style code does with the current task's classes).</summary>
     public static Tensor MaskedCrossEntropy(Tensor logits, Tensor labels, bool[] mask)
     {
-        using var masked = MaskLogits(logits, mask);
-        return nn.functional.cross_entropy(masked, labels);
+        using var excluded = ExcludedClasses(mask, logits.device);
+        return MaskedCrossEntropy(logits, labels, excluded);
     }
 
     /// <summary><see cref="MaskedCrossEntropy(Tensor, Tensor, bool[])"/> with the excluded classes already made.</summary>
