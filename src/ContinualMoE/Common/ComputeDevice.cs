@@ -50,12 +50,15 @@ public static class ComputeDevice
     /// one). Whether results stay bit for bit is up to the caller to check (ClassifierAlignmentThreadTests). For single small
     /// matrix products inside multi-threaded work, <see cref="MklThreads.OnCallingThread"/> keeps libtorch's count and
     /// MKL's dynamic choice as they are.</summary>
-    public static void OnOneThread(Action action)
+    public static void OnOneThread(Action action) => OnOneThread(() => { action(); return 0; });
+
+    /// <summary><see cref="OnOneThread(Action)"/> for work that returns a value.</summary>
+    public static T OnOneThread<T>(Func<T> function)
     {
         var threads = torch.get_num_threads();
-        if (threads <= 1 || !threadsConfigured) { action(); return; }
+        if (threads <= 1 || !threadsConfigured) return function();
         torch.set_num_threads(1);
-        try { action(); }
+        try { return function(); }
         finally { torch.set_num_threads(threads); }
     }
 

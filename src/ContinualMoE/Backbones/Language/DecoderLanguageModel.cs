@@ -48,8 +48,31 @@ public abstract class DecoderLanguageModel : Module<Tensor, Tensor>, ITransforme
         }
     }
 
-    /// <summary>Token ids [B, T] (int64) to logits and hidden states. With a cache, the ids continue the cached positions.</summary>
-    public LmOutput Forward(Tensor inputIds, LmForwardOptions? options = null)
+    /// <summary>Token ids [B, T] (int64) to logits and hidden states. With a cache, the ids continue the cached positions.
+    /// An inference forward (no gradients) whose matrix products are small runs on one libtorch thread
+    /// (<see cref="OneThreadLimit"/>); that changes no float32 number, and bf16 ones only as any thread count does.</summary>
+    public LmOutput Forward(Tensor inputIds, LmForwardOptions? options = null) =>
+        !is_grad_enabled() && SmallForInference(inputIds.numel())
+            ? ComputeDevice.OnOneThread(() => ForwardOnTheseThreads(inputIds, options))
+            : ForwardOnTheseThreads(inputIds, options);
+
+    /// <summary>Whether an inference forward of this many new tokens is small enough for one thread (<see cref="OneThreadLimit"/>).</summary>
+    public bool SmallForInference(long tokens) => tokens * ParameterCount <= OneThreadLimit;
+
+    /// <summary>Inference forwards of at most this many multiply-adds (new tokens x the model's parameters) run on one
+    /// thread (<see cref="ComputeDevice.OnOneThread"/>). A one-token generation step of a small model is a few hundred
+    /// ops of microseconds each, and on two threads each pays an OpenMP fork and join that costs more than the op:
+    /// generation of random LLaMAs at batch 8 on two cores was 1.2-1.7x faster on one thread at width 256 (30M per step)
+    /// and 1.06-1.13x at width 512 (210M), level at width 1024 (1.5G) (docs/benchmarks.md, session 9). The limit stays
+    /// well below where this machine stops gaining, because a machine with more cores gains from its threads sooner:
+    /// 67M multiply-adds, a few milliseconds of one core, so that one token of GPT-2 small (124M) keeps every thread.</summary>
+    internal const long OneThreadLimit = 1L << 26;
+
+    /// <summary>The model's own parameters (the vocabulary table included): what one token costs in multiply-adds, about.</summary>
+    public long ParameterCount => parameterCount ??= parameters().Sum(p => p.numel());
+    private long? parameterCount;
+
+    private LmOutput ForwardOnTheseThreads(Tensor inputIds, LmForwardOptions? options)
     {
         options ??= new LmForwardOptions();
         if (inputIds.dim() != 2 || inputIds.dtype != ScalarType.Int64)

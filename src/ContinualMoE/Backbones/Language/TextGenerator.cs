@@ -58,7 +58,8 @@ public static class TextGenerator
             using var outer = NewDisposeScope();
             var mask = real is null ? null : tensor(real, [rows, longest + maxNew]);
             var next = tensor(ids, [rows, longest]);
-            for (var step = 0; step < maxNew; step++)
+            // One step: the new ids of every row through the model, one token picked per row; false once every row has stopped.
+            bool Step()
             {
                 using var scope = NewDisposeScope();
                 using var output = model.Forward(next, new LmForwardOptions
@@ -76,8 +77,21 @@ public static class TextGenerator
                     generated[r].Add(picked[r]);
                     if (settings.StopTokenIds.Contains(picked[r])) finished[r] = true;
                 }
-                if (finished.All(f => f)) break;
+                if (finished.All(f => f)) return false;
                 next = tensor(picked, [rows, 1]).MoveToOuterDisposeScope();
+                return true;
+            }
+            void OneTokenSteps()
+            {
+                for (var step = 1; step < maxNew && Step(); step++) { }
+            }
+
+            if (maxNew > 0 && Step())
+            {
+                // The prompts' step may be large; the one-token steps of a small model all run on one thread, held for
+                // the whole loop rather than switched at every step (DecoderLanguageModel.OneThreadLimit).
+                if (model.SmallForInference(rows)) ComputeDevice.OnOneThread(OneTokenSteps);
+                else OneTokenSteps();
             }
         }
         finally
