@@ -63,7 +63,7 @@ public abstract class DecoderLanguageModel : Module<Tensor, Tensor>, ITransforme
     /// thread (<see cref="ComputeDevice.OnOneThread"/>). A one-token generation step of a small model is a few hundred
     /// ops of microseconds each, and on two threads each pays an OpenMP fork and join that costs more than the op:
     /// generation of random LLaMAs at batch 8 on two cores was 1.2-1.7x faster on one thread at width 256 (30M per step)
-    /// and 1.06-1.13x at width 512 (210M), level at width 1024 (1.5G) (docs/benchmarks.md, session 9). The limit stays
+    /// and 1.06-1.13x at width 512 (214M), level at width 1024 (1.5G) (docs/benchmarks.md, session 9). The limit stays
     /// well below where this machine stops gaining, because a machine with more cores gains from its threads sooner:
     /// 67M multiply-adds, a few milliseconds of one core, so that one token of GPT-2 small (124M) keeps every thread.</summary>
     internal const long OneThreadLimit = 1L << 26;
