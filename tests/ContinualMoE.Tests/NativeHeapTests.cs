@@ -1,3 +1,5 @@
+using System.Diagnostics;
+
 namespace ContinualMoE.Tests;
 
 public class NativeHeapTests
@@ -9,5 +11,47 @@ public class NativeHeapTests
         if (!OperatingSystem.IsLinux()) return;
         Assert.True(NativeHeap.KeepFreedMemory());
         Assert.True(NativeHeap.KeepFreedMemory());   // once per process, same answer
+    }
+
+    /// <summary>glibc ignores a misspelt tunable without a word, so a child process built with g++ (which the TorchSharp
+    /// fix installs) shows that the variable takes: a freed 4 MB block is mapped on its own by default and comes from the
+    /// heap (and stays there) with <see cref="NativeHeap.GlibcTunables"/>.</summary>
+    [Fact]
+    public void AChildProcessGetsTheSameHeapSettingsFromTheVariable()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        using var temp = new Checkpoints.TempDirectory();
+        var source = temp.File("probe.cpp");
+        File.WriteAllText(source, """
+            #include <malloc.h>
+            #include <stdio.h>
+            #include <stdlib.h>
+            int main() {
+                void* block = malloc(4 << 20);
+                struct mallinfo2 info = mallinfo2();
+                printf("%zu %zu\n", info.hblks, info.hblkhd);
+                free(block);
+                return 0;
+            }
+            """);
+        var probe = temp.File("probe");
+        Assert.Equal("", Run("g++", null, "-O0", "-o", probe, source));
+        Assert.StartsWith("1 ", Run(probe, null));                             // glibc's default: mapped on its own
+        Assert.Equal("0 0", Run(probe, NativeHeap.GlibcTunables()));           // under 32 MB: from the heap
+        Assert.Equal("0 0", Run(probe, NativeHeap.GlibcTunables("glibc.malloc.check=0")));   // an existing value is kept
+        Assert.StartsWith("glibc.malloc.check=0:", NativeHeap.GlibcTunables("glibc.malloc.check=0"));
+    }
+
+    private static string Run(string program, string? tunables, params string[] arguments)
+    {
+        var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var argument in arguments) start.ArgumentList.Add(argument);
+        if (tunables is null) start.Environment.Remove("GLIBC_TUNABLES");
+        else start.Environment["GLIBC_TUNABLES"] = tunables;
+        using var process = Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEnd() + process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        Assert.True(process.ExitCode == 0, $"{program}: {output}");
+        return output.Trim();
     }
 }

@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Text.Json;
 using ContinualMoE.Backbones.Language;
 using ContinualMoE.Benchmarks;
+using ContinualMoE.Cli.Reporting;
 using ContinualMoE.Experiments;
 using Spectre.Console;
 using static TorchSharp.torch;
@@ -13,7 +14,9 @@ namespace ContinualMoE.Cli.Commands;
 /// <summary>
 /// <c>continual-moe bench lm</c>: training and generation tokens/s of decoder language models (default: the default
 /// GPT-2 and a random-weight LLaMA of its size), fp32 and bf16, LoRA on q,v and full training, and the same measurements by
-/// tools/bench_lm_torch.py in Debian's PyTorch, run one after the other and printed side by side.
+/// tools/bench_lm_torch.py in Debian's PyTorch, printed side by side. Each cell runs <c>--rounds</c> rounds, ours and
+/// PyTorch's back to back in each, and reports medians: this VM's speed drifts by up to half between minutes, so a
+/// ratio of two measurements far apart in time (all of ours, then all of PyTorch's) could land anywhere from 0.8x to 1.4x.
 /// </summary>
 internal static class LanguageModelBenchCommand
 {
@@ -35,9 +38,14 @@ internal static class LanguageModelBenchCommand
         var torchScript = new Option<string?>("--torch-script") { Description = "tools/bench_lm_torch.py (default: found from the working directory up)" };
         var python = new Option<string>("--python") { Description = "Python with PyTorch", DefaultValueFactory = _ => "/usr/bin/python3" };
         var noTorch = new Option<bool>("--no-torch") { Description = "measure only this implementation" };
+        var roundCount = new Option<int>("--rounds")
+        {
+            Description = "rounds per measurement, ours and PyTorch back to back in each; figures are medians (one round says little on a shared machine)",
+            DefaultValueFactory = _ => 3,
+        };
         var command = new Command("lm", "training and generation tokens/s of a language model, side by side with the same model in PyTorch")
         {
-            model, batch, sequence, prompt, newTokens, precision, training, threads, seconds, torchScript, python, noTorch,
+            model, batch, sequence, prompt, newTokens, precision, training, threads, seconds, torchScript, python, noTorch, roundCount,
         };
         command.SetAction((parse, cancellation) =>
         {
@@ -81,46 +89,66 @@ internal static class LanguageModelBenchCommand
                 "both" => [LanguageModelTrainingMode.LoraQv, LanguageModelTrainingMode.Full],
                 var other => throw new ContinualMoEException($"unknown --training '{other}': use lora, full or both"),
             };
-            var ours = new List<LanguageModelBenchmarkResult>();
+            var rounds = parse.GetValue(roundCount);
+            if (rounds < 1) throw new ContinualMoEException($"--rounds must be at least 1, not {rounds}");
+            var withTorch = !parse.GetValue(noTorch);
+            var script = withTorch ? parse.GetValue(torchScript) ?? FindScript() : null;
+            var cells = new List<LanguageModelBenchCell>();
+            LanguageModelBenchmarkResult? first = null;
             foreach (var dtype in dtypes)
                 foreach (var mode in modes)
-                    ours.Add(LanguageModelBenchmark.Run(folder, dtype, mode, parse.GetValue(batch), parse.GetValue(sequence), parse.GetValue(prompt),
-                        parse.GetValue(newTokens), parse.GetValue(seconds), threadCount));
+                {
+                    List<double> oursTrain = [], oursGenerate = [], theirsTrain = [], theirsGenerate = [];
+                    string? precisionName = null, trainingName = null;
+                    for (var round = 0; round < rounds; round++)
+                    {
+                        // Back to back, the first side alternating by round, so that a machine drifting one way moves both.
+                        var oursFirst = round % 2 == 0;
+                        if (withTorch && !oursFirst) MeasureTorch();
+                        var result = LanguageModelBenchmark.Run(folder, dtype, mode, parse.GetValue(batch), parse.GetValue(sequence), parse.GetValue(prompt),
+                            parse.GetValue(newTokens), parse.GetValue(seconds), threadCount);
+                        first ??= result;
+                        (precisionName, trainingName) = (result.Precision, result.Training);
+                        oursTrain.Add(result.TrainTokensPerSecond);
+                        oursGenerate.Add(result.GenerateTokensPerSecond);
+                        if (withTorch && oursFirst) MeasureTorch();
+                    }
+                    cells.Add(new LanguageModelBenchCell(precisionName!, trainingName!, oursTrain, oursGenerate, theirsTrain, theirsGenerate));
 
-            var theirs = new Dictionary<(string, string), (double Train, double Generate)>();
-            if (!parse.GetValue(noTorch))
-            {
-                var script = parse.GetValue(torchScript) ?? FindScript();
-                var arguments = new List<string>
-                {
-                    script, "--model", folder, "--batch-size", parse.GetValue(batch).ToString(), "--sequence-length", parse.GetValue(sequence).ToString(),
-                    "--prompt-tokens", parse.GetValue(prompt).ToString(), "--new-tokens", parse.GetValue(newTokens).ToString(),
-                    "--precision", parse.GetValue(precision)!, "--training", parse.GetValue(training)!, "--threads", threadCount.ToString(),
-                    "--seconds", parse.GetValue(seconds).ToString(CultureInfo.InvariantCulture),
-                };
-                foreach (var line in RunPython(parse.GetValue(python)!, arguments))
-                {
-                    using var json = JsonDocument.Parse(line);
-                    var r = json.RootElement;
-                    theirs[(r.GetProperty("precision").GetString()!, r.GetProperty("training").GetString()!)] =
-                        (r.GetProperty("train_tokens_per_s").GetDouble(), r.GetProperty("generate_tokens_per_s").GetDouble());
+                    void MeasureTorch()
+                    {
+                        var arguments = new List<string>
+                        {
+                            script!, "--model", folder, "--batch-size", parse.GetValue(batch).ToString(), "--sequence-length", parse.GetValue(sequence).ToString(),
+                            "--prompt-tokens", parse.GetValue(prompt).ToString(), "--new-tokens", parse.GetValue(newTokens).ToString(),
+                            "--precision", dtype == ScalarType.BFloat16 ? "bf16" : "fp32", "--training", mode == LanguageModelTrainingMode.Full ? "full" : "lora",
+                            "--threads", threadCount.ToString(), "--seconds", parse.GetValue(seconds).ToString(CultureInfo.InvariantCulture),
+                        };
+                        var line = RunPython(parse.GetValue(python)!, arguments).Single();
+                        using var json = JsonDocument.Parse(line);
+                        theirsTrain.Add(json.RootElement.GetProperty("train_tokens_per_s").GetDouble());
+                        theirsGenerate.Add(json.RootElement.GetProperty("generate_tokens_per_s").GetDouble());
+                    }
                 }
-            }
 
-            var first = ours[0];
-            AnsiConsole.MarkupLine(Markup.Escape($"{first.Model}: batch {first.BatchSize}, training on {first.SequenceLength} tokens per row, " +
-                $"generation {parse.GetValue(prompt)} prompt + {first.NewTokens} new tokens per row (greedy, KV cache), {first.Threads} threads; tokens/s"));
+            AnsiConsole.MarkupLine(Markup.Escape($"{first!.Model}: batch {first.BatchSize}, training on {first.SequenceLength} tokens per row, " +
+                $"generation {parse.GetValue(prompt)} prompt + {first.NewTokens} new tokens per row (greedy, KV cache), {first.Threads} threads; tokens/s" +
+                (rounds > 1 ? $", medians over {rounds} rounds (each round measures both sides back to back; the ratio's range is over rounds)" : "")));
             var table = new Table().AddColumns("precision", "training", "train (ours)", "train (PyTorch)", "ours / PyTorch",
                 "generate (ours)", "generate (PyTorch)", "ours / PyTorch");
-            foreach (var r in ours)
-            {
-                var hasTheirs = theirs.TryGetValue((r.Precision, r.Training), out var other);
-                string Ratio(double a, double b) => hasTheirs && b > 0 ? $"{a / b:F2}x" : "-";
-                table.AddRow(r.Precision, r.Training, $"{r.TrainTokensPerSecond:F0}", hasTheirs ? $"{other.Train:F0}" : "-", Ratio(r.TrainTokensPerSecond, other.Train),
-                    $"{r.GenerateTokensPerSecond:F0}", hasTheirs ? $"{other.Generate:F0}" : "-", Ratio(r.GenerateTokensPerSecond, other.Generate));
-            }
+            foreach (var cell in cells)
+                table.AddRow(cell.Precision, cell.Training, Figure(cell.OursTrainSpread), Figure(cell.TheirsTrainSpread), Ratio(cell.TrainRatio),
+                    Figure(cell.OursGenerateSpread), Figure(cell.TheirsGenerateSpread), Ratio(cell.GenerateRatio));
             AnsiConsole.Write(table);
         }
+
+        static string Figure(Spread? spread) => spread is { } s ? s.Median.ToString("F0", CultureInfo.InvariantCulture) : "-";
+        static string Ratio(Spread? spread) => spread switch
+        {
+            null => "-",
+            { Count: 1 } s => $"{s.Median:F2}x",
+            { } s => $"{s.Median:F2}x ({s.Min:F2}-{s.Max:F2})",
+        };
     }
 
     private static string FindScript()
@@ -138,10 +166,12 @@ internal static class LanguageModelBenchCommand
         throw new ContinualMoEException("tools/bench_lm_torch.py not found from the working directory; pass --torch-script or --no-torch");
     }
 
-    /// <summary>The script's JSON lines (one per measurement); a failure is one line with the script's last error line.</summary>
+    /// <summary>The script's JSON lines (one per measurement); a failure is one line with the script's last error line.
+    /// PyTorch runs with this process's heap settings (<see cref="NativeHeap.GlibcTunables"/>).</summary>
     private static List<string> RunPython(string python, IEnumerable<string> arguments)
     {
         var start = new ProcessStartInfo(python) { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.Environment["GLIBC_TUNABLES"] = NativeHeap.GlibcTunables(Environment.GetEnvironmentVariable("GLIBC_TUNABLES"));
         foreach (var argument in arguments) start.ArgumentList.Add(argument);
         using var process = Process.Start(start) ?? throw new ContinualMoEException($"{python}: could not start");
         var errors = process.StandardError.ReadToEndAsync();

@@ -32,9 +32,6 @@ internal sealed record RoundRatio(int Round, double Service, double OfflineBefor
     public double Ratio => Service / Offline;
 }
 
-/// <summary>Median of a set of figures with its range.</summary>
-internal readonly record struct Spread(double Median, double Min, double Max, int Count);
-
 /// <summary>
 /// The figures of <c>loadtest</c>: service phases and, with a model, offline phases interleaved with them (offline,
 /// service, offline, ..., service, offline). On a shared VM throughput drifts by ±25 % between runs seconds apart, so a
@@ -52,7 +49,7 @@ internal sealed record LoadTestReport(int Concurrency, IReadOnlyList<ServicePhas
     public double P99Milliseconds => Percentile(AllLatencies, 0.99);
     private IReadOnlyList<double> AllLatencies => Service.SelectMany(p => p.LatencyMilliseconds).ToList();
     public IReadOnlyList<RoundRatio> Rounds => RoundRatios(Offline.Select(p => p.PredictionsPerSecond).ToList(), Service.Select(p => p.PredictionsPerSecond).ToList());
-    public Spread? Ratio => Rounds.Count == 0 ? null : SpreadOf(Rounds.Select(r => r.Ratio).ToList());
+    public Spread? Ratio => Rounds.Count == 0 ? null : Spread.Of(Rounds.Select(r => r.Ratio).ToList());
 
     /// <summary>The ratio of each service phase to the mean of the offline phases around it. <paramref name="offline"/>
     /// has one phase more than <paramref name="service"/> (they alternate, offline first and last); without offline
@@ -63,16 +60,6 @@ internal sealed record LoadTestReport(int Concurrency, IReadOnlyList<ServicePhas
         if (offline.Count != service.Count + 1)
             throw new ArgumentException($"interleaved phases need one offline phase more than service phases, not {offline.Count} and {service.Count}");
         return service.Select((s, i) => new RoundRatio(i + 1, s, offline[i], offline[i + 1])).ToList();
-    }
-
-    /// <summary>Median (mean of the middle two for an even count), minimum and maximum.</summary>
-    public static Spread SpreadOf(IReadOnlyList<double> values)
-    {
-        if (values.Count == 0) throw new ArgumentException("no values", nameof(values));
-        var sorted = values.Order().ToArray();
-        var middle = sorted.Length / 2;
-        var median = sorted.Length % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-        return new Spread(median, sorted[0], sorted[^1], sorted.Length);
     }
 
     /// <summary>The nearest-rank <paramref name="quantile"/> (0 &lt; q ≤ 1) of <paramref name="values"/>: the smallest value

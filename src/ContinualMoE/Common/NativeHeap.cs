@@ -20,6 +20,15 @@ public static class NativeHeap
     /// <summary>Up to 512 MB of free memory at the top of a heap stays with the process between steps.</summary>
     public const int TrimThresholdBytes = 512 << 20;
 
+    /// <summary>The same two settings for a child process, as glibc's GLIBC_TUNABLES environment variable: what
+    /// <c>bench lm</c> gives the PyTorch process it compares with, so that both sides keep their freed memory and the
+    /// comparison is of compute (PyTorch 1.13 alone faulted its memory back in every step: bf16 full training of the
+    /// default GPT-2 at 12-14K tokens/s, 20-22K with these settings; docs/benchmarks.md, session 10). An existing value
+    /// is kept, with these appended.</summary>
+    public static string GlibcTunables(string? existing = null) =>
+        (string.IsNullOrEmpty(existing) ? "" : existing + ":") +
+        $"glibc.malloc.mmap_threshold={MapThresholdBytes}:glibc.malloc.trim_threshold={TrimThresholdBytes}";
+
     private static readonly Lazy<bool> Configured = new(Configure);
 
     /// <summary>Sets the two thresholds once per process (Linux with glibc; elsewhere nothing). Returns whether glibc took both.</summary>

@@ -29,9 +29,9 @@ public class LoadTestReportTests
     [Fact]
     public void TheSpreadIsTheMedianWithItsRange()
     {
-        Assert.Equal(new Spread(0.7, 0.6, 0.9, 3), LoadTestReport.SpreadOf([0.9, 0.6, 0.7]));
-        Assert.Equal(new Spread(0.75, 0.6, 0.9, 4), LoadTestReport.SpreadOf([0.9, 0.6, 0.7, 0.8]));   // even count: mean of the middle two
-        Assert.Throws<ArgumentException>(() => LoadTestReport.SpreadOf([]));
+        Assert.Equal(new Spread(0.7, 0.6, 0.9, 3), Spread.Of([0.9, 0.6, 0.7]));
+        Assert.Equal(new Spread(0.75, 0.6, 0.9, 4), Spread.Of([0.9, 0.6, 0.7, 0.8]));   // even count: mean of the middle two
+        Assert.Throws<ArgumentException>(() => Spread.Of([]));
     }
 
     [Fact]
