@@ -151,6 +151,26 @@ internal static class LanguageModelBenchCommand
         };
     }
 
+    /// <summary>
+    /// The PyTorch side's environment, so that it runs as well as this machine allows and the comparison is of compute:
+    /// <list type="bullet">
+    /// <item>this process's glibc heap settings (<see cref="NativeHeap.GlibcTunables"/>): without them PyTorch 1.13 returns
+    /// its freed memory to the system every step (bf16 full-model training of the default GPT-2 alone: 12-14K tokens/s,
+    /// 20-22K with them);</item>
+    /// <item>one OpenBLAS thread (OPENBLAS_NUM_THREADS=1) unless the user set it: Debian's python3-torch does its float32
+    /// matrix products in OpenBLAS, whose pthreads variant starts its own threads beside PyTorch's OpenMP threads, and on
+    /// two cores the two pools fight (float32 LoRA training 4,500-7,800 tokens/s, 16,000 with one OpenBLAS thread).</item>
+    /// </list>
+    /// docs/benchmarks.md, session 10.
+    /// </summary>
+    internal static void ConfigurePyTorch(IDictionary<string, string?> environment)
+    {
+        environment.TryGetValue("GLIBC_TUNABLES", out var tunables);
+        environment["GLIBC_TUNABLES"] = NativeHeap.GlibcTunables(tunables);
+        if (!environment.TryGetValue("OPENBLAS_NUM_THREADS", out var blasThreads) || string.IsNullOrEmpty(blasThreads))
+            environment["OPENBLAS_NUM_THREADS"] = "1";
+    }
+
     private static string FindScript()
     {
         for (var directory = new DirectoryInfo(Directory.GetCurrentDirectory()); directory is not null; directory = directory.Parent)
@@ -166,12 +186,11 @@ internal static class LanguageModelBenchCommand
         throw new ContinualMoEException("tools/bench_lm_torch.py not found from the working directory; pass --torch-script or --no-torch");
     }
 
-    /// <summary>The script's JSON lines (one per measurement); a failure is one line with the script's last error line.
-    /// PyTorch runs with this process's heap settings (<see cref="NativeHeap.GlibcTunables"/>).</summary>
+    /// <summary>The script's JSON lines (one per measurement); a failure is one line with the script's last error line.</summary>
     private static List<string> RunPython(string python, IEnumerable<string> arguments)
     {
         var start = new ProcessStartInfo(python) { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.Environment["GLIBC_TUNABLES"] = NativeHeap.GlibcTunables(Environment.GetEnvironmentVariable("GLIBC_TUNABLES"));
+        ConfigurePyTorch(start.Environment);
         foreach (var argument in arguments) start.ArgumentList.Add(argument);
         using var process = Process.Start(start) ?? throw new ContinualMoEException($"{python}: could not start");
         var errors = process.StandardError.ReadToEndAsync();

@@ -1,8 +1,10 @@
+using ContinualMoE.Cli.Commands;
 using ContinualMoE.Cli.Reporting;
 
 namespace ContinualMoE.Tests.Reporting;
 
-/// <summary><c>bench lm</c>'s rounds: each round's ratio pairs the two sides measured back to back.</summary>
+/// <summary><c>bench lm</c>'s rounds (each round's ratio pairs the two sides measured back to back) and the PyTorch side's
+/// environment.</summary>
 public class LanguageModelBenchCellTests
 {
     [Fact]
@@ -26,5 +28,19 @@ public class LanguageModelBenchCellTests
         Assert.Equal(10_000, alone.OursTrainSpread.Median);
         var unpaired = new LanguageModelBenchCell("fp32", "full", [10_000, 11_000], [3_000, 3_100], [9_000], [2_000]);
         Assert.Throws<ArgumentException>(() => unpaired.TrainRatio);
+    }
+
+    [Fact]
+    public void PyTorchGetsOurHeapSettingsAndOneOpenBlasThreadUnlessTheUserSaidOtherwise()
+    {
+        var plain = new Dictionary<string, string?>();
+        LanguageModelBenchCommand.ConfigurePyTorch(plain);
+        Assert.Equal(NativeHeap.GlibcTunables(), plain["GLIBC_TUNABLES"]);
+        Assert.Equal("1", plain["OPENBLAS_NUM_THREADS"]);
+
+        var users = new Dictionary<string, string?> { ["OPENBLAS_NUM_THREADS"] = "2", ["GLIBC_TUNABLES"] = "glibc.malloc.check=0" };
+        LanguageModelBenchCommand.ConfigurePyTorch(users);
+        Assert.Equal("2", users["OPENBLAS_NUM_THREADS"]);
+        Assert.Equal(NativeHeap.GlibcTunables("glibc.malloc.check=0"), users["GLIBC_TUNABLES"]);
     }
 }
