@@ -49,6 +49,7 @@ internal static class LanguageModelBenchCommand
         };
         command.SetAction((parse, cancellation) =>
         {
+            if (parse.GetValue(roundCount) is < 1 and var rounds) throw new ContinualMoEException($"--rounds must be at least 1, not {rounds}");
             var threadCount = parse.GetValue(threads) is > 0 and var t ? t : Environment.ProcessorCount;
             ComputeDevice.ConfigureThreads(threadCount);
             string? generated = null;
@@ -90,7 +91,6 @@ internal static class LanguageModelBenchCommand
                 var other => throw new ContinualMoEException($"unknown --training '{other}': use lora, full or both"),
             };
             var rounds = parse.GetValue(roundCount);
-            if (rounds < 1) throw new ContinualMoEException($"--rounds must be at least 1, not {rounds}");
             var withTorch = !parse.GetValue(noTorch);
             var script = withTorch ? parse.GetValue(torchScript) ?? FindScript() : null;
             var cells = new List<LanguageModelBenchCell>();
