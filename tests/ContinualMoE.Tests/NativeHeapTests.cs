@@ -1,4 +1,4 @@
-using System.Diagnostics;
+using ContinualMoE.Tests.Sweeps;
 
 namespace ContinualMoE.Tests;
 
@@ -35,23 +35,18 @@ public class NativeHeapTests
             }
             """);
         var probe = temp.File("probe");
-        Assert.Equal("", Run("g++", null, "-O0", "-o", probe, source));
-        Assert.StartsWith("1 ", Run(probe, null));                             // glibc's default: mapped on its own
-        Assert.Equal("0 0", Run(probe, NativeHeap.GlibcTunables()));           // under 32 MB: from the heap
-        Assert.Equal("0 0", Run(probe, NativeHeap.GlibcTunables("glibc.malloc.check=0")));   // an existing value is kept
+        Assert.Equal((0, ""), SweepTestFiles.Run("g++", ["-O0", "-o", probe, source]));
+        Assert.StartsWith("1 ", Probe(""));                                       // glibc's default: mapped on its own
+        Assert.Equal("0 0", Probe(NativeHeap.GlibcTunables()));                   // under 32 MB: from the heap
+        Assert.Equal("0 0", Probe(NativeHeap.GlibcTunables("glibc.malloc.check=0")));   // an existing value is kept
         Assert.StartsWith("glibc.malloc.check=0:", NativeHeap.GlibcTunables("glibc.malloc.check=0"));
-    }
 
-    private static string Run(string program, string? tunables, params string[] arguments)
-    {
-        var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var argument in arguments) start.ArgumentList.Add(argument);
-        if (tunables is null) start.Environment.Remove("GLIBC_TUNABLES");
-        else start.Environment["GLIBC_TUNABLES"] = tunables;
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEnd() + process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        Assert.True(process.ExitCode == 0, $"{program}: {output}");
-        return output.Trim();
+        // An empty GLIBC_TUNABLES is glibc's default, whatever the test runner was started with.
+        string Probe(string tunables)
+        {
+            var (code, output) = SweepTestFiles.Run(probe, [], new Dictionary<string, string> { ["GLIBC_TUNABLES"] = tunables });
+            Assert.True(code == 0, $"{probe}: {output}");
+            return output.Trim();
+        }
     }
 }
