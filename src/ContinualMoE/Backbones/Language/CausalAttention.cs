@@ -6,7 +6,7 @@ namespace ContinualMoE.Backbones.Language;
 
 /// <summary>
 /// The attention core shared by GPT-2 and LLaMA: cache, optional prefix, grouped-query expansion and causal
-/// scaled-dot-product attention through libtorch's fused kernel.
+/// scaled-dot-product attention (libtorch's fused kernel, or written out where that kernel is slow; see ScaledDotProduct).
 /// </summary>
 internal static class CausalAttention
 {
@@ -46,17 +46,20 @@ internal static class CausalAttention
     }
 
     /// <summary>
-    /// float32 on the CPU: libtorch's fused attention. bf16/fp16 on the CPU: the same attention written out in float32,
-    /// softmax(q k^T / sqrt(d) + mask) v, on float32 copies of q, k and v, cast back. Both of libtorch 2.10's fused CPU
-    /// kernels lose here: in bf16 they were 4x slower than in float32 for forward + backward at head width 24, and the
-    /// float32 flash kernel runs slower with two threads than with one at this size (forward + backward of 8 x 4 heads x
-    /// 64 tokens x 24: 2.1 ms with two threads, 1.0 ms with one; written out: 0.7 and 1.0 ms), which was most of the gap
-    /// of bf16 training to PyTorch 1.13. float32 keeps the fused kernel, so its results do not change. Softmax in float32
-    /// is also what transformers' eager attention does for half-precision models.
+    /// On the CPU, attention is written out in float32, softmax(q k^T / sqrt(d) + mask) v, on float32 copies of q, k and v
+    /// cast back, whenever the fused kernel loses: always in bf16/fp16, and in float32 while gradients are recorded.
+    /// float32 without gradients (evaluation, generation) keeps libtorch's fused kernel, which is faster there.
+    /// Measured with libtorch 2.10 on two threads at head width 24: the bf16 fused kernels were 4x slower than float32
+    /// for forward + backward, and the float32 flash kernel runs slower with two threads than with one (forward + backward
+    /// of 8 x 4 heads x 64 tokens x 24: 2.1 ms with two threads, 1.0 ms with one; written out: 0.7 and 1.0 ms). Writing
+    /// float32 training attention out raised LoRA training of the default GPT-2 and of a LLaMA of its size by 9-26 %
+    /// (docs/benchmarks.md, sessions 10-11). Softmax in float32 is also what transformers' eager attention does for
+    /// half-precision models.
     /// </summary>
     internal static Tensor ScaledDotProduct(Tensor q, Tensor k, Tensor v, Tensor? allowed, bool causal = false)
     {
-        if (q.device_type != DeviceType.CPU || q.dtype is not (ScalarType.BFloat16 or ScalarType.Float16))
+        bool halfPrecision = q.dtype is ScalarType.BFloat16 or ScalarType.Float16;
+        if (q.device_type != DeviceType.CPU || !(halfPrecision || torch.is_grad_enabled()))
             return functional.scaled_dot_product_attention(q, k, v, allowed, 0.0, causal);
         using var scope = NewDisposeScope();
         var dtype = q.dtype;

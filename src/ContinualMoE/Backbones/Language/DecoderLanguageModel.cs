@@ -72,7 +72,8 @@ public abstract class DecoderLanguageModel : Module<Tensor, Tensor>, ITransforme
     public long ParameterCount => parameterCount ??= parameters().Sum(p => p.numel());
     private long? parameterCount;
 
-    private LmOutput ForwardOnTheseThreads(Tensor inputIds, LmForwardOptions? options)
+    /// <summary>The forward on whatever threads libtorch has now (tests compare it with the one-thread inference forward).</summary>
+    internal LmOutput ForwardOnTheseThreads(Tensor inputIds, LmForwardOptions? options)
     {
         options ??= new LmForwardOptions();
         if (inputIds.dim() != 2 || inputIds.dtype != ScalarType.Int64)

@@ -7,7 +7,8 @@ namespace ContinualMoE.Tests.Backbones.Language;
 
 /// <summary>
 /// bf16 language models on the CPU: attention written out in float32 computes what libtorch's fused kernel computes on
-/// float32 copies (the earlier bf16 path), with every mask the decoders use, forward and backward; and LoRA experts
+/// float32 copies (the earlier bf16 path), with every mask the decoders use, forward and backward; float32 attention,
+/// written out while gradients are recorded and fused without them, computes what the fused kernel does; and LoRA experts
 /// stay float32 on a bf16 model (the model casts at its boundary), with the fp32 model's loss and gradients within
 /// bf16 rounding.
 /// </summary>
@@ -24,6 +25,46 @@ public class ReducedPrecisionLanguageModelTests
     [MemberData(nameof(Masks))]
     public void WrittenOutBf16AttentionEqualsTheFusedKernelOnFloat32Copies(string mask)
     {
+        var (q, k, v, allowed, causal, upstream) = AttentionCase(mask, ScalarType.BFloat16);
+        var expected = FusedOnFloat32(q, k, v, allowed, causal);
+        var expectedGrads = autograd.grad([expected], [q, k, v], [upstream]);
+        var actual = CausalAttention.ScaledDotProduct(q, k, v, allowed, causal);
+        var actualGrads = autograd.grad([actual], [q, k, v], [upstream]);
+
+        Assert.Equal(ScalarType.BFloat16, actual.dtype);
+        // Both compute in float32 and round once to bf16: they differ by at most one bf16 step (2^-8 relative) where the
+        // float32 sums round differently, or by float32 rounding (a thousandth of the largest value) where sums cancel.
+        AssertWithinOneBf16Step(expected, actual, "output");
+        for (var i = 0; i < 3; i++) AssertWithinOneBf16Step(expectedGrads[i], actualGrads[i], $"gradient of {"qkv"[i]}");
+    }
+
+    [Theory]
+    [MemberData(nameof(Masks))]
+    public void Float32AttentionWithAndWithoutGradientsEqualsTheFusedKernel(string mask)
+    {
+        var (q, k, v, allowed, causal, upstream) = AttentionCase(mask, ScalarType.Float32);
+        var expected = FusedOnFloat32(q, k, v, allowed, causal);
+        var expectedGrads = autograd.grad([expected], [q, k, v], [upstream]);
+        var training = CausalAttention.ScaledDotProduct(q, k, v, allowed, causal);      // written out: gradients are on
+        var trainingGrads = autograd.grad([training], [q, k, v], [upstream]);
+        Tensor inference;
+        using (no_grad()) inference = CausalAttention.ScaledDotProduct(q, k, v, allowed, causal);
+
+        AssertClose(expected, training, "output with gradients");
+        AssertClose(expected, inference, "output without gradients");
+        for (var i = 0; i < 3; i++) AssertClose(expectedGrads[i], trainingGrads[i], $"gradient of {"qkv"[i]}");
+    }
+
+    private static void AssertClose(Tensor expected, Tensor actual, string what)
+    {
+        Assert.Equal(ScalarType.Float32, actual.dtype);
+        var difference = (expected - actual).abs().max().item<float>();
+        Assert.True(difference <= 1e-5f * Math.Max(1f, expected.abs().max().item<float>()), $"{what}: largest difference {difference}");
+        Assert.True(actual.abs().max().item<float>() > 0, $"{what} is all zeros");
+    }
+
+    private static (Tensor Q, Tensor K, Tensor V, Tensor? Allowed, bool Causal, Tensor Upstream) AttentionCase(string mask, ScalarType dtype)
+    {
         var generator = new Generator(5);
         long batch = 3, heads = 2, dim = 8;
         var (tokens, keys) = mask switch { "one new token" => (1L, 7L), "cached then causal" => (4L, 9L), _ => (6L, 6L) };
@@ -36,20 +77,10 @@ public class ReducedPrecisionLanguageModelTests
             _ => null,
         };
         var causal = mask is "causal";
-        Tensor Input(long length) => randn([batch, heads, length, dim], generator: generator).mul(2).to(ScalarType.BFloat16).requires_grad_(true);
+        Tensor Input(long length) => randn([batch, heads, length, dim], generator: generator).mul(2).to(dtype).requires_grad_(true);
         var (q, k, v) = (Input(tokens), Input(keys), Input(keys));
-        var upstream = randn([batch, heads, tokens, dim], generator: generator).to(ScalarType.BFloat16);
-
-        var expected = FusedOnFloat32(q, k, v, allowed, causal);
-        var expectedGrads = autograd.grad([expected], [q, k, v], [upstream]);
-        var actual = CausalAttention.ScaledDotProduct(q, k, v, allowed, causal);
-        var actualGrads = autograd.grad([actual], [q, k, v], [upstream]);
-
-        Assert.Equal(ScalarType.BFloat16, actual.dtype);
-        // Both compute in float32 and round once to bf16: they differ by at most one bf16 step (2^-8 relative) where the
-        // float32 sums round differently, or by float32 rounding (a thousandth of the largest value) where sums cancel.
-        AssertWithinOneBf16Step(expected, actual, "output");
-        for (var i = 0; i < 3; i++) AssertWithinOneBf16Step(expectedGrads[i], actualGrads[i], $"gradient of {"qkv"[i]}");
+        var upstream = randn([batch, heads, tokens, dim], generator: generator).to(dtype);
+        return (q, k, v, allowed, causal, upstream);
     }
 
     private static void AssertWithinOneBf16Step(Tensor expected, Tensor actual, string what)
