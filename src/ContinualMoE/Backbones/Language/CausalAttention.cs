@@ -19,17 +19,15 @@ internal static class CausalAttention
         long batch = q.shape[0], heads = q.shape[1], tokens = q.shape[2];
         long past = options.Cache?.Length ?? 0;
         if (options.Cache is { } cache) (k, v) = cache.Append(block, k, v);
-        k = ExpandKeyValueHeads(k, heads);
-        v = ExpandKeyValueHeads(v, heads);
-
         long prefixLength = 0;
         if (options.Prefixes?.ForBlock(block, q) is { } prefix)
         {
             if (prefix.Keys is null || prefix.Logits is not null || prefix.LogitTransform is not null || prefix.ObserveLogits is not null)
                 throw new ContinualMoEException("language models support only plain prefix keys and values (no logits, transforms or observers)");
             prefixLength = prefix.Length;
-            k = torch.cat([ExpandBatch(prefix.Keys, batch).to(k.dtype), k], dim: 2);
-            v = torch.cat([ExpandBatch(prefix.Values, batch).to(v.dtype), v], dim: 2);
+            // Prefixes have a key and value per query head; without one, ScaledDotProduct takes the key/value heads as they are.
+            k = torch.cat([ExpandBatch(prefix.Keys, batch).to(k.dtype), ExpandKeyValueHeads(k, heads)], dim: 2);
+            v = torch.cat([ExpandBatch(prefix.Values, batch).to(v.dtype), ExpandKeyValueHeads(v, heads)], dim: 2);
         }
 
         if (options.AttentionMask is not null || options.NewTokenAttention is not null)
@@ -54,25 +52,37 @@ internal static class CausalAttention
     /// of 8 x 4 heads x 64 tokens x 24: 2.1 ms with two threads, 1.0 ms with one; written out: 0.7 and 1.0 ms). Writing
     /// float32 training attention out raised LoRA training of the default GPT-2 and of a LLaMA of its size by 9-26 %
     /// (docs/benchmarks.md, sessions 10-11). Softmax in float32 is also what transformers' eager attention does for
-    /// half-precision models.
+    /// half-precision models. q [B, H, T, d]; k, v [B, Hkv, L, d] with H a multiple of Hkv; allowed [T, L] or [B|1, 1, T, L].
     /// </summary>
     internal static Tensor ScaledDotProduct(Tensor q, Tensor k, Tensor v, Tensor? allowed, bool causal = false)
     {
-        bool halfPrecision = q.dtype is ScalarType.BFloat16 or ScalarType.Float16;
-        if (q.device_type != DeviceType.CPU || !(halfPrecision || torch.is_grad_enabled()))
-            return functional.scaled_dot_product_attention(q, k, v, allowed, 0.0, causal);
+        if (!WritesOut(q))
+            return functional.scaled_dot_product_attention(q, ExpandKeyValueHeads(k, q.shape[1]), ExpandKeyValueHeads(v, q.shape[1]), allowed, 0.0, causal);
         using var scope = NewDisposeScope();
         var dtype = q.dtype;
-        long tokens = q.shape[2], keys = k.shape[2];
-        var scores = q.to(ScalarType.Float32).matmul(k.to(ScalarType.Float32).transpose(-1, -2))
-            .mul(Scalars.Of(1.0 / Math.Sqrt(q.shape[^1])));                                      // [B, H, T, L]
+        long batch = q.shape[0], heads = q.shape[1], tokens = q.shape[2], dim = q.shape[3], keys = k.shape[2];
+        // Grouped-query attention without copying keys and values per query head: the G query heads that share a key/value
+        // head become G x T rows of one [B, Hkv, G T, d] query, whose mask repeats the T rows' mask G times.
+        long groups = heads / k.shape[1];
         var blocked = causal
             ? torch.ones(tokens, keys, dtype: ScalarType.Bool).triu(1)                           // top-left aligned, as is_causal
             : allowed?.logical_not();
+        if (groups > 1)
+        {
+            q = q.reshape(batch, k.shape[1], groups * tokens, dim);
+            if (blocked is not null) blocked = blocked.dim() == 4 ? blocked.repeat(1, 1, groups, 1) : blocked.repeat(groups, 1);
+        }
+        var scores = q.to(ScalarType.Float32).matmul(k.to(ScalarType.Float32).transpose(-1, -2))
+            .mul(Scalars.Of(1.0 / Math.Sqrt(dim)));                                                // [B, Hkv, G T, L]
         // An additive mask: add's backward passes the gradient through, where masked_fill's copies it once more.
         if (blocked is not null) scores = scores.Plus(torch.zeros(blocked.shape, dtype: ScalarType.Float32).masked_fill_(blocked, Scalars.NegativeInfinity));
-        return scores.softmax(-1).matmul(v.to(ScalarType.Float32)).to(dtype).MoveToOuterDisposeScope();
+        var attended = scores.softmax(-1).matmul(v.to(ScalarType.Float32)).to(dtype);
+        return attended.reshape(batch, heads, tokens, dim).MoveToOuterDisposeScope();
     }
+
+    /// <summary>Whether <see cref="ScaledDotProduct"/> writes attention out for this query rather than calling the fused kernel.</summary>
+    private static bool WritesOut(Tensor q) =>
+        q.device_type == DeviceType.CPU && (q.dtype is ScalarType.BFloat16 or ScalarType.Float16 || torch.is_grad_enabled());
 
     /// <summary>
     /// Which keys each new position attends to, [B|1, 1, T, L + past + T] over prefix, cached and new keys: every prefix

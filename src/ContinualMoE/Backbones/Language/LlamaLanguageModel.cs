@@ -34,6 +34,7 @@ public sealed class LlamaTrunk : Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var (cos, sin) = positions is null ? rotary.Angles(past, ids.shape[1]) : rotary.Angles(positions);
         var x = embed_tokens.forward(ids);
+        (cos, sin) = (cos.to(x.dtype), sin.to(x.dtype));   // once per forward, as transformers does, not at each block's q and k
         foreach (var block in layers) x = block.Forward(x, cos, sin, options);
         return norm.forward(x).MoveToOuterDisposeScope();
     }

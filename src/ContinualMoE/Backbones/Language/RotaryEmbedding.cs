@@ -64,7 +64,7 @@ public sealed class RotaryEmbedding
         return (both.cos().MoveToOuterDisposeScope(), both.sin().MoveToOuterDisposeScope());
     }
 
-    /// <summary>x [B, H, T, d]; cos, sin [T, d] or [B, 1, T, d] (cast to x's dtype, as transformers does).</summary>
+    /// <summary>x [B, H, T, d]; cos, sin [T, d] or [B, 1, T, d] (cast to x's dtype, as transformers does; the LLaMA trunk casts them once per forward).</summary>
     public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
     {
         using var scope = NewDisposeScope();

@@ -8,18 +8,30 @@ namespace ContinualMoE.Tests.Backbones.Language;
 /// <summary>
 /// bf16 language models on the CPU: attention written out in float32 computes what libtorch's fused kernel computes on
 /// float32 copies (the earlier bf16 path), with every mask the decoders use, forward and backward; float32 attention,
-/// written out while gradients are recorded and fused without them, computes what the fused kernel does; and LoRA experts
+/// written out while gradients are recorded and fused without them, computes what the fused kernel does, also with fewer
+/// key/value heads than query heads (grouped-query attention, which the written-out path computes without repeating them); and LoRA experts
 /// stay float32 on a bf16 model (the model casts at its boundary), with the fp32 model's loss and gradients within
 /// bf16 rounding.
 /// </summary>
 public class ReducedPrecisionLanguageModelTests
 {
-    /// <summary>The earlier bf16 path: the fused kernel on float32 copies, cast back.</summary>
-    private static Tensor FusedOnFloat32(Tensor q, Tensor k, Tensor v, Tensor? allowed, bool causal) =>
-        nn.functional.scaled_dot_product_attention(q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32), allowed, 0.0, causal)
+    /// <summary>The earlier bf16 path: the fused kernel on float32 copies, cast back, with each key/value head repeated for
+    /// the query heads it serves (grouped-query attention).</summary>
+    private static Tensor FusedOnFloat32(Tensor q, Tensor k, Tensor v, Tensor? allowed, bool causal)
+    {
+        var groups = q.shape[1] / k.shape[1];
+        Tensor Float32PerQueryHead(Tensor t) => t.to(ScalarType.Float32).repeat_interleave(groups, dim: 1);
+        return nn.functional.scaled_dot_product_attention(q.to(ScalarType.Float32), Float32PerQueryHead(k), Float32PerQueryHead(v), allowed, 0.0, causal)
             .to(q.dtype);
+    }
 
-    public static TheoryData<string> Masks => new() { "causal", "one new token", "cached then causal", "padded rows" };
+    private const string Grouped = ", grouped query heads";
+
+    public static TheoryData<string> Masks => new()
+    {
+        "causal", "one new token", "cached then causal", "padded rows",
+        "causal" + Grouped, "one new token" + Grouped, "cached then causal" + Grouped, "padded rows" + Grouped,
+    };
 
     [Theory]
     [MemberData(nameof(Masks))]
@@ -66,7 +78,9 @@ public class ReducedPrecisionLanguageModelTests
     private static (Tensor Q, Tensor K, Tensor V, Tensor? Allowed, bool Causal, Tensor Upstream) AttentionCase(string mask, ScalarType dtype)
     {
         var generator = new Generator(5);
-        long batch = 3, heads = 2, dim = 8;
+        var queryHeadsPerKeyValueHead = mask.EndsWith(Grouped) ? 2 : 1;
+        mask = mask.Replace(Grouped, "");
+        long batch = 3, keyValueHeads = 2, heads = keyValueHeads * queryHeadsPerKeyValueHead, dim = 8;
         var (tokens, keys) = mask switch { "one new token" => (1L, 7L), "cached then causal" => (4L, 9L), _ => (6L, 6L) };
         Tensor? allowed = mask switch
         {
@@ -77,8 +91,8 @@ public class ReducedPrecisionLanguageModelTests
             _ => null,
         };
         var causal = mask is "causal";
-        Tensor Input(long length) => randn([batch, heads, length, dim], generator: generator).mul(2).to(dtype).requires_grad_(true);
-        var (q, k, v) = (Input(tokens), Input(keys), Input(keys));
+        Tensor Input(long inputHeads, long length) => randn([batch, inputHeads, length, dim], generator: generator).mul(2).to(dtype).requires_grad_(true);
+        var (q, k, v) = (Input(heads, tokens), Input(keyValueHeads, keys), Input(keyValueHeads, keys));
         var upstream = randn([batch, heads, tokens, dim], generator: generator).to(dtype);
         return (q, k, v, allowed, causal, upstream);
     }
