@@ -32,9 +32,8 @@ public sealed class LlamaTrunk : Module<Tensor, Tensor>
     public Tensor Forward(Tensor ids, long past, Tensor? positions, LmForwardOptions options)
     {
         using var scope = NewDisposeScope();
-        var (cos, sin) = positions is null ? rotary.Angles(past, ids.shape[1]) : rotary.Angles(positions);
         var x = embed_tokens.forward(ids);
-        (cos, sin) = (cos.to(x.dtype), sin.to(x.dtype));   // once per forward, as transformers does, not at each block's q and k
+        var (cos, sin) = positions is null ? rotary.Angles(past, ids.shape[1], x.dtype) : rotary.Angles(positions, x.dtype);
         foreach (var block in layers) x = block.Forward(x, cos, sin, options);
         return norm.forward(x).MoveToOuterDisposeScope();
     }

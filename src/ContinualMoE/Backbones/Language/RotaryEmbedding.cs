@@ -42,34 +42,36 @@ public sealed class RotaryEmbedding
         }
     }
 
-    /// <summary>cos and sin [T, d] (float32) for positions past .. past+T-1.</summary>
-    public (Tensor Cos, Tensor Sin) Angles(long past, long tokens)
+    /// <summary>cos and sin [T, d] for positions past .. past+T-1, computed in float32 and cast to <paramref name="dtype"/>
+    /// (the model's, as transformers casts them once per forward).</summary>
+    public (Tensor Cos, Tensor Sin) Angles(long past, long tokens, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
         var positions = Scalars.Arange(past, past + tokens, dtype: ScalarType.Float32);
         if (positionScale != 1) positions = positions.mul(Scalars.Of(positionScale));
         var angles = torch.outer(positions, torch.tensor(inverseFrequencies));
         var both = torch.cat([angles, angles], dim: -1);
-        return (both.cos().MoveToOuterDisposeScope(), both.sin().MoveToOuterDisposeScope());
+        return (both.cos().to(dtype).MoveToOuterDisposeScope(), both.sin().to(dtype).MoveToOuterDisposeScope());
     }
 
-    /// <summary>cos and sin [B, 1, T, d] (float32) for per-row positions [B, T] (left-padded batches, packed label options).</summary>
-    public (Tensor Cos, Tensor Sin) Angles(Tensor positions)
+    /// <summary>cos and sin [B, 1, T, d] for per-row positions [B, T] (left-padded batches, packed label options), computed
+    /// in float32 and cast to <paramref name="dtype"/>.</summary>
+    public (Tensor Cos, Tensor Sin) Angles(Tensor positions, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
         var scaled = positions.to(ScalarType.Float32);
         if (positionScale != 1) scaled = scaled.mul(Scalars.Of(positionScale));
         var angles = scaled.unsqueeze(-1).mul(torch.tensor(inverseFrequencies));                       // [B, T, d/2]
         var both = torch.cat([angles, angles], dim: -1).unsqueeze(1);
-        return (both.cos().MoveToOuterDisposeScope(), both.sin().MoveToOuterDisposeScope());
+        return (both.cos().to(dtype).MoveToOuterDisposeScope(), both.sin().to(dtype).MoveToOuterDisposeScope());
     }
 
-    /// <summary>x [B, H, T, d]; cos, sin [T, d] or [B, 1, T, d] (cast to x's dtype, as transformers does; the LLaMA trunk casts them once per forward).</summary>
+    /// <summary>x [B, H, T, d]; cos, sin [T, d] or [B, 1, T, d] in x's dtype (<see cref="Angles(long, long, ScalarType)"/>).</summary>
     public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
     {
         using var scope = NewDisposeScope();
         var half = x.shape[^1] / 2;
         var rotated = torch.cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], dim: -1);
-        return (x * cos.to(x.dtype)).Plus(rotated * sin.to(x.dtype)).MoveToOuterDisposeScope();
+        return (x * cos).Plus(rotated * sin).MoveToOuterDisposeScope();
     }
 }
