@@ -36,8 +36,8 @@ public sealed class LlamaAttention : Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x) => throw new NotSupportedException("LlamaAttention needs rotary angles: call Forward");
 
-    /// <summary>x: [B, T, D] (already normed); cos, sin [T, d] or [B, 1, T, d] for the positions of x.</summary>
-    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, int block, LmForwardOptions options)
+    /// <summary>x: [B, T, D] (already normed); cos and the signed sin (RotaryEmbedding.Angles) [T, d] or [B, 1, T, d] for the positions of x.</summary>
+    public Tensor Forward(Tensor x, Tensor cos, Tensor signedSin, int block, LmForwardOptions options)
     {
         using var scope = NewDisposeScope();
         long batch = x.shape[0], tokens = x.shape[1];
@@ -45,8 +45,8 @@ public sealed class LlamaAttention : Module<Tensor, Tensor>
         var q = AdaptedLinear.AddDelta(q_proj.forward(x), x, block, LinearLayers.Query, adapters);
         var k = AdaptedLinear.AddDelta(k_proj.forward(x), x, block, LinearLayers.Key, adapters);
         var v = AdaptedLinear.AddDelta(v_proj.forward(x), x, block, LinearLayers.Value, adapters);
-        q = RotaryEmbedding.Apply(q.reshape(batch, tokens, heads, headDim).transpose(1, 2), cos, sin);
-        k = RotaryEmbedding.Apply(k.reshape(batch, tokens, keyValueHeads, headDim).transpose(1, 2), cos, sin);
+        q = RotaryEmbedding.Apply(q.reshape(batch, tokens, heads, headDim).transpose(1, 2), cos, signedSin);
+        k = RotaryEmbedding.Apply(k.reshape(batch, tokens, keyValueHeads, headDim).transpose(1, 2), cos, signedSin);
         v = v.reshape(batch, tokens, keyValueHeads, headDim).transpose(1, 2);
         var attended = CausalAttention.Attend(q, k, v, block, options);
         var merged = attended.transpose(1, 2).reshape(batch, tokens, (long)heads * headDim);

