@@ -19,7 +19,7 @@ internal static class BenchCommand
         var seconds = new Option<double>("--seconds") { Description = "seconds per measurement", DefaultValueFactory = _ => 3.0 };
         var attention = new Option<string>("--attention")
         {
-            Description = "fused (libtorch's kernel where the prefix allows it, as runs do), explicit (materialised softmax) or both",
+            Description = "fused (libtorch's kernel where the prefix and the precision allow it, as runs do: fp32 only on the CPU), explicit (materialised softmax) or both",
             DefaultValueFactory = _ => "fused",
         };
 

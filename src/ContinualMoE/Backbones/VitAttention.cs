@@ -10,7 +10,9 @@ public enum AttentionKernel
 {
     /// <summary>libtorch's fused scaled_dot_product_attention (on CPU a flash-attention kernel: no [N, N] weight matrix
     /// in memory) without a prefix or with a plain key/value prefix; the explicit softmax where a prefix needs its logits
-    /// (<see cref="AttentionPrefix.NeedsExplicitLogits"/>: SMoPE's supplied logits, NoRGa's gate).</summary>
+    /// (<see cref="AttentionPrefix.NeedsExplicitLogits"/>: SMoPE's supplied logits, NoRGa's gate). Where the fused kernel
+    /// would run on bf16/fp16 CPU tensors, the softmax written out in float32 instead: libtorch 2.10's fused kernel is the
+    /// slower one there (see <see cref="FusedKernelIsSlower"/>).</summary>
     Auto,
     /// <summary>Always the explicit softmax over materialised logits: the reference the fused kernel is tested and
     /// measured against (<c>bench backbone --attention explicit</c>).</summary>
@@ -27,13 +29,11 @@ public sealed class VitAttention : Module<Tensor, Tensor>
     private readonly Linear proj;
     private readonly int heads;
     private readonly int headDim;
-    private readonly double scale;
 
     public VitAttention(long dim, int heads) : base(nameof(VitAttention))
     {
         this.heads = heads;
         headDim = (int)(dim / heads);
-        scale = Math.Pow(headDim, -0.5);
         qkv = Linear(dim, dim * 3, hasBias: true);
         proj = Linear(dim, dim, hasBias: true);
         register_module("qkv", qkv);
@@ -59,23 +59,7 @@ public sealed class VitAttention : Module<Tensor, Tensor>
         var k = qkvHeads[1];
         var v = qkvHeads[2];
 
-        var prefix = prefixProvider?.ForBlock(blockIndex, q);
-        Tensor attended;
-        if (Kernel == AttentionKernel.Explicit || prefix is { NeedsExplicitLogits: true })
-        {
-            attended = AttendExplicitly(q, k, v, prefix, batch, tokens);
-        }
-        else if (prefix is null)
-        {
-            attended = functional.scaled_dot_product_attention(q, k, v);
-        }
-        else
-        {
-            // Plain prefix tuning is attention over the concatenated keys: the fused kernel does it exactly.
-            var keys = torch.cat([ExpandBatch(prefix.Keys!, batch), k], dim: 2);
-            var values = torch.cat([ExpandBatch(prefix.Values, batch), v], dim: 2);
-            attended = functional.scaled_dot_product_attention(q, keys, values);
-        }
+        var attended = Attend(q, k, v, prefixProvider?.ForBlock(blockIndex, q), Kernel);
         var merged = attended.transpose(1, 2).reshape(batch, tokens, dim);
         var output = proj.forward(merged);
         if (adapters?.Delta(new LinearSite(blockIndex, LinearLayers.Output), merged) is { } outputDelta) output = output.Plus(outputDelta);
@@ -94,15 +78,48 @@ public sealed class VitAttention : Module<Tensor, Tensor>
         return fused.Plus(torch.cat([Slice(dq, 0), Slice(dk, 1), Slice(dv, 2)], dim: -1));
     }
 
+    /// <summary>softmax over [prefix, token] logits times [prefix, token] values for q, k, v [B, H, N, d] and the block's
+    /// prefix, on the kernel <paramref name="kernel"/> selects (see <see cref="AttentionKernel"/>).</summary>
+    internal static Tensor Attend(Tensor q, Tensor k, Tensor v, AttentionPrefix? prefix, AttentionKernel kernel)
+    {
+        if (kernel == AttentionKernel.Explicit || prefix is { NeedsExplicitLogits: true })
+            return AttendExplicitly(q, k, v, prefix);
+        if (FusedKernelIsSlower(q))
+        {
+            // Written out in float32 (the fused kernel also accumulates in float32; the language models do the same) and
+            // cast back once: about as fast as in bf16, which rounded the logits before the softmax.
+            using var scope = NewDisposeScope();
+            var float32Prefix = prefix is null ? null
+                : AttentionPrefix.FromKeysAndValues(prefix.Keys!.to(ScalarType.Float32), prefix.Values.to(ScalarType.Float32));
+            return AttendExplicitly(q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32), float32Prefix)
+                .to(q.dtype).MoveToOuterDisposeScope();
+        }
+        if (prefix is null) return functional.scaled_dot_product_attention(q, k, v);
+        // Plain prefix tuning is attention over the concatenated keys: the fused kernel does it exactly.
+        long batch = q.shape[0];
+        var keys = torch.cat([ExpandBatch(prefix.Keys!, batch), k], dim: 2);
+        var values = torch.cat([ExpandBatch(prefix.Values, batch), v], dim: 2);
+        return functional.scaled_dot_product_attention(q, keys, values);
+    }
+
+    /// <summary>bf16/fp16 on the CPU: libtorch 2.10's fused kernel lost to the explicit softmax at both ends of the scale
+    /// (`bench backbone --attention both`, 2 threads: vit_micro_patch4_32 batch 64 forward+backward 1.6-2.1x faster
+    /// explicit, in bf16 or in float32; vit_base_patch16_224 batch 8 forward 1.35x, forward+backward 1.32x), as it did for
+    /// the language models (<see cref="Language.CausalAttention"/>). float32 keeps the fused kernel (level there).</summary>
+    private static bool FusedKernelIsSlower(Tensor q) =>
+        q.device_type == DeviceType.CPU && q.dtype is ScalarType.BFloat16 or ScalarType.Float16;
+
     /// <summary>One softmax over [prefix logits, token logits] (token logits alone without a prefix); only real tokens
     /// act as queries.</summary>
-    private Tensor AttendExplicitly(Tensor q, Tensor k, Tensor v, AttentionPrefix? prefix, long batch, long tokens)
+    private static Tensor AttendExplicitly(Tensor q, Tensor k, Tensor v, AttentionPrefix? prefix)
     {
-        var tokenLogits = torch.matmul(q.mul(Scalars.Of(scale)), k.transpose(-2, -1));                 // [B, H, N, N]
+        long batch = q.shape[0], heads = q.shape[1], tokens = q.shape[2];
+        var scale = Scalars.Of(Math.Pow(q.shape[3], -0.5));
+        var tokenLogits = torch.matmul(q.mul(scale), k.transpose(-2, -1));                 // [B, H, N, N]
         if (prefix is null) return torch.matmul(tokenLogits.softmax(-1), v);
         var prefixLogits = prefix.Logits is not null
             ? prefix.Logits.expand(batch, heads, tokens, prefix.Length)
-            : torch.matmul(q.mul(Scalars.Of(scale)), ExpandBatch(prefix.Keys!, batch).transpose(-2, -1)); // [B, H, N, L]
+            : torch.matmul(q.mul(scale), ExpandBatch(prefix.Keys!, batch).transpose(-2, -1)); // [B, H, N, L]
         if (prefix.LogitTransform is not null) prefixLogits = prefix.LogitTransform(prefixLogits);
         prefix.ObserveLogits?.Invoke(prefixLogits);
         var weights = torch.cat([prefixLogits, tokenLogits], dim: -1).softmax(-1);

@@ -15,7 +15,7 @@ namespace ContinualMoE.Methods;
 /// Prefix convention of the PyTorch port: a prompt of length L gives L prefix keys and L prefix values per block.
 /// The classifier reads the class token.
 /// </summary>
-// bf16 within 0.3 points of fp32 (docs/methods/precision.md): embedded default +0.1, split Fashion-MNIST -0.1.
+// bf16 within 0.3 points of fp32 (docs/methods/precision.md, session 14): embedded default +0.0, split Fashion-MNIST +0.0.
 [ContinualMethod("dualprompt", "DualPrompt: shared G-prompt + task-keyed E-prompts, prefix tuning (ECCV 2022)", Bf16Safe = true)]
 public sealed class DualPrompt : LearnerBase
 {

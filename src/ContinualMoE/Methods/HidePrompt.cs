@@ -91,7 +91,7 @@ public record HideOptions
 ///   test  TII picks a class, its task's prompt conditions the backbone, the head classifies over the seen classes.
 /// NoRGa (<see cref="Norga"/>) is this pipeline with the non-linear residual gate.
 /// </summary>
-// bf16 within 0.3 points of fp32 (docs/methods/precision.md): embedded default -0.1, split Fashion-MNIST -0.2.
+// bf16 within 0.3 points of fp32 (docs/methods/precision.md, session 14): embedded default -0.1, split Fashion-MNIST -0.3.
 [ContinualMethod("hide-prompt", "HiDe-Prompt: task prompts with task-identity inference and task-adaptive prediction (NeurIPS 2023)", Bf16Safe = true)]
 public class HidePrompt : LearnerBase
 {

@@ -9,7 +9,7 @@ namespace ContinualMoE.Methods;
 /// task seen so far, over all seen classes at once (Avalanche's "cumulative" strategy), so the accuracy matrix is
 /// defined after every task like the other methods'. Otherwise exactly <see cref="FineTuneHead"/>.
 /// </summary>
-// bf16 within 0.3 points of fp32 (docs/methods/precision.md): embedded default +0.2, split Fashion-MNIST +0.0.
+// bf16 within 0.3 points of fp32 (docs/methods/precision.md, session 14): embedded default +0.2, split Fashion-MNIST +0.05.
 [ContinualMethod("joint", "joint training of a linear head on all data seen so far (upper bound)", Bf16Safe = true)]
 public sealed class JointTraining : FineTuneHead, IRehearsalLearner
 {

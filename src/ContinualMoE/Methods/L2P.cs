@@ -15,7 +15,7 @@ namespace ContinualMoE.Methods;
 /// Loss: cross-entropy (old classes masked) - lambda * sum of the selected keys' cosine similarities / B (the port's
 /// surrogate "pull constraint"). Two backbone passes per test image.
 /// </summary>
-// bf16 within 0.3 points of fp32 (docs/methods/precision.md): embedded default -0.1, split Fashion-MNIST +0.1.
+// bf16 within 0.3 points of fp32 (docs/methods/precision.md, session 14): embedded default -0.1, split Fashion-MNIST +0.25.
 [ContinualMethod("l2p", "L2P: keyed prompt pool, top-k prompt tokens chosen by the frozen query (CVPR 2022)", Bf16Safe = true)]
 public sealed class L2P : LearnerBase
 {

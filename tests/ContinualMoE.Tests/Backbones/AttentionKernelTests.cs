@@ -78,6 +78,40 @@ public class AttentionKernelTests
         }
     }
 
+    /// <summary>In bf16 on the CPU the default kernel is the softmax written out in float32 and cast back once (libtorch's
+    /// fused kernel is the slower one there, <c>VitAttention.FusedKernelIsSlower</c>): forward and the gradients of q, k, v
+    /// and the prefix are the same bits as <see cref="AttentionKernel.Explicit"/> on float32 copies, with and without a
+    /// plain prefix (the fused kernel and a softmax in bf16 both round differently).</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void InBf16TheDefaultKernelIsTheSoftmaxWrittenOutInFloat32(bool withPrefix)
+    {
+        torch.random.manual_seed(22);
+        var inputs = new List<Tensor> { randn(3, Heads, 17, 8), randn(3, Heads, 17, 8), randn(3, Heads, 17, 8) };
+        if (withPrefix) inputs.AddRange([randn(3, Heads, 4, 8), randn(3, Heads, 4, 8)]);
+        using var outputWeights = torch.linspace(-1, 1, 3 * Heads * 17 * 8).reshape(3, Heads, 17, 8);
+
+        (Tensor Output, Tensor[] Grads) Pass(AttentionKernel kernel, bool float32Copies)
+        {
+            var leaves = inputs.Select(t => t.to(ScalarType.BFloat16).requires_grad_()).ToArray();
+            var used = leaves.Select(t => float32Copies ? t.to(ScalarType.Float32) : t).ToArray();
+            var prefix = withPrefix ? AttentionPrefix.FromKeysAndValues(used[3], used[4]) : null;
+            var output = VitAttention.Attend(used[0], used[1], used[2], prefix, kernel);
+            if (float32Copies) output = output.to(ScalarType.BFloat16);
+            output.to(ScalarType.Float32).mul(outputWeights).sum().backward();
+            return (output.detach(), leaves.Select(t => t.grad!).ToArray());
+        }
+
+        var auto = Pass(AttentionKernel.Auto, float32Copies: false);
+        var reference = Pass(AttentionKernel.Explicit, float32Copies: true);
+
+        Assert.Equal(ScalarType.BFloat16, auto.Output.dtype);
+        Assert.True(auto.Output.allclose(reference.Output, rtol: 0, atol: 0), "output");
+        for (var i = 0; i < auto.Grads.Length; i++)
+            Assert.True(auto.Grads[i].allclose(reference.Grads[i], rtol: 0, atol: 0), $"gradient of input {i}");
+    }
+
     /// <summary>Through a whole ViT (every block, the class token, LayerNorms) the two kernels give the same tokens.</summary>
     [Fact]
     public void WholeVitGivesTheSameTokensWithEitherKernel()

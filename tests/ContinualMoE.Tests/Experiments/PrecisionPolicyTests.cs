@@ -44,6 +44,7 @@ public class PrecisionPolicyTests : IDisposable
     [InlineData("inflora")]        // Fashion-MNIST +2.0
     [InlineData("mocl")]           // Fashion-MNIST -1.35
     [InlineData("coda-prompt")]    // Fashion-MNIST +0.4
+    [InlineData("samoe")]          // embedded default -0.5 (session 14, bf16 attention written out in float32)
     public void MethodsMeasuredOutsideTheBoundKeepFp32UnderAuto(string method)
     {
         Assert.False(MethodRegistry.IsBf16Safe(method));
