@@ -46,7 +46,7 @@ internal static class BenchCommand
                 var other => throw new ContinualMoEException($"unknown attention '{other}': use fused, explicit or both"),
             };
             var table = new Table().AddColumns("config", "batch", "threads", "precision", "attention", "fwd img/s", "fwd+bwd img/s",
-                "GFLOP/img", "fwd GFLOP/s", "train GFLOP/s", "matmul GFLOP/s", "fwd / matmul");
+                "GFLOP/img", "fwd GFLOP/s", "train GFLOP/s", "fp32 matmul GFLOP/s", "fwd / fp32 matmul");
             foreach (var bf16 in modes)
             foreach (var kernel in kernels)
             {

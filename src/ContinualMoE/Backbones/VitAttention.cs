@@ -103,7 +103,7 @@ public sealed class VitAttention : Module<Tensor, Tensor>
     }
 
     /// <summary>bf16/fp16 on the CPU: libtorch 2.10's fused kernel's backward is slow there (`bench backbone`, 2 threads,
-    /// session 14: vit_micro_patch4_32 batch 64 forward+backward 2.0x faster with the softmax written out, in bf16 or in
+    /// session 14: vit_micro_patch4_32 batch 64 forward+backward 1.5-2.1x faster with the softmax written out, in bf16 or in
     /// float32; vit_base_patch16_224 batch 8 level in float32 and 1.3x faster in bf16), as it was for the language
     /// models (<see cref="Language.CausalAttention"/>). float32 tensors keep the fused kernel (level there).</summary>
     private static bool FusedKernelIsSlower(Tensor q) =>
