@@ -32,6 +32,12 @@ public static class ComputePrecision
         _ => throw new ContinualMoEException($"unknown precision '{precision}': use fp32, bf16, auto or fp16 (CUDA only)"),
     };
 
+    /// <summary>bf16/fp16 tensors on the CPU: there libtorch 2.10's fused scaled_dot_product_attention loses to attention
+    /// written out in float32, so both backbones write it out (<see cref="VitAttention"/>, <see cref="Language.CausalAttention"/>;
+    /// measured at each call site).</summary>
+    internal static bool FusedAttentionIsSlower(Tensor t) =>
+        t.device_type == DeviceType.CPU && t.dtype is ScalarType.BFloat16 or ScalarType.Float16;
+
     /// <summary>The setting's name of a number format.</summary>
     public static string Name(ScalarType type) => type switch
     {

@@ -12,7 +12,7 @@ public enum AttentionKernel
     /// in memory) without a prefix or with a plain key/value prefix; the explicit softmax where a prefix needs its logits
     /// (<see cref="AttentionPrefix.NeedsExplicitLogits"/>: SMoPE's supplied logits, NoRGa's gate). Where the fused kernel
     /// would run on bf16/fp16 CPU tensors, the softmax written out in float32 instead: libtorch 2.10's fused kernel is the
-    /// slower one there (see <see cref="FusedKernelIsSlower"/>).</summary>
+    /// slower one there (<see cref="ComputePrecision.FusedAttentionIsSlower"/>).</summary>
     Auto,
     /// <summary>Always the explicit softmax over materialised logits: the reference the fused kernel is tested and
     /// measured against (<c>bench backbone --attention explicit</c>).</summary>
@@ -84,10 +84,13 @@ public sealed class VitAttention : Module<Tensor, Tensor>
     {
         if (kernel == AttentionKernel.Explicit || prefix is { NeedsExplicitLogits: true })
             return AttendExplicitly(q, k, v, prefix);
-        if (FusedKernelIsSlower(q))
+        if (ComputePrecision.FusedAttentionIsSlower(q))
         {
-            // Written out in float32 (the fused kernel also accumulates in float32; the language models do the same) and
-            // cast back once: about as fast as in bf16, which rounded the logits before the softmax.
+            // libtorch 2.10's fused kernel's backward is slow in bf16 on the CPU (`bench backbone`, 2 threads, session 14:
+            // vit_micro_patch4_32 batch 64 forward+backward 1.5-2.1x faster written out, in bf16 or in float32;
+            // vit_base_patch16_224 batch 8 level in float32, 1.3x faster in bf16). Written out in float32 (the fused kernel
+            // also accumulates in float32) and cast back once: about as fast as in bf16, which rounded the logits before
+            // the softmax.
             using var scope = NewDisposeScope();
             var float32Prefix = prefix is null ? null
                 : AttentionPrefix.FromKeysAndValues(prefix.Keys!.to(ScalarType.Float32), prefix.Values.to(ScalarType.Float32));
@@ -101,13 +104,6 @@ public sealed class VitAttention : Module<Tensor, Tensor>
         var values = torch.cat([ExpandBatch(prefix.Values, batch), v], dim: 2);
         return functional.scaled_dot_product_attention(q, keys, values);
     }
-
-    /// <summary>bf16/fp16 on the CPU: libtorch 2.10's fused kernel's backward is slow there (`bench backbone`, 2 threads,
-    /// session 14: vit_micro_patch4_32 batch 64 forward+backward 1.5-2.1x faster with the softmax written out, in bf16 or in
-    /// float32; vit_base_patch16_224 batch 8 level in float32 and 1.3x faster in bf16), as it was for the language
-    /// models (<see cref="Language.CausalAttention"/>). float32 tensors keep the fused kernel (level there).</summary>
-    private static bool FusedKernelIsSlower(Tensor q) =>
-        q.device_type == DeviceType.CPU && q.dtype is ScalarType.BFloat16 or ScalarType.Float16;
 
     /// <summary>One softmax over [prefix logits, token logits] (token logits alone without a prefix); only real tokens
     /// act as queries.</summary>

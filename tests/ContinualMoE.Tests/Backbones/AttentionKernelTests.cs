@@ -79,7 +79,7 @@ public class AttentionKernelTests
     }
 
     /// <summary>In bf16 on the CPU the default kernel is the softmax written out in float32 and cast back once (libtorch's
-    /// fused kernel is the slower one there, <c>VitAttention.FusedKernelIsSlower</c>): forward and the gradients of q, k, v
+    /// fused kernel is the slower one there, <c>ComputePrecision.FusedAttentionIsSlower</c>): forward and the gradients of q, k, v
     /// and the prefix are the same bits as <see cref="AttentionKernel.Explicit"/> on float32 copies, with and without a
     /// plain prefix (the fused kernel and a softmax in bf16 both round differently).</summary>
     [Theory]

@@ -82,7 +82,7 @@ internal static class CausalAttention
 
     /// <summary>Whether <see cref="ScaledDotProduct"/> writes attention out for this query rather than calling the fused kernel.</summary>
     private static bool WritesOut(Tensor q) =>
-        q.device_type == DeviceType.CPU && (q.dtype is ScalarType.BFloat16 or ScalarType.Float16 || torch.is_grad_enabled());
+        ComputePrecision.FusedAttentionIsSlower(q) || (q.device_type == DeviceType.CPU && torch.is_grad_enabled());
 
     /// <summary>
     /// Which keys each new position attends to, [B|1, 1, T, L + past + T] over prefix, cached and new keys: every prefix
