@@ -88,6 +88,7 @@ internal static class EndToEndBenchCommand
                 if (parse.GetValue(csv) is { } file) File.WriteAllLines(file.FullName, rows);
             }
             AnsiConsole.Write(table);
+            BenchCommand.WriteMklKernels();
             return Task.FromResult(0);
         });
         return command;

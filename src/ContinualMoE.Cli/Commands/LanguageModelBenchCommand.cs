@@ -140,6 +140,7 @@ internal static class LanguageModelBenchCommand
                 table.AddRow(cell.Precision, cell.Training, Figure(cell.OursTrainSpread), Figure(cell.TheirsTrainSpread), Ratio(cell.TrainRatio),
                     Figure(cell.OursGenerateSpread), Figure(cell.TheirsGenerateSpread), Ratio(cell.GenerateRatio));
             AnsiConsole.Write(table);
+            BenchCommand.WriteMklKernels();
         }
 
         static string Figure(Spread? spread) => spread is { } s ? s.Median.ToString("F0", CultureInfo.InvariantCulture) : "-";

@@ -27,10 +27,12 @@ public static class ComputeDevice
     /// <summary>Uses every core for intra-op parallelism (libtorch defaults to the physical core count, which is right here),
     /// unless OMP_NUM_THREADS says otherwise (as PyTorch honours it): a sweep running several runs at once, or a Slurm
     /// task given some of a node's cores, sets it so that the runs do not oversubscribe the cores. Also keeps freed native
-    /// memory for reuse (<see cref="NativeHeap"/>): every command that computes calls this first.</summary>
+    /// memory for reuse (<see cref="NativeHeap"/>) and lets MKL use AVX-512 on AMD CPUs (<see cref="MklCpuDispatch"/>):
+    /// every command that computes calls this first.</summary>
     public static void ConfigureThreads(int? threads = null)
     {
         NativeHeap.KeepFreedMemory();
+        MklCpuDispatch.Configure();
         var count = threads ?? ConfiguredThreads();
         if (count > 0)
         {

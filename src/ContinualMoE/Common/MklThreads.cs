@@ -1,6 +1,3 @@
-using System.Runtime.InteropServices;
-using TorchSharp;
-
 namespace ContinualMoE;
 
 /// <summary>
@@ -39,10 +36,8 @@ public static unsafe class MklThreads
 
     private static (nint, nint) Find()
     {
-        torch.get_num_threads();   // loads libtorch, so that its soname resolves to the loaded library
-        if (!NativeLibrary.TryLoad("libtorch_cpu.so", out var library)) return (0, 0);
-        NativeLibrary.TryGetExport(library, "MKL_Set_Num_Threads_Local", out var set);
-        NativeLibrary.TryGetExport(library, "MKL_Get_Max_Threads", out var getMax);
+        var set = LibTorchCpu.Export("MKL_Set_Num_Threads_Local");
+        var getMax = LibTorchCpu.Export("MKL_Get_Max_Threads");
         return set == 0 || getMax == 0 ? (0, 0) : (set, getMax);
     }
 }

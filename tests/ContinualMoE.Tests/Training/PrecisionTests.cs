@@ -13,7 +13,9 @@ namespace ContinualMoE.Tests.Training;
 /// Issue 16 §1, for every registered method: the fp32 default computes exactly what it did before the precision
 /// setting existed (SHA-256 of its accuracy matrix and of its logits on six test images after a tiny 3-task run, against
 /// Fixtures/precision_fp32_golden.json, written at the commit before the setting by setting CMOE_WRITE_PRECISION_GOLDEN=1).
-/// A change that moves fp32 numerics on purpose regenerates the file the same way and says so.
+/// A change that moves fp32 numerics on purpose regenerates the file the same way and says so: regenerated once since, when
+/// MKL's AVX-512 kernels on AMD CPUs (<see cref="MklCpuDispatch"/>, which the test host applies as every command does)
+/// changed float32 products in their last bits.
 /// </summary>
 public class PrecisionTests
 {
