@@ -63,4 +63,40 @@ public class MklCpuDispatchTests
         var kept = MklLine(new() { [MklCpuDispatch.OptOutVariable] = "0" });
         Assert.EndsWith(CpuIsAmdWithAvx512() ? $"MKL's own choice ({MklCpuDispatch.OptOutVariable}=0)" : "CPU)", kept);
     }
+
+    [Fact]
+    public void TheDefaultBackbonesV3RecipeRefusesToPretrainOnTheSwitchedKernels()
+    {
+        if (!MklCpuDispatch.Configure().Avx512OnAmd) return;   // MKL's own kernels here: the recipe runs as it always did
+        var data = ContinualMoE.Experiments.DefaultBackbone.UpstreamData(32).Upstream;
+        var error = Assert.Throws<ContinualMoEException>(() => ContinualMoE.Experiments.BackbonePretraining.Train(
+            ContinualMoE.Backbones.VitRegistry.Get("vit_nano_patch4_32"), data, ContinualMoE.Experiments.DefaultBackbone.Settings, CPU));
+        Assert.Contains("continual-moe pretrain", error.Message);
+    }
+
+    [Fact]
+    public void AMissingDefaultBackboneIsPretrainedInAProcessOnMklsOwnKernels()
+    {
+        var cache = Directory.CreateTempSubdirectory("cmoe-mkl-cache-");
+        var runs = Directory.CreateTempSubdirectory("cmoe-mkl-runs-");
+        try
+        {
+            var lines = new List<string>();
+            using var process = CliProcess.Start(["run", "--backbone", "vit_nano_patch4_32", "--tasks", "2", "--epochs", "1",
+                    "--output", Path.Combine(runs.FullName, "run")],
+                new Dictionary<string, string> { ["CONTINUAL_MOE_CACHE"] = cache.FullName }, line => { lock (lines) lines.Add(line); });
+            process.WaitForExit();
+            lock (lines)
+            {
+                Assert.True(process.ExitCode == 0, string.Join("\n", lines));
+                Assert.Contains($"MKL (fp32 matrix products): MKL's own choice ({ContinualMoE.Experiments.DefaultBackbone.RecipeNeedsMklsOwnKernels})", lines);
+            }
+            Assert.True(File.Exists(Path.Combine(cache.FullName, "backbones", "vit_nano_patch4_32-generated-upstream-v3.safetensors")));
+        }
+        finally
+        {
+            cache.Delete(recursive: true);
+            runs.Delete(recursive: true);
+        }
+    }
 }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using ContinualMoE.Experiments;
 using Spectre.Console;
 
@@ -20,8 +21,41 @@ internal static class BackboneWeights
         if (File.Exists(path)) return path;
         AnsiConsole.MarkupLine($"No cached default backbone for {Markup.Escape(config.Backbone)}: pretraining it once on the generated upstream classes " +
                                $"({DefaultBackbone.UpstreamClasses} classes, disjoint from the continual ones) into [bold]{Markup.Escape(path)}[/].");
-        PretrainCommand.PretrainAndSave(config.Backbone, DefaultBackbone.UpstreamData(Backbones.VitRegistry.Get(config.Backbone).ImageSize).Upstream,
-            DefaultBackbone.Settings, path, config.Device, cancellation);
+        PretrainInOwnProcess(config, cancellation);
+        if (!File.Exists(path)) throw ContinualMoEException.ForFile(path, "pretraining the default backbone ended without writing it");
         return path;
+    }
+
+    /// <summary>
+    /// <c>continual-moe pretrain</c> as a process of its own: the v3 recipe needs MKL's own kernels
+    /// (<see cref="DefaultBackbone.Settings"/>), and this process may already run MKL's AVX-512 ones, which can only be
+    /// chosen once per process (<see cref="MklCpuDispatch"/>). Its lines are printed as they come.
+    /// </summary>
+    private static void PretrainInOwnProcess(RunConfig config, CancellationToken cancellation)
+    {
+        var (fileName, prefix) = Sweeps.SelfCommand.Resolve();
+        var info = new ProcessStartInfo(fileName) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var argument in prefix.Concat(["pretrain", "--backbone", config.Backbone, "--device", config.Device])) info.ArgumentList.Add(argument);
+        using var process = Process.Start(info)!;
+        var lastLines = new Queue<string>();
+        void Print(string? line)
+        {
+            if (line is null) return;
+            lock (lastLines)
+            {
+                Console.WriteLine(line);
+                lastLines.Enqueue(line);
+                if (lastLines.Count > 3) lastLines.Dequeue();
+            }
+        }
+        process.OutputDataReceived += (_, e) => Print(e.Data);
+        process.ErrorDataReceived += (_, e) => Print(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        using (cancellation.Register(() => { try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { } }))
+            process.WaitForExit();
+        cancellation.ThrowIfCancellationRequested();
+        if (process.ExitCode != 0)
+            throw new ContinualMoEException($"pretraining the default backbone failed (exit code {process.ExitCode}): {string.Join(" | ", lastLines)}");
     }
 }

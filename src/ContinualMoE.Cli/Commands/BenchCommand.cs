@@ -69,8 +69,8 @@ internal static class BenchCommand
         return bench;
     }
 
-    /// <summary>Under each speed table: which kernels MKL runs the fp32 matrix products on (<see cref="MklCpuDispatch"/>),
-    /// since that alone moves fp32 figures by a third on AMD CPUs.</summary>
+    /// <summary>Under each speed table and after pretraining: which kernels MKL runs the fp32 matrix products on
+    /// (<see cref="MklCpuDispatch"/>), since that alone moves fp32 speed by a third on AMD CPUs, and their last bits.</summary>
     internal static void WriteMklKernels() =>
         AnsiConsole.MarkupLine(Markup.Escape($"MKL (fp32 matrix products): {MklCpuDispatch.Configure().Description}"));
 

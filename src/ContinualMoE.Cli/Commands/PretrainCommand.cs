@@ -52,6 +52,7 @@ internal static class PretrainCommand
     /// <summary>Pretrains with a progress bar, reports test accuracy, and writes the weights atomically.</summary>
     public static void PretrainAndSave(string config, DatasetSplits data, PretrainSettings settings, string path, string deviceName, CancellationToken cancellation)
     {
+        if (DefaultBackbone.NeedsMklsOwnKernels(settings)) MklCpuDispatch.KeepOwnChoice(DefaultBackbone.RecipeNeedsMklsOwnKernels);
         ComputeDevice.ConfigureThreads();
         var device = ComputeDevice.Parse(deviceName);
         var vit = VitRegistry.Get(config);
@@ -88,6 +89,7 @@ internal static class PretrainCommand
             ["config"] = config, ["pretrained_on"] = data.Train.Name, ["test_accuracy"] = accuracy.ToString("F2", System.Globalization.CultureInfo.InvariantCulture),
         });
         AnsiConsole.MarkupLine($"Pretrained {Markup.Escape(config)}: test accuracy {accuracy:F1}% on {Markup.Escape(data.Test.Name)}; saved [bold]{Markup.Escape(path)}[/]");
+        BenchCommand.WriteMklKernels();
         model!.Dispose();
     }
 }

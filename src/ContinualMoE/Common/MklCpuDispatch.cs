@@ -15,9 +15,10 @@ public sealed record MklDispatchState(bool Avx512OnAmd, string Description);
 /// features (<c>mkl_serv_cpu_detect</c> then reports its AVX-512 path, code 7 instead of 0): the widely used remedy for MKL
 /// on AMD, done here on the loaded library's data, with no library or environment variable to install.
 ///
-/// Measured on the embedded default (2 threads, one session, alternated): `bench backbone` fp32 matrix products 120 →
-/// 160-165 GFLOP/s, the micro ViT's forward 430 → 500-545 images/s; `continual-moe run` 47.5 → 38.5-40.7 s with the same
-/// final accuracy. The float32 results change in their last bits (another summation order), as on any other CPU.
+/// Measured on the project's machine (2 threads, alternated): `bench backbone` fp32 matrix products 120 → 160-165 GFLOP/s
+/// and the micro ViT's forward 430 → 500-545 images/s; `continual-moe run` (the embedded default) 37.2-38.6 s against
+/// 44.5-51.3 s with <see cref="OptOutVariable"/>=0, the same final accuracy. float32 results change in their last bits
+/// (another summation order), as they do between CPUs.
 ///
 /// Only on AMD CPUs with AVX-512 (F, BW, DQ, VL): Intel CPUs get MKL's AVX-512 path anyway, and AMD CPUs without it were
 /// not measured. <see cref="OptOutVariable"/>=0 keeps MKL's own choice. The answer can only be given before MKL's first
@@ -28,15 +29,34 @@ public static unsafe class MklCpuDispatch
     /// <summary>Set to 0 to keep MKL's own kernel choice on AMD CPUs.</summary>
     public const string OptOutVariable = "CMOE_MKL_AMD_AVX512";
 
-    private static readonly Lazy<MklDispatchState> State = new(Apply);
+    private static readonly object Gate = new();
+    private static MklDispatchState? state;
 
     /// <summary>Once per process: on an AMD CPU with AVX-512, lets MKL choose its kernels by the CPU's features. Later
     /// calls return what the first one did.</summary>
-    public static MklDispatchState Configure() => State.Value;
+    public static MklDispatchState Configure()
+    {
+        lock (Gate) return state ??= Apply();
+    }
+
+    /// <summary>For a process whose results must be MKL's own bits (the default backbone's v3 pretraining, see
+    /// <see cref="Experiments.DefaultBackbone"/>): MKL keeps its own choice for the rest of the process. Fails if the
+    /// process has already switched.</summary>
+    public static MklDispatchState KeepOwnChoice(string why)
+    {
+        lock (Gate)
+        {
+            state ??= Unchanged(why);
+            if (state.Avx512OnAmd)
+                throw new ContinualMoEException($"{why} needs MKL's own kernels, and this process already runs its AVX-512 ones: run it in a process of its own (continual-moe pretrain)");
+            return state;
+        }
+    }
+
+    private static MklDispatchState Unchanged(string why) => new(false, $"MKL's own choice ({why})");
 
     private static MklDispatchState Apply()
     {
-        static MklDispatchState Unchanged(string why) => new(false, $"MKL's own choice ({why})");
         if (!OperatingSystem.IsLinux() || !X86Base.X64.IsSupported) return Unchanged("not x86-64 Linux");
         if (!IsAmd()) return Unchanged("not an AMD CPU");
         if (!(Avx512F.IsSupported && Avx512BW.IsSupported && Avx512DQ.IsSupported && Avx512F.VL.IsSupported))
