@@ -33,10 +33,7 @@ internal static class BackboneWeights
     /// </summary>
     private static void PretrainInOwnProcess(RunConfig config, CancellationToken cancellation)
     {
-        var (fileName, prefix) = Sweeps.SelfCommand.Resolve();
-        var info = new ProcessStartInfo(fileName) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var argument in prefix.Concat(["pretrain", "--backbone", config.Backbone, "--device", config.Device])) info.ArgumentList.Add(argument);
-        using var process = Process.Start(info)!;
+        using var process = Process.Start(Sweeps.SelfCommand.StartInfo(["pretrain", "--backbone", config.Backbone, "--device", config.Device]))!;
         var lastLines = new Queue<string>();
         void Print(string? line)
         {

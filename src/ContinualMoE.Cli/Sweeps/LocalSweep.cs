@@ -121,10 +121,7 @@ internal static class LocalSweep
     private static Process StartWorker(SweepFolder sweep, int index, int threads)
     {
         var run = sweep.Runs[index];
-        var (fileName, prefix) = SelfCommand.Resolve();
-        var info = new ProcessStartInfo(fileName) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var argument in prefix.Concat(["sweep-task", sweep.Path, "--index", index.ToString(), "--threads", threads.ToString()]))
-            info.ArgumentList.Add(argument);
+        var info = SelfCommand.StartInfo(["sweep-task", sweep.Path, "--index", index.ToString(), "--threads", threads.ToString()]);
         info.Environment["OMP_NUM_THREADS"] = threads.ToString();
         info.Environment["MKL_NUM_THREADS"] = threads.ToString();
         Directory.CreateDirectory(Path.GetDirectoryName(sweep.LogFile(run))!);
@@ -154,5 +151,14 @@ internal static class SelfCommand
             ? process
             : Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";
         return (dotnet, [dll]);
+    }
+
+    /// <summary>This program with <paramref name="arguments"/>, its output and errors redirected for the caller to read.</summary>
+    public static ProcessStartInfo StartInfo(IEnumerable<string> arguments)
+    {
+        var (fileName, prefix) = Resolve();
+        var info = new ProcessStartInfo(fileName) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var argument in prefix.Concat(arguments)) info.ArgumentList.Add(argument);
+        return info;
     }
 }

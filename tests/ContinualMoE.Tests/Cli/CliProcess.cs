@@ -11,9 +11,7 @@ internal static class CliProcess
     /// <summary>Starts <c>continual-moe ARGS</c>; each line it prints (stdout or stderr) goes to <paramref name="onLine"/>.</summary>
     public static Process Start(IEnumerable<string> arguments, IReadOnlyDictionary<string, string>? environment = null, Action<string>? onLine = null)
     {
-        var (fileName, prefix) = SelfCommand.Resolve();
-        var info = new ProcessStartInfo(fileName) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var argument in prefix.Concat(arguments)) info.ArgumentList.Add(argument);
+        var info = SelfCommand.StartInfo(arguments);
         foreach (var (key, value) in environment ?? new Dictionary<string, string>()) info.Environment[key] = value;
         var process = Process.Start(info)!;
         process.OutputDataReceived += (_, e) => { if (e.Data is { } line) onLine?.Invoke(line); };
