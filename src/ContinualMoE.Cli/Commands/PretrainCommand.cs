@@ -52,7 +52,7 @@ internal static class PretrainCommand
     /// <summary>Pretrains with a progress bar, reports test accuracy, and writes the weights atomically.</summary>
     public static void PretrainAndSave(string config, DatasetSplits data, PretrainSettings settings, string path, string deviceName, CancellationToken cancellation)
     {
-        if (DefaultBackbone.NeedsMklsOwnKernels(settings)) MklCpuDispatch.KeepOwnChoice(DefaultBackbone.RecipeNeedsMklsOwnKernels);
+        DefaultBackbone.KeepMklsOwnKernelsIfNeeded(settings);
         ComputeDevice.ConfigureThreads();
         var device = ComputeDevice.Parse(deviceName);
         var vit = VitRegistry.Get(config);

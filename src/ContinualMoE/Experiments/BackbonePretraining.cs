@@ -25,7 +25,7 @@ public static class BackbonePretraining
     public static VisionTransformer Train(VitConfig config, DatasetSplits data, PretrainSettings settings, Device device,
         IProgress<PretrainProgress>? progress = null, CancellationToken cancellation = default)
     {
-        if (DefaultBackbone.NeedsMklsOwnKernels(settings)) MklCpuDispatch.KeepOwnChoice(DefaultBackbone.RecipeNeedsMklsOwnKernels);
+        DefaultBackbone.KeepMklsOwnKernelsIfNeeded(settings);
         torch.random.manual_seed(settings.Seed);
         var model = new VisionTransformer(config with { ClassCount = data.Train.ClassNames.Count }, settings.Seed, settings.Initialisation);
         model.to(device);

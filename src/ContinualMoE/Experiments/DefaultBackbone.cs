@@ -27,8 +27,12 @@ public static class DefaultBackbone
     /// <summary>What <see cref="MklCpuDispatch.KeepOwnChoice"/> is told when pretraining with the v3 recipe's init.</summary>
     public const string RecipeNeedsMklsOwnKernels = "the default backbone's v3 pretraining recipe";
 
-    /// <summary>Whether pretraining with <paramref name="settings"/> must run on MKL's own kernels (the v3 recipe's init).</summary>
-    public static bool NeedsMklsOwnKernels(PretrainSettings settings) => settings.Initialisation == VitInitialisation.TorchSharp0107Constant;
+    /// <summary>Pretraining with the v3 recipe's init keeps MKL's own kernels for the process (and fails in a process that
+    /// has switched them); any other init leaves the choice alone.</summary>
+    public static void KeepMklsOwnKernelsIfNeeded(PretrainSettings settings)
+    {
+        if (settings.Initialisation == VitInitialisation.TorchSharp0107Constant) MklCpuDispatch.KeepOwnChoice(RecipeNeedsMklsOwnKernels);
+    }
 
     public static string CachePath(string config) =>
         Path.Combine(CacheDirectory.Sub("backbones"), $"{config}-generated-upstream-v3.safetensors");
