@@ -132,7 +132,10 @@ internal sealed class SweepFolder
         }
     }
 
-    /// <summary>Appends one line to attempts.jsonl in a single append write, so lines from concurrent executors do not interleave.</summary>
+    /// <summary>Appends one line to attempts.jsonl under a record lock, so lines from concurrent executors neither
+    /// interleave nor overwrite each other. .NET opens <c>FileMode.Append</c> without O_APPEND (it seeks to the end once),
+    /// so two Slurm tasks that started at the same moment wrote at the same offset and one "started" line was lost;
+    /// the lock makes the seek and the write one step.</summary>
     public void RecordAttempt(SweepRun run, string outcome, string? detail = null, int? exitCode = null)
     {
         var entry = new JsonObject
@@ -148,9 +151,43 @@ internal sealed class SweepFolder
         if (exitCode is int code) entry["exit_code"] = code;
         if (detail is not null) entry["detail"] = detail;
         var line = System.Text.Encoding.UTF8.GetBytes(entry.ToJsonString() + "\n");
-        using var stream = new FileStream(AttemptsFile, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
-        stream.Write(line);
-        stream.Flush(flushToDisk: true);
+        lock (AttemptsGate)   // record locks are per process: threads of one process take turns here
+        {
+            using var stream = new FileStream(AttemptsFile, FileMode.OpenOrCreate, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
+            LockFirstByte(stream);
+            try
+            {
+                stream.Seek(0, SeekOrigin.End);
+                stream.Write(line);
+                stream.Flush(flushToDisk: true);
+            }
+            finally { stream.Unlock(0, 1); }
+        }
+    }
+
+    private static readonly object AttemptsGate = new();
+
+    /// <summary>Takes the record lock on the file's first byte (another executor holds it for one write at most), or fails
+    /// after 30 s naming the file.</summary>
+    private void LockFirstByte(FileStream stream)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            try
+            {
+                stream.Lock(0, 1);
+                return;
+            }
+            catch (IOException) when (DateTime.UtcNow < deadline)
+            {
+                Thread.Sleep(5);
+            }
+            catch (IOException e)
+            {
+                throw ContinualMoEException.ForFile(AttemptsFile, "stayed locked by another executor for 30 s", e);
+            }
+        }
     }
 
     /// <summary>Every attempt recorded so far (lines that do not parse, e.g. torn by a crash, are skipped).</summary>
